@@ -1,1 +1,45 @@
-fn main(){}
+//! The `visprompt-server` binary: `visprompt-server` serves the API until Ctrl-C or SIGTERM;
+//! `visprompt-server openapi` prints the OpenAPI document and exits.
+
+use anyhow::Context;
+use visprompt_server::{Application, Settings, openapi_document, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => serve().await,
+        Some("openapi") => {
+            println!("{}", openapi_document().await?);
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}; expected `serve` or `openapi`"),
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    telemetry::init(&settings.log.level);
+    let app = Application::build(settings).await.context("starting the server")?;
+    app.run_until_stopped(shutdown_signal()).await.context("serving")?;
+    tracing::info!(message = "Stopped.");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM, whichever comes first.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -25,5 +25,5 @@ pub use error::{DomainError, Entity};
 pub use id::*;
 pub use page::{Page, Paged};
 pub use repository::{ProjectBundle, Repository, StoredFrame};
-pub use service::{MediaRoots, Service};
+pub use service::{MediaRoots, NewModelConfig, NewSink, NewSource, ProjectUpdate, Service};
 pub use value::*;

@@ -1,0 +1,133 @@
+//! The one place where errors become HTTP responses. Domain errors map by variant (404, 409, 422);
+//! errors poem raises before a handler runs (malformed JSON, a bad UUID in the path) are rewritten
+//! by [`json_error_body`] into the same JSON body, so every error a client sees has one shape.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+use visprompt_domain::{DomainError, Entity};
+
+/// What every error response carries.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// Stable machine-readable kind: `bad_request`, `unauthorized`, `not_found`, `conflict`,
+    /// `payload_too_large`, `invalid_value`, `internal`.
+    pub code: String,
+    /// What is wrong, for a person.
+    pub message: String,
+    /// The JSON path of the offending field, when one field is to blame.
+    #[oai(skip_serializing_if_is_none)]
+    pub field: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.into(), message: message.into(), field: None }
+    }
+}
+
+/// Every error an operation can answer with; listed in each operation of the OpenAPI document.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed (syntax, types, a path parameter that is not a UUID).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// A bearer token is required (setting `API_TOKEN`) and was missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The addressed resource does not exist.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The request conflicts with stored state (duplicate name, resource in use).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The request body is larger than allowed.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// A value is invalid; `field` names it.
+    #[oai(status = 422)]
+    Invalid(Json<ErrorBody>),
+    /// The server failed; details are in its log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(Json(ErrorBody::new("bad_request", message)))
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid(Json(ErrorBody {
+            code: "invalid_value".into(),
+            message: message.into(),
+            field: Some(field.into()),
+        }))
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::PayloadTooLarge(Json(ErrorBody::new("payload_too_large", message)))
+    }
+
+    pub fn internal() -> Self {
+        Self::Internal(Json(ErrorBody::new(
+            "internal",
+            "the server failed to complete the request; see its log",
+        )))
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::NotFound { entity: Entity::ActiveProject, .. } => {
+                Self::NotFound(Json(ErrorBody::new("not_found", "no project is active")))
+            }
+            DomainError::NotFound { .. } => {
+                Self::NotFound(Json(ErrorBody::new("not_found", err.to_string())))
+            }
+            DomainError::Conflict { field, message } => {
+                Self::Conflict(Json(ErrorBody { code: "conflict".into(), message, field }))
+            }
+            DomainError::Invalid { field, message } => {
+                let message = format!("{field}: {message}");
+                Self::invalid(field, message)
+            }
+            DomainError::Storage(source) => {
+                tracing::error!(message = "Storage failure.", error = %error_chain(&*source));
+                Self::internal()
+            }
+        }
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// Rewrites an error that poem produced on its own (not one of ours) into the JSON error body,
+/// keeping its status where it is one we document and folding the rest into 400.
+pub fn json_error_body(err: poem::Error) -> Response {
+    let status = err.status();
+    let message = err.to_string();
+    let (status, code) = match status {
+        StatusCode::UNAUTHORIZED => (status, "unauthorized"),
+        StatusCode::NOT_FOUND => (status, "not_found"),
+        StatusCode::METHOD_NOT_ALLOWED => (status, "method_not_allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => (status, "payload_too_large"),
+        s if s.is_server_error() => {
+            tracing::error!(message = "Unhandled server error.", error = %message);
+            return ApiError::internal().into_response();
+        }
+        _ => (StatusCode::BAD_REQUEST, "bad_request"),
+    };
+    Json(ErrorBody::new(code, message)).with_status(status).into_response()
+}

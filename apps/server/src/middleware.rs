@@ -1,0 +1,111 @@
+//! What wraps every request before it reaches a handler: the bearer-token check, request body
+//! limits (refused with 413 before the body is read into memory), and the rewrite of any error
+//! poem raised on its own into the JSON error body.
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+use poem_openapi::payload::Json;
+
+use crate::api::error::{ErrorBody, json_error_body};
+
+/// The limits the body check applies, by route.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    pub json: u64,
+    pub upload: u64,
+    pub import: u64,
+}
+
+impl BodyLimits {
+    fn for_path(&self, path: &str) -> u64 {
+        if path == "/api/v1/projects/import" {
+            self.import
+        } else if path.ends_with("/frames/upload") {
+            self.upload
+        } else {
+            self.json
+        }
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    Json(ErrorBody::new(code, message)).with_status(status).into_response()
+}
+
+/// Compares in time independent of where the strings differ, so the token cannot be guessed
+/// byte by byte from response times.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Requires `Authorization: Bearer <token>` on every route but `/health` (and the CORS
+/// preflight, which browsers send without credentials).
+pub async fn check_token<E: Endpoint>(ep: &E, req: Request, token: &str) -> poem::Result<Response> {
+    let exempt = req.uri().path() == "/health" || req.method() == poem::http::Method::OPTIONS;
+    if !exempt {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| same_secret(p.as_bytes(), token.as_bytes())) {
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this server requires Authorization: Bearer <API_TOKEN>".into(),
+            );
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Ok(resp);
+        }
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Refuses bodies over the route's limit: by `Content-Length` before reading anything, and for
+/// bodies without one by reading at most limit + 1 bytes.
+pub async fn limit_body<E: Endpoint>(ep: &E, mut req: Request, limits: BodyLimits) -> poem::Result<Response> {
+    let limit = limits.for_path(req.uri().path());
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the {limit} bytes this route accepts"),
+        )
+    };
+    let declared = req.headers().get(header::CONTENT_LENGTH).map(|v| {
+        v.to_str().ok().and_then(|s| s.parse::<u64>().ok())
+    });
+    match declared {
+        Some(Some(len)) if len > limit => return Ok(too_large()),
+        Some(Some(_)) => {}
+        Some(None) => {
+            return Ok(error(StatusCode::BAD_REQUEST, "bad_request", "invalid Content-Length".into()));
+        }
+        None => {
+            let body = req.take_body();
+            let mut reader = body.into_async_read();
+            let mut buf = Vec::new();
+            let read = tokio::io::AsyncReadExt::read_to_end(
+                &mut tokio::io::AsyncReadExt::take(&mut reader, limit + 1),
+                &mut buf,
+            )
+            .await;
+            if read.is_err() {
+                return Ok(error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read".into()));
+            }
+            if buf.len() as u64 > limit {
+                return Ok(too_large());
+            }
+            req.set_body(Body::from(buf));
+        }
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Turns every error that escaped the handlers into the JSON error body.
+pub async fn json_errors<E: Endpoint>(ep: &E, req: Request) -> poem::Result<Response> {
+    match ep.call(req).await {
+        Ok(resp) => Ok(resp.into_response()),
+        Err(err) => Ok(json_error_body(err)),
+    }
+}

@@ -1,0 +1,362 @@
+//! Process settings: built-in defaults ← a TOML file (`VISPROMPT_CONFIG`, optional) ← environment
+//! variables with the names users of the reference system know (`HOST`, `PORT`, `DB_DATA_DIR`,
+//! `LOG_LEVEL`, `CORS_ORIGINS`) plus ours. Pipeline configuration is not here: it lives in the
+//! database. An invalid setting stops start-up with one message naming the key.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+use visprompt_archive::ArchiveLimits;
+use visprompt_domain::MediaRoots;
+use visprompt_surrealdb::StoreLocation;
+
+/// Environment variable → settings key. The one table both loading and error messages use.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("HOST", "server.host"),
+    ("PORT", "server.port"),
+    ("CORS_ORIGINS", "server.cors_origins"),
+    ("API_TOKEN", "server.api_token"),
+    ("MAX_BODY_BYTES", "server.max_body_bytes"),
+    ("MAX_UPLOAD_BYTES", "server.max_upload_bytes"),
+    ("MAX_IMPORT_BYTES", "server.max_import_bytes"),
+    ("DB_DATA_DIR", "store.data_dir"),
+    ("DB_URL", "store.url"),
+    ("DB_NAMESPACE", "store.namespace"),
+    ("DB_DATABASE", "store.database"),
+    ("DB_USER", "store.username"),
+    ("DB_PASS", "store.password"),
+    ("MEDIA_ROOTS", "media.roots"),
+    ("LOG_LEVEL", "log.level"),
+];
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub media: MediaSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    #[serde(deserialize_with = "text")]
+    pub host: String,
+    pub port: u16,
+    /// Comma-separated origins allowed by CORS; `*` allows any.
+    #[serde(deserialize_with = "text")]
+    pub cors_origins: String,
+    /// When set, every route but `/health` requires `Authorization: Bearer <token>`.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub api_token: Option<String>,
+    /// Largest JSON request body.
+    pub max_body_bytes: u64,
+    /// Largest uploaded reference image.
+    pub max_upload_bytes: u64,
+    /// Largest project archive to import.
+    pub max_import_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Directory of the embedded database (SurrealKV), used unless `url` is set.
+    pub data_dir: PathBuf,
+    /// A SurrealDB server (`ws://host:port` or `wss://...`) instead of the embedded database;
+    /// `mem://` selects an in-memory database (for tests).
+    #[serde(default, deserialize_with = "optional_text")]
+    pub url: Option<String>,
+    #[serde(deserialize_with = "text")]
+    pub namespace: String,
+    #[serde(deserialize_with = "text")]
+    pub database: String,
+    #[serde(deserialize_with = "text")]
+    pub username: String,
+    #[serde(default, deserialize_with = "optional_text")]
+    pub password: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Comma-separated directories that sources and file sinks may use; relative ones are
+    /// resolved against the working directory at start-up.
+    #[serde(deserialize_with = "text")]
+    pub roots: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter: `info`, `debug`, `visprompt_server=debug,info`, ...
+    #[serde(deserialize_with = "text")]
+    pub level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: 9100,
+                cors_origins: "http://localhost:9100,http://127.0.0.1:9100".into(),
+                api_token: None,
+                max_body_bytes: 16 << 20,
+                max_upload_bytes: 32 << 20,
+                max_import_bytes: 512 << 20,
+            },
+            store: StoreSettings {
+                data_dir: PathBuf::from(".data"),
+                url: None,
+                namespace: "visprompt".into(),
+                database: "main".into(),
+                username: "root".into(),
+                password: None,
+            },
+            media: MediaSettings { roots: "media".into() },
+            log: LogSettings { level: "info".into() },
+        }
+    }
+}
+
+/// Environment values like `PORT=9100` or `API_TOKEN=1234` arrive typed as numbers; text
+/// settings take them as the text they were.
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Text(s) => s,
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(f) => f.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+    })
+}
+
+fn optional_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(text(d)?).filter(|s| !s.is_empty()))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}{env}: {message}")]
+pub struct SettingsError {
+    pub key: String,
+    env: String,
+    message: String,
+}
+
+impl SettingsError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        let env = ENV_KEYS
+            .iter()
+            .find(|(_, k)| *k == key)
+            .map(|(e, _)| format!(" (environment variable {e})"))
+            .unwrap_or_default();
+        Self { key: key.into(), env, message: message.into() }
+    }
+}
+
+impl Settings {
+    /// Loads from the process environment and the file it names.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_sources(std::env::vars())
+    }
+
+    /// Loads from the given environment (tests pass their own instead of mutating the process').
+    pub fn from_sources(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some((_, path)) = env.iter().find(|(k, _)| k == "VISPROMPT_CONFIG") {
+            if !Path::new(path).is_file() {
+                return Err(SettingsError::new("VISPROMPT_CONFIG", format!("no file at {path}")));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let mut dict = figment::value::Dict::new();
+        for (var, key) in ENV_KEYS {
+            if let Some((_, value)) = env.iter().find(|(k, _)| k == var) {
+                let parsed: figment::value::Value = value.parse().expect("parsing a value is infallible");
+                let nested = key.split('.').rev().fold(parsed, |inner, part| {
+                    let mut d = figment::value::Dict::new();
+                    d.insert(part.to_owned(), inner);
+                    d.into()
+                });
+                if let figment::value::Value::Dict(_, d) = nested {
+                    dict = merge(dict, d);
+                }
+            }
+        }
+        figment = figment.merge(Serialized::defaults(dict));
+        let settings: Settings = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            SettingsError::new(&key, e.kind.to_string())
+        })?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        if self.server.host.is_empty() {
+            return Err(SettingsError::new("server.host", "must not be empty"));
+        }
+        if let Some(url) = &self.store.url {
+            if !(url.starts_with("ws://") || url.starts_with("wss://") || url == "mem://") {
+                return Err(SettingsError::new("store.url", "must start with ws:// or wss:// (or be mem://)"));
+            }
+        } else if self.store.data_dir.as_os_str().is_empty() {
+            return Err(SettingsError::new("store.data_dir", "must not be empty"));
+        }
+        if self.server.max_body_bytes == 0 || self.server.max_upload_bytes == 0 || self.server.max_import_bytes == 0 {
+            return Err(SettingsError::new("server.max_body_bytes", "body limits must be above 0"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| SettingsError::new("log.level", e.to_string()))?;
+        self.media_roots()?;
+        Ok(())
+    }
+
+    /// The media roots as absolute paths.
+    pub fn media_roots(&self) -> Result<MediaRoots, SettingsError> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let roots = self
+            .media
+            .roots
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(|r| cwd.join(r))
+            .collect();
+        MediaRoots::new(roots).map_err(|e| SettingsError::new("media.roots", e.to_string()))
+    }
+
+    /// Where and how to open the database.
+    pub fn store_location(&self) -> StoreLocation {
+        match self.store.url.as_deref() {
+            Some("mem://") => StoreLocation::Memory,
+            Some(url) => StoreLocation::Remote {
+                url: url.to_owned(),
+                username: self.store.username.clone(),
+                password: self.store.password.clone().unwrap_or_default(),
+            },
+            None => StoreLocation::Disk(self.store.data_dir.join("db")),
+        }
+    }
+
+    pub fn archive_limits(&self) -> ArchiveLimits {
+        ArchiveLimits {
+            max_frame_bytes: self.server.max_upload_bytes,
+            max_total_bytes: (self.server.max_import_bytes * 4).max(1 << 30),
+            ..ArchiveLimits::default()
+        }
+    }
+
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.server
+            .cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn merge(mut into: figment::value::Dict, from: figment::value::Dict) -> figment::value::Dict {
+    for (k, v) in from {
+        let merged = match (into.remove(&k), v) {
+            (Some(figment::value::Value::Dict(t, a)), figment::value::Value::Dict(_, b)) => {
+                figment::value::Value::Dict(t, merge(a, b))
+            }
+            (_, v) => v,
+        };
+        into.insert(k, merged);
+    }
+    into
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_bind_loopback_on_9100() {
+        let s = Settings::from_sources(env(&[])).unwrap();
+        assert_eq!((s.server.host.as_str(), s.server.port), ("127.0.0.1", 9100));
+        assert!(s.server.api_token.is_none());
+    }
+
+    #[test]
+    fn environment_variables_override_defaults() {
+        let s = Settings::from_sources(env(&[
+            ("HOST", "0.0.0.0"),
+            ("PORT", "9200"),
+            ("API_TOKEN", "1234"),
+            ("DB_DATA_DIR", "/tmp/x"),
+            ("LOG_LEVEL", "debug"),
+        ]))
+        .unwrap();
+        assert_eq!(s.server.host, "0.0.0.0");
+        assert_eq!(s.server.port, 9200);
+        assert_eq!(s.server.api_token.as_deref(), Some("1234"));
+        assert_eq!(s.store.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.log.level, "debug");
+    }
+
+    #[test]
+    fn the_file_sits_between_defaults_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("visprompt.toml");
+        std::fs::write(&path, "[server]\nport = 9300\nhost = \"0.0.0.0\"\n").unwrap();
+        let file = path.to_str().unwrap();
+        let s = Settings::from_sources(env(&[("VISPROMPT_CONFIG", file), ("PORT", "9400")])).unwrap();
+        assert_eq!(s.server.port, 9400);
+        assert_eq!(s.server.host, "0.0.0.0");
+    }
+
+    #[test]
+    fn an_invalid_port_names_the_key_and_the_variable() {
+        let err = Settings::from_sources(env(&[("PORT", "ninety")])).unwrap_err().to_string();
+        assert!(err.contains("server.port") && err.contains("PORT"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("visprompt.toml");
+        std::fs::write(&path, "[server]\nprot = 1\n").unwrap();
+        let err = Settings::from_sources(env(&[("VISPROMPT_CONFIG", path.to_str().unwrap())]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error_not_silently_ignored() {
+        let err = Settings::from_sources(env(&[("VISPROMPT_CONFIG", "/nonexistent.toml")])).unwrap_err();
+        assert_eq!(err.key, "VISPROMPT_CONFIG");
+    }
+
+    #[test]
+    fn a_db_url_of_another_scheme_is_refused() {
+        let err = Settings::from_sources(env(&[("DB_URL", "http://db:8000")])).unwrap_err();
+        assert_eq!(err.key, "store.url");
+    }
+
+    #[test]
+    fn a_bad_log_filter_is_refused() {
+        let err = Settings::from_sources(env(&[("LOG_LEVEL", "info,[")])).unwrap_err();
+        assert_eq!(err.key, "log.level");
+    }
+}

@@ -1,0 +1,108 @@
+//! Builds the running application from [`Settings`]: opens the store, assembles the routes with
+//! their middleware, binds the listener. `build` then `run_until_stopped` is the whole life of the
+//! server, for `main` and for the integration tests alike.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt, Route, Server};
+use visprompt_domain::Service;
+use visprompt_surrealdb::SurrealRepository;
+
+use crate::api::open_api;
+use crate::middleware::{BodyLimits, check_token, json_errors, limit_body};
+use crate::settings::Settings;
+
+pub struct Application {
+    port: u16,
+    acceptor: poem::listener::TcpAcceptor,
+    app: poem::endpoint::BoxEndpoint<'static>,
+}
+
+impl Application {
+    /// Opens the store (migrating its schema) and binds `HOST:PORT` (port 0 picks a free one).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let location = settings.store_location();
+        let repo = SurrealRepository::connect(
+            location.clone(),
+            &settings.store.namespace,
+            &settings.store.database,
+        )
+        .await
+        .with_context(|| format!("opening the database ({location:?})"))?;
+        let service = Service::new(Arc::new(repo), settings.media_roots()?);
+        let app = routes(service, &settings);
+        let addr = format!("{}:{}", settings.server.host, settings.server.port);
+        let acceptor = TcpListener::bind(addr.clone())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .context("the listener has no socket address")?;
+        tracing::info!(message = "Listening.", address = %addr, port);
+        Ok(Self { port, acceptor, app })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then lets running requests finish (for at most 5 s).
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(self.app, shutdown, Some(Duration::from_secs(5)))
+            .await
+    }
+}
+
+/// Every route with its middleware; also used to print the OpenAPI document.
+fn routes(service: Service, settings: &Settings) -> poem::endpoint::BoxEndpoint<'static> {
+    let api = open_api(service, settings.archive_limits());
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let limits = BodyLimits {
+        json: settings.server.max_body_bytes,
+        upload: settings.server.max_upload_bytes,
+        import: settings.server.max_import_bytes,
+    };
+    let origins = settings.cors_origins();
+    let cors = if origins.iter().any(|o| o == "*") {
+        Cors::new()
+    } else {
+        Cors::new().allow_origins(origins)
+    };
+    let token = settings.server.api_token.clone();
+    Route::new()
+        .nest("/", api)
+        .at("/api/openapi.json", spec)
+        .nest("/api/docs", docs)
+        .around(|ep, req| async move { json_errors(&*ep, req).await })
+        .around(move |ep, req| async move { limit_body(&*ep, req, limits).await })
+        .around(move |ep, req| {
+            let token = token.clone();
+            async move {
+                match token {
+                    Some(token) => check_token(&*ep, req, &token).await,
+                    None => ep.call(req).await.map(poem::IntoResponse::into_response),
+                }
+            }
+        })
+        .with(cors)
+        .boxed()
+}
+
+/// The OpenAPI document as served at `/api/openapi.json`, from the default settings (the
+/// document does not depend on them; an in-memory store stands in for the real one).
+pub async fn openapi_document() -> anyhow::Result<String> {
+    let settings = Settings::default();
+    let repo = SurrealRepository::connect(visprompt_surrealdb::StoreLocation::Memory, "doc", "doc").await?;
+    let service = Service::new(Arc::new(repo), visprompt_domain::MediaRoots::default());
+    Ok(open_api(service, settings.archive_limits()).spec())
+}
