@@ -124,25 +124,33 @@ impl Default for Settings {
 
 /// Environment values like `PORT=9100` or `API_TOKEN=1234` arrive typed as numbers; text
 /// settings take them as the text they were.
-fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Int(i64),
-        Float(f64),
-        Bool(bool),
-    }
-    Ok(match Scalar::deserialize(d)? {
-        Scalar::Text(s) => s,
-        Scalar::Int(i) => i.to_string(),
-        Scalar::Float(f) => f.to_string(),
-        Scalar::Bool(b) => b.to_string(),
-    })
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
 }
 
+impl From<Scalar> for String {
+    fn from(s: Scalar) -> Self {
+        match s {
+            Scalar::Text(s) => s,
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Scalar::deserialize(d).map(String::from)
+}
+
+/// Like [`text`]; an empty value means "not set".
 fn optional_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(Some(text(d)?).filter(|s| !s.is_empty()))
+    Ok(Option::<Scalar>::deserialize(d)?.map(String::from).filter(|s| !s.is_empty()))
 }
 
 #[derive(Debug, thiserror::Error)]
