@@ -75,18 +75,26 @@ pub fn write_archive(bundle: &ProjectBundle) -> Vec<u8> {
     for StoredFrame { frame, bytes } in &bundle.frames {
         write_entry(&mut zip, &manifest::frame_file(frame), stored, bytes);
     }
-    zip.finish().expect("writing to memory cannot fail").into_inner()
+    zip.finish()
+        .expect("writing to memory cannot fail")
+        .into_inner()
 }
 
-fn write_entry(zip: &mut ZipWriter<Cursor<Vec<u8>>>, name: &str, opts: SimpleFileOptions, data: &[u8]) {
-    zip.start_file(name, opts).expect("writing to memory cannot fail");
+fn write_entry(
+    zip: &mut ZipWriter<Cursor<Vec<u8>>>,
+    name: &str,
+    opts: SimpleFileOptions,
+    data: &[u8],
+) {
+    zip.start_file(name, opts)
+        .expect("writing to memory cannot fail");
     zip.write_all(data).expect("writing to memory cannot fail");
 }
 
 /// Reads an archive written by [`write_archive`] (this or an older format version).
 pub fn read_archive(bytes: &[u8], limits: ArchiveLimits) -> Result<ProjectBundle, ArchiveError> {
-    let mut zip =
-        ZipArchive::new(Cursor::new(bytes)).map_err(|e| ArchiveError::NotAnArchive(e.to_string()))?;
+    let mut zip = ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| ArchiveError::NotAnArchive(e.to_string()))?;
     if zip.len() > limits.max_entries {
         return Err(ArchiveError::TooManyEntries(limits.max_entries));
     }
@@ -95,7 +103,10 @@ pub fn read_archive(bytes: &[u8], limits: ArchiveLimits) -> Result<ProjectBundle
     let manifest: manifest::Manifest =
         serde_json::from_slice(&json).map_err(|e| ArchiveError::Manifest(e.to_string()))?;
     if manifest.version > FORMAT_VERSION || manifest.version == 0 {
-        return Err(ArchiveError::Version { found: manifest.version, supported: FORMAT_VERSION });
+        return Err(ArchiveError::Version {
+            found: manifest.version,
+            supported: FORMAT_VERSION,
+        });
     }
     manifest.into_bundle(|name| read_entry(&mut zip, name, limits.max_frame_bytes, &mut budget))
 }
@@ -108,7 +119,9 @@ fn read_entry(
     max: u64,
     budget: &mut u64,
 ) -> Result<Vec<u8>, ArchiveError> {
-    let entry = zip.by_name(name).map_err(|_| ArchiveError::Missing(name.to_owned()))?;
+    let entry = zip
+        .by_name(name)
+        .map_err(|_| ArchiveError::Missing(name.to_owned()))?;
     let cap = max.min(*budget);
     let mut data = Vec::new();
     entry

@@ -70,8 +70,13 @@ struct PromptEntry {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ContentEntry {
-    Visual { frame_id: Uuid, annotations: Vec<AnnotationEntry> },
-    Text { phrases: Vec<PhraseEntry> },
+    Visual {
+        frame_id: Uuid,
+        annotations: Vec<AnnotationEntry>,
+    },
+    Text {
+        phrases: Vec<PhraseEntry>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,10 +101,21 @@ struct PromptPointEntry {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ShapeEntry {
-    Points { points: Vec<PromptPointEntry> },
-    Rectangle { min: PointEntry, max: PointEntry },
-    Polygon { points: Vec<PointEntry> },
-    Mask { width: u32, height: u32, counts: Vec<u32> },
+    Points {
+        points: Vec<PromptPointEntry>,
+    },
+    Rectangle {
+        min: PointEntry,
+        max: PointEntry,
+    },
+    Polygon {
+        points: Vec<PointEntry>,
+    },
+    Mask {
+        width: u32,
+        height: u32,
+        counts: Vec<u32>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,9 +159,18 @@ struct SinkEntry {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "sink_type", rename_all = "snake_case")]
 enum SinkConfigEntry {
-    Mqtt { broker_host: String, broker_port: u16, topic: String, username: Option<String> },
-    Webhook { url: String },
-    File { path: String },
+    Mqtt {
+        broker_host: String,
+        broker_port: u16,
+        topic: String,
+        username: Option<String>,
+    },
+    Webhook {
+        url: String,
+    },
+    File {
+        path: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -314,7 +339,13 @@ impl Manifest {
                 created_at: f.created_at,
             };
             let bytes = read(&frame_file(&frame))?;
-            frames.push(StoredFrame { frame: Frame { byte_len: bytes.len() as u64, ..frame }, bytes });
+            frames.push(StoredFrame {
+                frame: Frame {
+                    byte_len: bytes.len() as u64,
+                    ..frame
+                },
+                bytes,
+            });
         }
         let prompts = self
             .prompts
@@ -340,27 +371,49 @@ impl Manifest {
             .enumerate()
             .map(|(i, m)| model(pid, m).map_err(|e| e.in_field(&format!("models[{i}]"))))
             .collect::<Result<_, _>>()?;
-        Ok(ProjectBundle { project, labels, frames, prompts, sources, sinks, models })
+        Ok(ProjectBundle {
+            project,
+            labels,
+            frames,
+            prompts,
+            sources,
+            sinks,
+            models,
+        })
     }
 }
 
 fn prompt_entry(p: &Prompt) -> PromptEntry {
     let content = match &p.content {
-        PromptContent::Visual { frame_id, annotations } => ContentEntry::Visual {
+        PromptContent::Visual {
+            frame_id,
+            annotations,
+        } => ContentEntry::Visual {
             frame_id: frame_id.as_uuid(),
             annotations: annotations
                 .iter()
-                .map(|a| AnnotationEntry { label_id: a.label_id.as_uuid(), shape: shape_entry(&a.shape) })
+                .map(|a| AnnotationEntry {
+                    label_id: a.label_id.as_uuid(),
+                    shape: shape_entry(&a.shape),
+                })
                 .collect(),
         },
         PromptContent::Text { phrases } => ContentEntry::Text {
             phrases: phrases
                 .iter()
-                .map(|t| PhraseEntry { label_id: t.label_id.as_uuid(), text: t.text.to_string() })
+                .map(|t| PhraseEntry {
+                    label_id: t.label_id.as_uuid(),
+                    text: t.text.to_string(),
+                })
                 .collect(),
         },
     };
-    PromptEntry { id: p.id.as_uuid(), created_at: p.created_at, updated_at: p.updated_at, content }
+    PromptEntry {
+        id: p.id.as_uuid(),
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+        content,
+    }
 }
 
 fn shape_entry(shape: &Shape) -> ShapeEntry {
@@ -369,11 +422,20 @@ fn shape_entry(shape: &Shape) -> ShapeEntry {
         Shape::Points(points) => ShapeEntry::Points {
             points: points
                 .iter()
-                .map(|(p, positive)| PromptPointEntry { x: p.x, y: p.y, positive: *positive })
+                .map(|(p, positive)| PromptPointEntry {
+                    x: p.x,
+                    y: p.y,
+                    positive: *positive,
+                })
                 .collect(),
         },
-        Shape::Rectangle { min, max } => ShapeEntry::Rectangle { min: pt(min), max: pt(max) },
-        Shape::Polygon(points) => ShapeEntry::Polygon { points: points.iter().map(pt).collect() },
+        Shape::Rectangle { min, max } => ShapeEntry::Rectangle {
+            min: pt(min),
+            max: pt(max),
+        },
+        Shape::Polygon(points) => ShapeEntry::Polygon {
+            points: points.iter().map(pt).collect(),
+        },
         Shape::Mask(rle) => ShapeEntry::Mask {
             width: rle.size.width(),
             height: rle.size.height(),
@@ -384,7 +446,10 @@ fn shape_entry(shape: &Shape) -> ShapeEntry {
 
 fn prompt(pid: ProjectId, p: PromptEntry) -> Result<Prompt, DomainError> {
     let content = match p.content {
-        ContentEntry::Visual { frame_id, annotations } => PromptContent::Visual {
+        ContentEntry::Visual {
+            frame_id,
+            annotations,
+        } => PromptContent::Visual {
             frame_id: FrameId::from_uuid(frame_id),
             annotations: annotations
                 .into_iter()
@@ -392,7 +457,8 @@ fn prompt(pid: ProjectId, p: PromptEntry) -> Result<Prompt, DomainError> {
                 .map(|(i, a)| {
                     Ok(Annotation {
                         label_id: LabelId::from_uuid(a.label_id),
-                        shape: shape(a.shape).map_err(|e| e.in_field(&format!("annotations[{i}]")))?,
+                        shape: shape(a.shape)
+                            .map_err(|e| e.in_field(&format!("annotations[{i}]")))?,
                     })
                 })
                 .collect::<Result<_, DomainError>>()?,
@@ -404,7 +470,8 @@ fn prompt(pid: ProjectId, p: PromptEntry) -> Result<Prompt, DomainError> {
                 .map(|(i, t)| {
                     Ok(TextPhrase {
                         label_id: LabelId::from_uuid(t.label_id),
-                        text: Phrase::parse(&t.text).map_err(|e| e.in_field(&format!("phrases[{i}]")))?,
+                        text: Phrase::parse(&t.text)
+                            .map_err(|e| e.in_field(&format!("phrases[{i}]")))?,
                     })
                 })
                 .collect::<Result<_, DomainError>>()?,
@@ -422,12 +489,22 @@ fn prompt(pid: ProjectId, p: PromptEntry) -> Result<Prompt, DomainError> {
 fn shape(s: ShapeEntry) -> Result<Shape, DomainError> {
     let pt = |p: PointEntry| Point { x: p.x, y: p.y };
     Ok(match s {
-        ShapeEntry::Points { points } => {
-            Shape::Points(points.into_iter().map(|p| (Point { x: p.x, y: p.y }, p.positive)).collect())
-        }
-        ShapeEntry::Rectangle { min, max } => Shape::Rectangle { min: pt(min), max: pt(max) },
+        ShapeEntry::Points { points } => Shape::Points(
+            points
+                .into_iter()
+                .map(|p| (Point { x: p.x, y: p.y }, p.positive))
+                .collect(),
+        ),
+        ShapeEntry::Rectangle { min, max } => Shape::Rectangle {
+            min: pt(min),
+            max: pt(max),
+        },
         ShapeEntry::Polygon { points } => Shape::Polygon(points.into_iter().map(pt).collect()),
-        ShapeEntry::Mask { width, height, counts } => Shape::Mask(Rle {
+        ShapeEntry::Mask {
+            width,
+            height,
+            counts,
+        } => Shape::Mask(Rle {
             size: FrameSize::new(width, height).map_err(|e| e.in_field("shape"))?,
             counts,
         }),
@@ -436,17 +513,19 @@ fn shape(s: ShapeEntry) -> Result<Shape, DomainError> {
 
 fn source_entry(s: &Source) -> SourceEntry {
     let config = match &s.config {
-        SourceConfig::UsbCamera { device_id } => SourceConfigEntry::UsbCamera { device_id: *device_id },
-        SourceConfig::VideoFile { video_path } => {
-            SourceConfigEntry::VideoFile { video_path: video_path.clone() }
-        }
-        SourceConfig::ImagesFolder { images_folder_path } => {
-            SourceConfigEntry::ImagesFolder { images_folder_path: images_folder_path.clone() }
-        }
+        SourceConfig::UsbCamera { device_id } => SourceConfigEntry::UsbCamera {
+            device_id: *device_id,
+        },
+        SourceConfig::VideoFile { video_path } => SourceConfigEntry::VideoFile {
+            video_path: video_path.clone(),
+        },
+        SourceConfig::ImagesFolder { images_folder_path } => SourceConfigEntry::ImagesFolder {
+            images_folder_path: images_folder_path.clone(),
+        },
         SourceConfig::Rtsp { url } => SourceConfigEntry::Rtsp { url: url.clone() },
-        SourceConfig::SampleDataset { dataset_id } => {
-            SourceConfigEntry::SampleDataset { dataset_id: *dataset_id }
-        }
+        SourceConfig::SampleDataset { dataset_id } => SourceConfigEntry::SampleDataset {
+            dataset_id: *dataset_id,
+        },
         SourceConfig::Synthetic => SourceConfigEntry::Synthetic {},
     };
     SourceEntry {
@@ -467,7 +546,9 @@ fn source(pid: ProjectId, s: SourceEntry) -> Result<Source, DomainError> {
             SourceConfig::ImagesFolder { images_folder_path }
         }
         SourceConfigEntry::Rtsp { url } => SourceConfig::Rtsp { url },
-        SourceConfigEntry::SampleDataset { dataset_id } => SourceConfig::SampleDataset { dataset_id },
+        SourceConfigEntry::SampleDataset { dataset_id } => {
+            SourceConfig::SampleDataset { dataset_id }
+        }
         SourceConfigEntry::Synthetic {} => SourceConfig::Synthetic,
     };
     Ok(Source {
@@ -504,9 +585,18 @@ fn sink_entry(s: &Sink) -> SinkEntry {
 
 fn sink(pid: ProjectId, s: SinkEntry) -> Result<Sink, DomainError> {
     let config = match s.config {
-        SinkConfigEntry::Mqtt { broker_host, broker_port, topic, username } => {
-            SinkConfig::Mqtt(MqttSink { broker_host, broker_port, topic, username, password: None })
-        }
+        SinkConfigEntry::Mqtt {
+            broker_host,
+            broker_port,
+            topic,
+            username,
+        } => SinkConfig::Mqtt(MqttSink {
+            broker_host,
+            broker_port,
+            topic,
+            username,
+            password: None,
+        }),
         SinkConfigEntry::Webhook { url } => SinkConfig::Webhook { url },
         SinkConfigEntry::File { path } => SinkConfig::File { path },
     };
@@ -647,9 +737,13 @@ fn model(pid: ProjectId, m: ModelEntry) -> Result<ModelConfig, DomainError> {
                 softmatching_bidirectional,
             })
         }
-        ParamsEntry::Classical { confidence_threshold, max_detections } => {
-            AlgorithmParams::Classical(ClassicalParams { confidence_threshold, max_detections })
-        }
+        ParamsEntry::Classical {
+            confidence_threshold,
+            max_detections,
+        } => AlgorithmParams::Classical(ClassicalParams {
+            confidence_threshold,
+            max_detections,
+        }),
     };
     Ok(ModelConfig {
         id: ModelConfigId::from_uuid(m.id),

@@ -27,17 +27,36 @@ fn bundle() -> ProjectBundle {
         created_at: at,
     };
     let shapes = vec![
-        Shape::Points(vec![(Point { x: 1.0, y: 1.5 }, true), (Point { x: 2.0, y: 0.0 }, false)]),
-        Shape::Rectangle { min: Point { x: 0.0, y: 0.0 }, max: Point { x: 4.0, y: 2.0 } },
-        Shape::Polygon(vec![Point { x: 0.0, y: 0.0 }, Point { x: 4.0, y: 0.0 }, Point { x: 0.0, y: 2.0 }]),
-        Shape::Mask(Rle { size: frame.size, counts: vec![2, 3, 3] }),
+        Shape::Points(vec![
+            (Point { x: 1.0, y: 1.5 }, true),
+            (Point { x: 2.0, y: 0.0 }, false),
+        ]),
+        Shape::Rectangle {
+            min: Point { x: 0.0, y: 0.0 },
+            max: Point { x: 4.0, y: 2.0 },
+        },
+        Shape::Polygon(vec![
+            Point { x: 0.0, y: 0.0 },
+            Point { x: 4.0, y: 0.0 },
+            Point { x: 0.0, y: 2.0 },
+        ]),
+        Shape::Mask(Rle {
+            size: frame.size,
+            counts: vec![2, 3, 3],
+        }),
     ];
     let visual = Prompt {
         id: PromptId::new(),
         project_id: pid,
         content: PromptContent::Visual {
             frame_id: frame.id,
-            annotations: shapes.into_iter().map(|shape| Annotation { label_id: label.id, shape }).collect(),
+            annotations: shapes
+                .into_iter()
+                .map(|shape| Annotation {
+                    label_id: label.id,
+                    shape,
+                })
+                .collect(),
         },
         created_at: at,
         updated_at: at,
@@ -46,16 +65,25 @@ fn bundle() -> ProjectBundle {
         id: PromptId::new(),
         project_id: pid,
         content: PromptContent::Text {
-            phrases: vec![TextPhrase { label_id: label.id, text: Phrase::parse("a cat").unwrap() }],
+            phrases: vec![TextPhrase {
+                label_id: label.id,
+                text: Phrase::parse("a cat").unwrap(),
+            }],
         },
         created_at: at,
         updated_at: at,
     };
     let sources = [
         SourceConfig::UsbCamera { device_id: 2 },
-        SourceConfig::VideoFile { video_path: "/srv/a.mp4".into() },
-        SourceConfig::ImagesFolder { images_folder_path: "/srv/imgs".into() },
-        SourceConfig::Rtsp { url: "rtsp://cam/1".into() },
+        SourceConfig::VideoFile {
+            video_path: "/srv/a.mp4".into(),
+        },
+        SourceConfig::ImagesFolder {
+            images_folder_path: "/srv/imgs".into(),
+        },
+        SourceConfig::Rtsp {
+            url: "rtsp://cam/1".into(),
+        },
         SourceConfig::SampleDataset { dataset_id: None },
         SourceConfig::Synthetic,
     ]
@@ -79,8 +107,12 @@ fn bundle() -> ProjectBundle {
             username: Some("u".into()),
             password: None,
         }),
-        SinkConfig::Webhook { url: "http://h/x".into() },
-        SinkConfig::File { path: "/srv/out.jsonl".into() },
+        SinkConfig::Webhook {
+            url: "http://h/x".into(),
+        },
+        SinkConfig::File {
+            path: "/srv/out.jsonl".into(),
+        },
     ]
     .into_iter()
     .map(|config| Sink {
@@ -115,7 +147,10 @@ fn bundle() -> ProjectBundle {
             updated_at: at,
         },
         labels: vec![label],
-        frames: vec![StoredFrame { frame, bytes: vec![9, 8, 7] }],
+        frames: vec![StoredFrame {
+            frame,
+            bytes: vec![9, 8, 7],
+        }],
         prompts: vec![visual, text],
         sources,
         sinks,
@@ -154,17 +189,29 @@ fn mqtt_passwords_are_not_exported() {
 #[test]
 fn a_frame_larger_than_the_limit_is_refused_by_counting_not_by_trusting_headers() {
     let archive = write_archive(&bundle());
-    let limits = ArchiveLimits { max_frame_bytes: 2, ..ArchiveLimits::default() };
-    assert!(matches!(read_archive(&archive, limits), Err(ArchiveError::TooLarge(..))));
+    let limits = ArchiveLimits {
+        max_frame_bytes: 2,
+        ..ArchiveLimits::default()
+    };
+    assert!(matches!(
+        read_archive(&archive, limits),
+        Err(ArchiveError::TooLarge(..))
+    ));
 }
 
 #[test]
 fn a_highly_compressed_manifest_cannot_exceed_the_total_budget() {
     let bomb = vec![b' '; 4 << 20];
     let archive = zip_of(&[("manifest.json", &bomb)]);
-    let limits = ArchiveLimits { max_total_bytes: 1 << 20, ..ArchiveLimits::default() };
+    let limits = ArchiveLimits {
+        max_total_bytes: 1 << 20,
+        ..ArchiveLimits::default()
+    };
     assert!(archive.len() < 1 << 20);
-    assert!(matches!(read_archive(&archive, limits), Err(ArchiveError::TooLarge(..))));
+    assert!(matches!(
+        read_archive(&archive, limits),
+        Err(ArchiveError::TooLarge(..))
+    ));
 }
 
 #[test]
@@ -174,7 +221,10 @@ fn an_archive_without_its_frame_file_is_refused() {
     let manifest = std::io::read_to_string(zip.by_name("manifest.json").unwrap()).unwrap();
     let only_manifest = zip_of(&[("manifest.json", manifest.as_bytes())]);
     let err = read_archive(&only_manifest, ArchiveLimits::default()).unwrap_err();
-    assert!(matches!(err, ArchiveError::Missing(ref name) if name.starts_with("frames/")), "{err}");
+    assert!(
+        matches!(err, ArchiveError::Missing(ref name) if name.starts_with("frames/")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -186,7 +236,11 @@ fn garbage_is_not_an_archive() {
 #[test]
 fn a_newer_format_version_is_refused_by_number() {
     let json = br#"{"format":"visprompt-project","version":99,"project":{"id":"7c1f7a7e-2f9c-4a55-9d3e-0b3f1f7f0c11","name":"x","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}}"#;
-    let err = read_archive(&zip_of(&[("manifest.json", json)]), ArchiveLimits::default()).unwrap_err();
+    let err = read_archive(
+        &zip_of(&[("manifest.json", json)]),
+        ArchiveLimits::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, ArchiveError::Version { found: 99, .. }));
 }
 
@@ -194,9 +248,15 @@ fn a_newer_format_version_is_refused_by_number() {
 fn an_invalid_value_inside_is_refused_with_its_path() {
     let json = br##"{"format":"visprompt-project","version":1,"project":{"id":"7c1f7a7e-2f9c-4a55-9d3e-0b3f1f7f0c11","name":"x","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"},
       "labels":[{"id":"7c1f7a7e-2f9c-4a55-9d3e-0b3f1f7f0c12","name":"cat","color":"#GGGGGG","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}]}"##;
-    let err = read_archive(&zip_of(&[("manifest.json", json)]), ArchiveLimits::default()).unwrap_err();
+    let err = read_archive(
+        &zip_of(&[("manifest.json", json)]),
+        ArchiveLimits::default(),
+    )
+    .unwrap_err();
     match err {
-        ArchiveError::Invalid(DomainError::Invalid { field, .. }) => assert_eq!(field, "labels[0].color"),
+        ArchiveError::Invalid(DomainError::Invalid { field, .. }) => {
+            assert_eq!(field, "labels[0].color")
+        }
         other => panic!("unexpected {other}"),
     }
 }

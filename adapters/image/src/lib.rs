@@ -38,7 +38,8 @@ pub fn inspect(bytes: &[u8]) -> Result<ImageInfo, ImageError> {
         .into_dimensions()
         .map_err(|e| ImageError::Corrupt(e.to_string()))?;
     let max = FrameSize::MAX_SIDE;
-    let size = FrameSize::new(width, height).map_err(|_| ImageError::TooLarge { width, height, max })?;
+    let size =
+        FrameSize::new(width, height).map_err(|_| ImageError::TooLarge { width, height, max })?;
 
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -49,7 +50,9 @@ pub fn inspect(bytes: &[u8]) -> Result<ImageInfo, ImageError> {
     // Four bytes a pixel for the largest allowed image, plus decoder working space.
     limits.max_alloc = Some(u64::from(max) * u64::from(max) * 4 + (64 << 20));
     reader.limits(limits);
-    reader.decode().map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    reader
+        .decode()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
     Ok(ImageInfo { format, size })
 }
 
@@ -81,7 +84,10 @@ mod tests {
 
     #[test]
     fn text_is_not_an_image() {
-        assert_eq!(inspect(b"hello, world").unwrap_err(), ImageError::UnsupportedFormat);
+        assert_eq!(
+            inspect(b"hello, world").unwrap_err(),
+            ImageError::UnsupportedFormat
+        );
     }
 
     #[test]

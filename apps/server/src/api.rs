@@ -60,12 +60,25 @@ pub type Api = (
 pub fn open_api(service: Service, archive_limits: ArchiveLimits) -> OpenApiService<Api, ()> {
     let api = (
         system::SystemApi,
-        projects::ProjectsApi { service: service.clone(), archive_limits },
-        labels::LabelsApi { service: service.clone() },
-        frames::FramesApi { service: service.clone() },
-        prompts::PromptsApi { service: service.clone() },
-        sources::SourcesApi { service: service.clone() },
-        sinks::SinksApi { service: service.clone() },
+        projects::ProjectsApi {
+            service: service.clone(),
+            archive_limits,
+        },
+        labels::LabelsApi {
+            service: service.clone(),
+        },
+        frames::FramesApi {
+            service: service.clone(),
+        },
+        prompts::PromptsApi {
+            service: service.clone(),
+        },
+        sources::SourcesApi {
+            service: service.clone(),
+        },
+        sinks::SinksApi {
+            service: service.clone(),
+        },
         models::ModelsApi { service },
     );
     OpenApiService::new(api, "visprompt", env!("CARGO_PKG_VERSION"))

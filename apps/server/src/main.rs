@@ -19,8 +19,12 @@ async fn main() -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     telemetry::init(&settings.log.level);
-    let app = Application::build(settings).await.context("starting the server")?;
-    app.run_until_stopped(shutdown_signal()).await.context("serving")?;
+    let app = Application::build(settings)
+        .await
+        .context("starting the server")?;
+    app.run_until_stopped(shutdown_signal())
+        .await
+        .context("serving")?;
     tracing::info!(message = "Stopped.");
     Ok(())
 }
@@ -32,7 +36,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -29,7 +29,9 @@ impl BodyLimits {
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {
-    Json(ErrorBody::new(code, message)).with_status(status).into_response()
+    Json(ErrorBody::new(code, message))
+        .with_status(status)
+        .into_response()
 }
 
 /// Compares in time independent of where the strings differ, so the token cannot be guessed
@@ -54,7 +56,8 @@ pub async fn check_token<E: Endpoint>(ep: &E, req: Request, token: &str) -> poem
                 "unauthorized",
                 "this server requires Authorization: Bearer <API_TOKEN>".into(),
             );
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return Ok(resp);
         }
     }
@@ -63,7 +66,11 @@ pub async fn check_token<E: Endpoint>(ep: &E, req: Request, token: &str) -> poem
 
 /// Refuses bodies over the route's limit: by `Content-Length` before reading anything, and for
 /// bodies without one by reading at most limit + 1 bytes.
-pub async fn limit_body<E: Endpoint>(ep: &E, mut req: Request, limits: BodyLimits) -> poem::Result<Response> {
+pub async fn limit_body<E: Endpoint>(
+    ep: &E,
+    mut req: Request,
+    limits: BodyLimits,
+) -> poem::Result<Response> {
     let limit = limits.for_path(req.uri().path());
     let too_large = || {
         error(
@@ -72,14 +79,19 @@ pub async fn limit_body<E: Endpoint>(ep: &E, mut req: Request, limits: BodyLimit
             format!("the request body is larger than the {limit} bytes this route accepts"),
         )
     };
-    let declared = req.headers().get(header::CONTENT_LENGTH).map(|v| {
-        v.to_str().ok().and_then(|s| s.parse::<u64>().ok())
-    });
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()));
     match declared {
         Some(Some(len)) if len > limit => return Ok(too_large()),
         Some(Some(_)) => {}
         Some(None) => {
-            return Ok(error(StatusCode::BAD_REQUEST, "bad_request", "invalid Content-Length".into()));
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "invalid Content-Length".into(),
+            ));
         }
         None => {
             let body = req.take_body();
@@ -91,7 +103,11 @@ pub async fn limit_body<E: Endpoint>(ep: &E, mut req: Request, limits: BodyLimit
             )
             .await;
             if read.is_err() {
-                return Ok(error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read".into()));
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the request body could not be read".into(),
+                ));
             }
             if buf.len() as u64 > limit {
                 return Ok(too_large());

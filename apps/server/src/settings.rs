@@ -116,8 +116,12 @@ impl Default for Settings {
                 username: "root".into(),
                 password: None,
             },
-            media: MediaSettings { roots: "media".into() },
-            log: LogSettings { level: "info".into() },
+            media: MediaSettings {
+                roots: "media".into(),
+            },
+            log: LogSettings {
+                level: "info".into(),
+            },
         }
     }
 }
@@ -150,7 +154,9 @@ fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 /// Like [`text`]; an empty value means "not set".
 fn optional_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(Option::<Scalar>::deserialize(d)?.map(String::from).filter(|s| !s.is_empty()))
+    Ok(Option::<Scalar>::deserialize(d)?
+        .map(String::from)
+        .filter(|s| !s.is_empty()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +174,11 @@ impl SettingsError {
             .find(|(_, k)| *k == key)
             .map(|(e, _)| format!(" (environment variable {e})"))
             .unwrap_or_default();
-        Self { key: key.into(), env, message: message.into() }
+        Self {
+            key: key.into(),
+            env,
+            message: message.into(),
+        }
     }
 }
 
@@ -179,19 +189,25 @@ impl Settings {
     }
 
     /// Loads from the given environment (tests pass their own instead of mutating the process').
-    pub fn from_sources(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
+    pub fn from_sources(
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
         let env: Vec<(String, String)> = env.into_iter().collect();
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some((_, path)) = env.iter().find(|(k, _)| k == "VISPROMPT_CONFIG") {
             if !Path::new(path).is_file() {
-                return Err(SettingsError::new("VISPROMPT_CONFIG", format!("no file at {path}")));
+                return Err(SettingsError::new(
+                    "VISPROMPT_CONFIG",
+                    format!("no file at {path}"),
+                ));
             }
             figment = figment.merge(Toml::file(path));
         }
         let mut dict = figment::value::Dict::new();
         for (var, key) in ENV_KEYS {
             if let Some((_, value)) = env.iter().find(|(k, _)| k == var) {
-                let parsed: figment::value::Value = value.parse().expect("parsing a value is infallible");
+                let parsed: figment::value::Value =
+                    value.parse().expect("parsing a value is infallible");
                 let nested = key.split('.').rev().fold(parsed, |inner, part| {
                     let mut d = figment::value::Dict::new();
                     d.insert(part.to_owned(), inner);
@@ -217,13 +233,22 @@ impl Settings {
         }
         if let Some(url) = &self.store.url {
             if !(url.starts_with("ws://") || url.starts_with("wss://") || url == "mem://") {
-                return Err(SettingsError::new("store.url", "must start with ws:// or wss:// (or be mem://)"));
+                return Err(SettingsError::new(
+                    "store.url",
+                    "must start with ws:// or wss:// (or be mem://)",
+                ));
             }
         } else if self.store.data_dir.as_os_str().is_empty() {
             return Err(SettingsError::new("store.data_dir", "must not be empty"));
         }
-        if self.server.max_body_bytes == 0 || self.server.max_upload_bytes == 0 || self.server.max_import_bytes == 0 {
-            return Err(SettingsError::new("server.max_body_bytes", "body limits must be above 0"));
+        if self.server.max_body_bytes == 0
+            || self.server.max_upload_bytes == 0
+            || self.server.max_import_bytes == 0
+        {
+            return Err(SettingsError::new(
+                "server.max_body_bytes",
+                "body limits must be above 0",
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| SettingsError::new("log.level", e.to_string()))?;
@@ -295,7 +320,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -328,14 +356,17 @@ mod tests {
         let path = dir.path().join("visprompt.toml");
         std::fs::write(&path, "[server]\nport = 9300\nhost = \"0.0.0.0\"\n").unwrap();
         let file = path.to_str().unwrap();
-        let s = Settings::from_sources(env(&[("VISPROMPT_CONFIG", file), ("PORT", "9400")])).unwrap();
+        let s =
+            Settings::from_sources(env(&[("VISPROMPT_CONFIG", file), ("PORT", "9400")])).unwrap();
         assert_eq!(s.server.port, 9400);
         assert_eq!(s.server.host, "0.0.0.0");
     }
 
     #[test]
     fn an_invalid_port_names_the_key_and_the_variable() {
-        let err = Settings::from_sources(env(&[("PORT", "ninety")])).unwrap_err().to_string();
+        let err = Settings::from_sources(env(&[("PORT", "ninety")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("server.port") && err.contains("PORT"), "{err}");
     }
 
@@ -352,7 +383,8 @@ mod tests {
 
     #[test]
     fn a_missing_config_file_is_an_error_not_silently_ignored() {
-        let err = Settings::from_sources(env(&[("VISPROMPT_CONFIG", "/nonexistent.toml")])).unwrap_err();
+        let err =
+            Settings::from_sources(env(&[("VISPROMPT_CONFIG", "/nonexistent.toml")])).unwrap_err();
         assert_eq!(err.key, "VISPROMPT_CONFIG");
     }
 

@@ -47,7 +47,11 @@ impl Application {
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .context("the listener has no socket address")?;
         tracing::info!(message = "Listening.", address = %addr, port);
-        Ok(Self { port, acceptor, app })
+        Ok(Self {
+            port,
+            acceptor,
+            app,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -55,7 +59,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets running requests finish (for at most 5 s).
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
         Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.app, shutdown, Some(Duration::from_secs(5)))
             .await
@@ -102,7 +109,8 @@ fn routes(service: Service, settings: &Settings) -> poem::endpoint::BoxEndpoint<
 /// document does not depend on them; an in-memory store stands in for the real one).
 pub async fn openapi_document() -> anyhow::Result<String> {
     let settings = Settings::default();
-    let repo = SurrealRepository::connect(visprompt_surrealdb::StoreLocation::Memory, "doc", "doc").await?;
+    let repo = SurrealRepository::connect(visprompt_surrealdb::StoreLocation::Memory, "doc", "doc")
+        .await?;
     let service = Service::new(Arc::new(repo), visprompt_domain::MediaRoots::default());
     Ok(open_api(service, settings.archive_limits()).spec())
 }

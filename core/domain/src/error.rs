@@ -43,7 +43,10 @@ pub enum DomainError {
     /// The request is valid on its own but breaks a rule about the stored state (a duplicate
     /// name, a label still in use, a frame already used by another prompt).
     #[error("{message}")]
-    Conflict { field: Option<String>, message: String },
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
 
     /// A value breaks its own rule; `field` is the JSON path of the offending field.
     #[error("{field}: {message}")]
@@ -56,15 +59,24 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn not_found(entity: Entity, id: impl fmt::Display) -> Self {
-        Self::NotFound { entity, id: id.to_string() }
+        Self::NotFound {
+            entity,
+            id: id.to_string(),
+        }
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), message: message.into() }
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
-        Self::Conflict { field: field.map(str::to_owned), message: message.into() }
+        Self::Conflict {
+            field: field.map(str::to_owned),
+            message: message.into(),
+        }
     }
 
     pub fn storage(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
@@ -74,9 +86,10 @@ impl DomainError {
     /// Prefixes the field path, so nested validation reports `config.topic`, not `topic`.
     pub fn in_field(self, prefix: &str) -> Self {
         match self {
-            Self::Invalid { field, message } => {
-                Self::Invalid { field: format!("{prefix}.{field}"), message }
-            }
+            Self::Invalid { field, message } => Self::Invalid {
+                field: format!("{prefix}.{field}"),
+                message,
+            },
             other => other,
         }
     }

@@ -34,7 +34,10 @@ impl Page {
 
     /// Every item, for internal callers that need a whole (small) list.
     pub const fn all() -> Self {
-        Self { offset: 0, limit: u32::MAX }
+        Self {
+            offset: 0,
+            limit: u32::MAX,
+        }
     }
 
     pub const fn offset(&self) -> u64 {
@@ -48,7 +51,10 @@ impl Page {
 
 impl Default for Page {
     fn default() -> Self {
-        Self { offset: 0, limit: Self::DEFAULT_LIMIT }
+        Self {
+            offset: 0,
+            limit: Self::DEFAULT_LIMIT,
+        }
     }
 }
 
@@ -62,7 +68,11 @@ pub struct Paged<T> {
 
 impl<T> Paged<T> {
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Paged<U> {
-        Paged { items: self.items.into_iter().map(f).collect(), total: self.total, page: self.page }
+        Paged {
+            items: self.items.into_iter().map(f).collect(),
+            total: self.total,
+            page: self.page,
+        }
     }
 }
 

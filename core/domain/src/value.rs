@@ -16,7 +16,10 @@ fn bounded_text(field: &str, raw: &str, min: usize, max: usize) -> Result<String
         ));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(DomainError::invalid(field, "must not contain control characters"));
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -211,12 +214,17 @@ mod tests {
     #[test]
     fn colours_parse_in_either_case_and_print_upper_case() {
         assert_eq!(Color::parse("#a0b1c2").unwrap().to_string(), "#A0B1C2");
-        assert_eq!(Color::parse("#A0B1C2").unwrap(), Color::rgb(0xA0, 0xB1, 0xC2));
+        assert_eq!(
+            Color::parse("#A0B1C2").unwrap(),
+            Color::rgb(0xA0, 0xB1, 0xC2)
+        );
     }
 
     #[test]
     fn malformed_colours_are_refused() {
-        for raw in ["", "#", "A0B1C2", "#A0B1C", "#A0B1C2F", "#G0B1C2", "red", "#+1+1+1"] {
+        for raw in [
+            "", "#", "A0B1C2", "#A0B1C", "#A0B1C2F", "#G0B1C2", "red", "#+1+1+1",
+        ] {
             assert!(Color::parse(raw).is_err(), "{raw:?} was accepted");
         }
     }
@@ -245,7 +253,16 @@ mod tests {
 
     #[test]
     fn malformed_devices_are_refused() {
-        for raw in ["", "gpu", "cpu-1", "cuda-", "cuda-01", "cuda-x", "cuda-99999", "AUTO"] {
+        for raw in [
+            "",
+            "gpu",
+            "cpu-1",
+            "cuda-",
+            "cuda-01",
+            "cuda-x",
+            "cuda-99999",
+            "AUTO",
+        ] {
             assert!(Device::parse(raw).is_err(), "{raw:?} was accepted");
         }
     }

@@ -23,7 +23,11 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.into(), message: message.into(), field: None }
+        Self {
+            code: code.into(),
+            message: message.into(),
+            field: None,
+        }
     }
 }
 
@@ -81,15 +85,18 @@ impl ApiError {
 impl From<DomainError> for ApiError {
     fn from(err: DomainError) -> Self {
         match err {
-            DomainError::NotFound { entity: Entity::ActiveProject, .. } => {
-                Self::NotFound(Json(ErrorBody::new("not_found", "no project is active")))
-            }
+            DomainError::NotFound {
+                entity: Entity::ActiveProject,
+                ..
+            } => Self::NotFound(Json(ErrorBody::new("not_found", "no project is active"))),
             DomainError::NotFound { .. } => {
                 Self::NotFound(Json(ErrorBody::new("not_found", err.to_string())))
             }
-            DomainError::Conflict { field, message } => {
-                Self::Conflict(Json(ErrorBody { code: "conflict".into(), message, field }))
-            }
+            DomainError::Conflict { field, message } => Self::Conflict(Json(ErrorBody {
+                code: "conflict".into(),
+                message,
+                field,
+            })),
             DomainError::Invalid { field, message } => {
                 let message = format!("{field}: {message}");
                 Self::invalid(field, message)
@@ -129,5 +136,7 @@ pub fn json_error_body(err: poem::Error) -> Response {
         }
         _ => (StatusCode::BAD_REQUEST, "bad_request"),
     };
-    Json(ErrorBody::new(code, message)).with_status(status).into_response()
+    Json(ErrorBody::new(code, message))
+        .with_status(status)
+        .into_response()
 }

@@ -88,8 +88,14 @@ impl poem_openapi::ApiResponse for FrameImage {
                 status: Some(200),
                 status_range: None,
                 content: vec![
-                    MetaMediaType { content_type: "image/jpeg", schema: schema() },
-                    MetaMediaType { content_type: "image/png", schema: schema() },
+                    MetaMediaType {
+                        content_type: "image/jpeg",
+                        schema: schema(),
+                    },
+                    MetaMediaType {
+                        content_type: "image/png",
+                        schema: schema(),
+                    },
                 ],
                 headers: vec![],
             }],
@@ -106,8 +112,16 @@ pub struct FramesApi {
 #[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Frames")]
 impl FramesApi {
     /// Upload a reference image (JPEG or PNG). It is decoded completely before it is stored.
-    #[oai(path = "/frames/upload", method = "post", operation_id = "upload_frame")]
-    async fn upload(&self, project_id: Path<Uuid>, body: ImageUpload) -> Result<FrameCreated, ApiError> {
+    #[oai(
+        path = "/frames/upload",
+        method = "post",
+        operation_id = "upload_frame"
+    )]
+    async fn upload(
+        &self,
+        project_id: Path<Uuid>,
+        body: ImageUpload,
+    ) -> Result<FrameCreated, ApiError> {
         let (ImageUpload::Jpeg(Binary(bytes))
         | ImageUpload::Png(Binary(bytes))
         | ImageUpload::Bytes(Binary(bytes))) = body;
@@ -118,11 +132,14 @@ impl FramesApi {
             .await
             .map_err(|_| ApiError::internal())?;
         let info = info.map_err(|e| match e {
-            ImageError::UnsupportedFormat | ImageError::Corrupt(_) | ImageError::TooLarge { .. } => {
-                ApiError::invalid("body", e.to_string())
-            }
+            ImageError::UnsupportedFormat
+            | ImageError::Corrupt(_)
+            | ImageError::TooLarge { .. } => ApiError::invalid("body", e.to_string()),
         })?;
-        let frame = self.service.add_frame(pid, info.format, info.size, bytes).await?;
+        let frame = self
+            .service
+            .add_frame(pid, info.format, info.size, bytes)
+            .await?;
         let loc = location(&[&"projects", &pid, &"frames", &frame.id]);
         Ok(FrameCreated::Created(Json(frame.into()), loc))
     }
@@ -144,24 +161,48 @@ impl FramesApi {
             .list_frames(ProjectId::from_uuid(project_id.0), page(offset.0, limit.0)?)
             .await?;
         let pagination = Pagination::of(&paged);
-        Ok(Json(FrameList { frames: paged.items.into_iter().map(Into::into).collect(), pagination }))
+        Ok(Json(FrameList {
+            frames: paged.items.into_iter().map(Into::into).collect(),
+            pagination,
+        }))
     }
 
     /// The stored image, byte for byte.
     #[oai(path = "/frames/:frame_id", method = "get", operation_id = "get_frame")]
-    async fn get(&self, project_id: Path<Uuid>, frame_id: Path<Uuid>) -> Result<FrameImage, ApiError> {
+    async fn get(
+        &self,
+        project_id: Path<Uuid>,
+        frame_id: Path<Uuid>,
+    ) -> Result<FrameImage, ApiError> {
         let (frame, bytes) = self
             .service
-            .frame_image(ProjectId::from_uuid(project_id.0), FrameId::from_uuid(frame_id.0))
+            .frame_image(
+                ProjectId::from_uuid(project_id.0),
+                FrameId::from_uuid(frame_id.0),
+            )
             .await?;
-        Ok(FrameImage { media_type: frame.format.media_type(), bytes })
+        Ok(FrameImage {
+            media_type: frame.format.media_type(),
+            bytes,
+        })
     }
 
     /// Delete a frame that no prompt uses (409 otherwise; deleting the prompt deletes its frame).
-    #[oai(path = "/frames/:frame_id", method = "delete", operation_id = "delete_frame")]
-    async fn delete(&self, project_id: Path<Uuid>, frame_id: Path<Uuid>) -> Result<Deleted, ApiError> {
+    #[oai(
+        path = "/frames/:frame_id",
+        method = "delete",
+        operation_id = "delete_frame"
+    )]
+    async fn delete(
+        &self,
+        project_id: Path<Uuid>,
+        frame_id: Path<Uuid>,
+    ) -> Result<Deleted, ApiError> {
         self.service
-            .delete_frame(ProjectId::from_uuid(project_id.0), FrameId::from_uuid(frame_id.0))
+            .delete_frame(
+                ProjectId::from_uuid(project_id.0),
+                FrameId::from_uuid(frame_id.0),
+            )
             .await?;
         Ok(Deleted::NoContent)
     }

@@ -71,7 +71,10 @@ fn parts(
     name: Option<&str>,
     color: Option<&str>,
 ) -> Result<(Option<LabelName>, Option<Color>), ApiError> {
-    Ok((name.map(LabelName::parse).transpose()?, color.map(Color::parse).transpose()?))
+    Ok((
+        name.map(LabelName::parse).transpose()?,
+        color.map(Color::parse).transpose()?,
+    ))
 }
 
 #[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Labels")]
@@ -84,7 +87,10 @@ impl LabelsApi {
     ) -> Result<LabelCreated, ApiError> {
         let (name, color) = parts(Some(&body.name), body.color.as_deref())?;
         let pid = ProjectId::from_uuid(project_id.0);
-        let label = self.service.create_label(pid, name.expect("given"), color).await?;
+        let label = self
+            .service
+            .create_label(pid, name.expect("given"), color)
+            .await?;
         let loc = location(&[&"projects", &pid, &"labels", &label.id]);
         Ok(LabelCreated::Created(Json(label.into()), loc))
     }
@@ -106,7 +112,10 @@ impl LabelsApi {
             .list_labels(ProjectId::from_uuid(project_id.0), page(offset.0, limit.0)?)
             .await?;
         let pagination = Pagination::of(&paged);
-        Ok(Json(LabelList { labels: paged.items.into_iter().map(Into::into).collect(), pagination }))
+        Ok(Json(LabelList {
+            labels: paged.items.into_iter().map(Into::into).collect(),
+            pagination,
+        }))
     }
 
     #[oai(path = "/labels/:label_id", method = "get", operation_id = "get_label")]
@@ -117,13 +126,20 @@ impl LabelsApi {
     ) -> Result<Json<LabelResponse>, ApiError> {
         let label = self
             .service
-            .get_label(ProjectId::from_uuid(project_id.0), LabelId::from_uuid(label_id.0))
+            .get_label(
+                ProjectId::from_uuid(project_id.0),
+                LabelId::from_uuid(label_id.0),
+            )
             .await?;
         Ok(Json(label.into()))
     }
 
     /// Rename and/or recolour a label.
-    #[oai(path = "/labels/:label_id", method = "put", operation_id = "update_label")]
+    #[oai(
+        path = "/labels/:label_id",
+        method = "put",
+        operation_id = "update_label"
+    )]
     async fn update(
         &self,
         project_id: Path<Uuid>,
@@ -144,10 +160,21 @@ impl LabelsApi {
     }
 
     /// Delete a label that no prompt uses (409 otherwise).
-    #[oai(path = "/labels/:label_id", method = "delete", operation_id = "delete_label")]
-    async fn delete(&self, project_id: Path<Uuid>, label_id: Path<Uuid>) -> Result<Deleted, ApiError> {
+    #[oai(
+        path = "/labels/:label_id",
+        method = "delete",
+        operation_id = "delete_label"
+    )]
+    async fn delete(
+        &self,
+        project_id: Path<Uuid>,
+        label_id: Path<Uuid>,
+    ) -> Result<Deleted, ApiError> {
         self.service
-            .delete_label(ProjectId::from_uuid(project_id.0), LabelId::from_uuid(label_id.0))
+            .delete_label(
+                ProjectId::from_uuid(project_id.0),
+                LabelId::from_uuid(label_id.0),
+            )
             .await?;
         Ok(Deleted::NoContent)
     }

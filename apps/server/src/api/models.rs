@@ -6,9 +6,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Union};
 use uuid::Uuid;
 use visprompt_domain::{
-    AlgorithmParams, ClassicalParams, Device, DisplayName, EncoderModel, MatcherParams, ModelConfig,
-    ModelConfigId, NewModelConfig, PerDinoParams, Precision, ProjectId, SamModel, Service,
-    SoftMatcherParams,
+    AlgorithmParams, ClassicalParams, Device, DisplayName, EncoderModel, MatcherParams,
+    ModelConfig, ModelConfigId, NewModelConfig, PerDinoParams, Precision, ProjectId, SamModel,
+    Service, SoftMatcherParams,
 };
 
 use crate::api::common::{Pagination, location, page};
@@ -69,11 +69,26 @@ macro_rules! name_map {
         }
     };
 }
-name_map!(SamModelName, SamModel, [SamHqTiny, SamHq, SamHqBase, SamHqLarge, SamBase, MobileSam]);
-name_map!(EncoderModelName, EncoderModel, [
-    Dinov3Small, Dinov3SmallPlus, Dinov3Base, Dinov3Large, Dinov3Huge,
-    Dinov2Small, Dinov2Base, Dinov2SmallReg, Dinov2BaseReg
-]);
+name_map!(
+    SamModelName,
+    SamModel,
+    [SamHqTiny, SamHq, SamHqBase, SamHqLarge, SamBase, MobileSam]
+);
+name_map!(
+    EncoderModelName,
+    EncoderModel,
+    [
+        Dinov3Small,
+        Dinov3SmallPlus,
+        Dinov3Base,
+        Dinov3Large,
+        Dinov3Huge,
+        Dinov2Small,
+        Dinov2Base,
+        Dinov2SmallReg,
+        Dinov2BaseReg
+    ]
+);
 name_map!(PrecisionName, Precision, [Fp32, Fp16, Bf16]);
 
 fn d_sam() -> SamModelName {
@@ -95,11 +110,17 @@ pub struct MatcherConfig {
     pub encoder_model: EncoderModelName,
     #[oai(default = "d_bf16")]
     pub precision: PrecisionName,
-    #[oai(default = "m_fg", validator(minimum(value = "1"), maximum(value = "300")))]
+    #[oai(
+        default = "m_fg",
+        validator(minimum(value = "1"), maximum(value = "300"))
+    )]
     pub num_foreground_points: u32,
     #[oai(default = "m_bg", validator(maximum(value = "10")))]
     pub num_background_points: u32,
-    #[oai(default = "m_conf", validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive)))]
+    #[oai(
+        default = "m_conf",
+        validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive))
+    )]
     pub confidence_threshold: f64,
     #[oai(default)]
     pub use_mask_refinement: bool,
@@ -131,15 +152,27 @@ pub struct PerDinoConfig {
     pub encoder_model: EncoderModelName,
     #[oai(default = "d_bf16")]
     pub precision: PrecisionName,
-    #[oai(default = "p_fg", validator(minimum(value = "1"), maximum(value = "300")))]
+    #[oai(
+        default = "p_fg",
+        validator(minimum(value = "1"), maximum(value = "300"))
+    )]
     pub num_foreground_points: u32,
     #[oai(default = "p_bg", validator(maximum(value = "10")))]
     pub num_background_points: u32,
-    #[oai(default = "p_grid", validator(minimum(value = "1"), maximum(value = "100")))]
+    #[oai(
+        default = "p_grid",
+        validator(minimum(value = "1"), maximum(value = "100"))
+    )]
     pub num_grid_cells: u32,
-    #[oai(default = "p_sel", validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive)))]
+    #[oai(
+        default = "p_sel",
+        validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive))
+    )]
     pub point_selection_threshold: f64,
-    #[oai(default = "p_conf", validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive)))]
+    #[oai(
+        default = "p_conf",
+        validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive))
+    )]
     pub confidence_threshold: f64,
 }
 
@@ -168,11 +201,17 @@ pub struct SoftMatcherConfig {
     pub encoder_model: EncoderModelName,
     #[oai(default = "d_bf16")]
     pub precision: PrecisionName,
-    #[oai(default = "s_fg", validator(minimum(value = "1"), maximum(value = "300")))]
+    #[oai(
+        default = "s_fg",
+        validator(minimum(value = "1"), maximum(value = "300"))
+    )]
     pub num_foreground_points: u32,
     #[oai(default = "s_bg", validator(maximum(value = "10")))]
     pub num_background_points: u32,
-    #[oai(default = "s_conf", validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive)))]
+    #[oai(
+        default = "s_conf",
+        validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive))
+    )]
     pub confidence_threshold: f64,
     #[oai(default)]
     pub use_sampling: bool,
@@ -180,7 +219,10 @@ pub struct SoftMatcherConfig {
     pub use_spatial_sampling: bool,
     #[oai(default)]
     pub approximate_matching: bool,
-    #[oai(default = "s_score", validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive)))]
+    #[oai(
+        default = "s_score",
+        validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive))
+    )]
     pub softmatching_score_threshold: f64,
     #[oai(default)]
     pub softmatching_bidirectional: bool,
@@ -202,9 +244,15 @@ fn s_score() -> f64 {
 /// Classical: weights-free colour and texture matching; needs no download.
 #[derive(Debug, Clone, Object)]
 pub struct ClassicalConfig {
-    #[oai(default = "c_conf", validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive)))]
+    #[oai(
+        default = "c_conf",
+        validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive))
+    )]
     pub confidence_threshold: f64,
-    #[oai(default = "c_max", validator(minimum(value = "1"), maximum(value = "1000")))]
+    #[oai(
+        default = "c_max",
+        validator(minimum(value = "1"), maximum(value = "1000"))
+    )]
     pub max_detections: u32,
 }
 
@@ -332,7 +380,10 @@ pub struct ModelBody {
     #[oai(default)]
     pub active: bool,
     /// `auto`, `cpu`, `cuda[-N]` or `xpu[-N]`.
-    #[oai(default = "d_device", validator(pattern = "^(auto|cpu|(cuda|xpu)([-:](0|[1-9][0-9]{0,3}))?)$"))]
+    #[oai(
+        default = "d_device",
+        validator(pattern = "^(auto|cpu|(cuda|xpu)([-:](0|[1-9][0-9]{0,3}))?)$")
+    )]
     pub device: String,
     pub config: ModelConfigBody,
 }
@@ -391,7 +442,11 @@ pub struct ModelsApi {
 #[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Models")]
 impl ModelsApi {
     #[oai(path = "/models", method = "post", operation_id = "create_model")]
-    async fn create(&self, project_id: Path<Uuid>, body: Json<ModelBody>) -> Result<ModelCreated, ApiError> {
+    async fn create(
+        &self,
+        project_id: Path<Uuid>,
+        body: Json<ModelBody>,
+    ) -> Result<ModelCreated, ApiError> {
         let pid = ProjectId::from_uuid(project_id.0);
         let model = self.service.create_model(pid, new_model(body.0)?).await?;
         let loc = location(&[&"projects", &pid, &"models", &model.id]);
@@ -415,26 +470,49 @@ impl ModelsApi {
             .list_models(ProjectId::from_uuid(project_id.0), page(offset.0, limit.0)?)
             .await?;
         let pagination = Pagination::of(&paged);
-        Ok(Json(ModelList { models: paged.items.into_iter().map(Into::into).collect(), pagination }))
+        Ok(Json(ModelList {
+            models: paged.items.into_iter().map(Into::into).collect(),
+            pagination,
+        }))
     }
 
     /// The project's active model configuration (404 when none is active).
-    #[oai(path = "/models/active", method = "get", operation_id = "get_active_model")]
+    #[oai(
+        path = "/models/active",
+        method = "get",
+        operation_id = "get_active_model"
+    )]
     async fn active(&self, project_id: Path<Uuid>) -> Result<Json<ModelResponse>, ApiError> {
-        Ok(Json(self.service.active_model(ProjectId::from_uuid(project_id.0)).await?.into()))
+        Ok(Json(
+            self.service
+                .active_model(ProjectId::from_uuid(project_id.0))
+                .await?
+                .into(),
+        ))
     }
 
     #[oai(path = "/models/:model_id", method = "get", operation_id = "get_model")]
-    async fn get(&self, project_id: Path<Uuid>, model_id: Path<Uuid>) -> Result<Json<ModelResponse>, ApiError> {
+    async fn get(
+        &self,
+        project_id: Path<Uuid>,
+        model_id: Path<Uuid>,
+    ) -> Result<Json<ModelResponse>, ApiError> {
         let model = self
             .service
-            .get_model(ProjectId::from_uuid(project_id.0), ModelConfigId::from_uuid(model_id.0))
+            .get_model(
+                ProjectId::from_uuid(project_id.0),
+                ModelConfigId::from_uuid(model_id.0),
+            )
             .await?;
         Ok(Json(model.into()))
     }
 
     /// Replace a model configuration (the algorithm may change).
-    #[oai(path = "/models/:model_id", method = "put", operation_id = "update_model")]
+    #[oai(
+        path = "/models/:model_id",
+        method = "put",
+        operation_id = "update_model"
+    )]
     async fn update(
         &self,
         project_id: Path<Uuid>,
@@ -452,10 +530,21 @@ impl ModelsApi {
         Ok(Json(model.into()))
     }
 
-    #[oai(path = "/models/:model_id", method = "delete", operation_id = "delete_model")]
-    async fn delete(&self, project_id: Path<Uuid>, model_id: Path<Uuid>) -> Result<Deleted, ApiError> {
+    #[oai(
+        path = "/models/:model_id",
+        method = "delete",
+        operation_id = "delete_model"
+    )]
+    async fn delete(
+        &self,
+        project_id: Path<Uuid>,
+        model_id: Path<Uuid>,
+    ) -> Result<Deleted, ApiError> {
         self.service
-            .delete_model(ProjectId::from_uuid(project_id.0), ModelConfigId::from_uuid(model_id.0))
+            .delete_model(
+                ProjectId::from_uuid(project_id.0),
+                ModelConfigId::from_uuid(model_id.0),
+            )
             .await?;
         Ok(Deleted::NoContent)
     }

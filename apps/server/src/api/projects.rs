@@ -9,9 +9,9 @@ use visprompt_archive::{ArchiveError, ArchiveLimits, read_archive, write_archive
 use visprompt_domain::{Project, ProjectId, ProjectName, ProjectUpdate, Service};
 
 use crate::api::ApiTags;
+use crate::api::Deleted;
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
-use crate::api::Deleted;
 
 #[derive(Debug, Clone, Object)]
 pub struct ProjectCreateBody {
@@ -73,7 +73,10 @@ pub enum ProjectCreated {
 pub enum ProjectArchive {
     /// The project as a zip archive.
     #[oai(status = 200, content_type = "application/zip")]
-    Archive(Binary<Vec<u8>>, #[oai(header = "Content-Disposition")] String),
+    Archive(
+        Binary<Vec<u8>>,
+        #[oai(header = "Content-Disposition")] String,
+    ),
 }
 
 #[derive(ApiRequest)]
@@ -103,7 +106,9 @@ impl ProjectsApi {
     #[oai(path = "/projects", method = "post", operation_id = "create_project")]
     async fn create(&self, body: Json<ProjectCreateBody>) -> Result<ProjectCreated, ApiError> {
         let name = project_name(&body.name)?;
-        Ok(created(self.service.create_project(name, body.active).await?))
+        Ok(created(
+            self.service.create_project(name, body.active).await?,
+        ))
     }
 
     /// List projects in creation order.
@@ -126,18 +131,35 @@ impl ProjectsApi {
     }
 
     /// The active project.
-    #[oai(path = "/projects/active", method = "get", operation_id = "get_active_project")]
+    #[oai(
+        path = "/projects/active",
+        method = "get",
+        operation_id = "get_active_project"
+    )]
     async fn active(&self) -> Result<Json<ProjectResponse>, ApiError> {
         Ok(Json(self.service.active_project().await?.into()))
     }
 
-    #[oai(path = "/projects/:project_id", method = "get", operation_id = "get_project")]
+    #[oai(
+        path = "/projects/:project_id",
+        method = "get",
+        operation_id = "get_project"
+    )]
     async fn get(&self, project_id: Path<Uuid>) -> Result<Json<ProjectResponse>, ApiError> {
-        Ok(Json(self.service.get_project(ProjectId::from_uuid(project_id.0)).await?.into()))
+        Ok(Json(
+            self.service
+                .get_project(ProjectId::from_uuid(project_id.0))
+                .await?
+                .into(),
+        ))
     }
 
     /// Rename and/or (de)activate a project.
-    #[oai(path = "/projects/:project_id", method = "put", operation_id = "update_project")]
+    #[oai(
+        path = "/projects/:project_id",
+        method = "put",
+        operation_id = "update_project"
+    )]
     async fn update(
         &self,
         project_id: Path<Uuid>,
@@ -147,15 +169,24 @@ impl ProjectsApi {
             name: body.name.as_deref().map(project_name).transpose()?,
             active: body.active,
         };
-        let project =
-            self.service.update_project(ProjectId::from_uuid(project_id.0), update).await?;
+        let project = self
+            .service
+            .update_project(ProjectId::from_uuid(project_id.0), update)
+            .await?;
         Ok(Json(project.into()))
     }
 
     /// Make this the one active project.
-    #[oai(path = "/projects/:project_id/activate", method = "post", operation_id = "activate_project")]
+    #[oai(
+        path = "/projects/:project_id/activate",
+        method = "post",
+        operation_id = "activate_project"
+    )]
     async fn activate(&self, project_id: Path<Uuid>) -> Result<Json<ProjectResponse>, ApiError> {
-        let project = self.service.activate_project(ProjectId::from_uuid(project_id.0)).await?;
+        let project = self
+            .service
+            .activate_project(ProjectId::from_uuid(project_id.0))
+            .await?;
         Ok(Json(project.into()))
     }
 
@@ -166,22 +197,38 @@ impl ProjectsApi {
         operation_id = "deactivate_project"
     )]
     async fn deactivate(&self, project_id: Path<Uuid>) -> Result<Json<ProjectResponse>, ApiError> {
-        let project = self.service.deactivate_project(ProjectId::from_uuid(project_id.0)).await?;
+        let project = self
+            .service
+            .deactivate_project(ProjectId::from_uuid(project_id.0))
+            .await?;
         Ok(Json(project.into()))
     }
 
     /// Delete a project and everything it owns.
-    #[oai(path = "/projects/:project_id", method = "delete", operation_id = "delete_project")]
+    #[oai(
+        path = "/projects/:project_id",
+        method = "delete",
+        operation_id = "delete_project"
+    )]
     async fn delete(&self, project_id: Path<Uuid>) -> Result<Deleted, ApiError> {
-        self.service.delete_project(ProjectId::from_uuid(project_id.0)).await?;
+        self.service
+            .delete_project(ProjectId::from_uuid(project_id.0))
+            .await?;
         Ok(Deleted::NoContent)
     }
 
     /// Export a project (labels, prompts with their frames, sources, sinks, model
     /// configurations) as a zip archive. MQTT passwords are left out.
-    #[oai(path = "/projects/:project_id/export", method = "get", operation_id = "export_project")]
+    #[oai(
+        path = "/projects/:project_id/export",
+        method = "get",
+        operation_id = "export_project"
+    )]
     async fn export(&self, project_id: Path<Uuid>) -> Result<ProjectArchive, ApiError> {
-        let bundle = self.service.export_project(ProjectId::from_uuid(project_id.0)).await?;
+        let bundle = self
+            .service
+            .export_project(ProjectId::from_uuid(project_id.0))
+            .await?;
         let name = format!("attachment; filename=\"project-{}.zip\"", bundle.project.id);
         let bytes = tokio::task::spawn_blocking(move || write_archive(&bundle))
             .await
@@ -190,7 +237,11 @@ impl ProjectsApi {
     }
 
     /// Import an exported archive as a new, inactive project with fresh ids.
-    #[oai(path = "/projects/import", method = "post", operation_id = "import_project")]
+    #[oai(
+        path = "/projects/import",
+        method = "post",
+        operation_id = "import_project"
+    )]
     async fn import(
         &self,
         /// Name of the new project; defaults to the name in the archive.

@@ -167,13 +167,20 @@ fn point(p: &PointBody) -> Point {
 
 fn shape(body: ShapeBody, field: &str) -> Result<Shape, ApiError> {
     Ok(match body {
-        ShapeBody::Points(s) => {
-            Shape::Points(s.points.iter().map(|p| (Point { x: p.x, y: p.y }, p.positive)).collect())
-        }
-        ShapeBody::Rectangle(s) => Shape::Rectangle { min: point(&s.min), max: point(&s.max) },
+        ShapeBody::Points(s) => Shape::Points(
+            s.points
+                .iter()
+                .map(|p| (Point { x: p.x, y: p.y }, p.positive))
+                .collect(),
+        ),
+        ShapeBody::Rectangle(s) => Shape::Rectangle {
+            min: point(&s.min),
+            max: point(&s.max),
+        },
         ShapeBody::Polygon(s) => Shape::Polygon(s.points.iter().map(point).collect()),
         ShapeBody::Mask(s) => Shape::Mask(Rle {
-            size: FrameSize::new(s.width, s.height).map_err(|e| ApiError::from(e.in_field(field)))?,
+            size: FrameSize::new(s.width, s.height)
+                .map_err(|e| ApiError::from(e.in_field(field)))?,
             counts: s.counts,
         }),
     })
@@ -218,11 +225,20 @@ fn shape_body(s: &Shape) -> ShapeBody {
         Shape::Points(points) => ShapeBody::Points(PointsShape {
             points: points
                 .iter()
-                .map(|(p, positive)| PromptPointBody { x: p.x, y: p.y, positive: *positive })
+                .map(|(p, positive)| PromptPointBody {
+                    x: p.x,
+                    y: p.y,
+                    positive: *positive,
+                })
                 .collect(),
         }),
-        Shape::Rectangle { min, max } => ShapeBody::Rectangle(RectangleShape { min: pb(min), max: pb(max) }),
-        Shape::Polygon(points) => ShapeBody::Polygon(PolygonShape { points: points.iter().map(pb).collect() }),
+        Shape::Rectangle { min, max } => ShapeBody::Rectangle(RectangleShape {
+            min: pb(min),
+            max: pb(max),
+        }),
+        Shape::Polygon(points) => ShapeBody::Polygon(PolygonShape {
+            points: points.iter().map(pb).collect(),
+        }),
         Shape::Mask(rle) => ShapeBody::Mask(MaskShape {
             width: rle.size.width(),
             height: rle.size.height(),
@@ -234,12 +250,18 @@ fn shape_body(s: &Shape) -> ShapeBody {
 impl From<Prompt> for PromptResponse {
     fn from(p: Prompt) -> Self {
         match p.content {
-            PromptContent::Visual { frame_id, annotations } => PromptResponse::Visual(VisualPrompt {
+            PromptContent::Visual {
+                frame_id,
+                annotations,
+            } => PromptResponse::Visual(VisualPrompt {
                 id: p.id.as_uuid(),
                 frame_id: frame_id.as_uuid(),
                 annotations: annotations
                     .iter()
-                    .map(|a| AnnotationBody { label_id: a.label_id.as_uuid(), shape: shape_body(&a.shape) })
+                    .map(|a| AnnotationBody {
+                        label_id: a.label_id.as_uuid(),
+                        shape: shape_body(&a.shape),
+                    })
                     .collect(),
                 created_at: p.created_at,
                 updated_at: p.updated_at,
@@ -248,7 +270,10 @@ impl From<Prompt> for PromptResponse {
                 id: p.id.as_uuid(),
                 phrases: phrases
                     .iter()
-                    .map(|t| PhraseBody { label_id: t.label_id.as_uuid(), text: t.text.to_string() })
+                    .map(|t| PhraseBody {
+                        label_id: t.label_id.as_uuid(),
+                        text: t.text.to_string(),
+                    })
                     .collect(),
                 created_at: p.created_at,
                 updated_at: p.updated_at,
@@ -265,7 +290,11 @@ pub struct PromptsApi {
 impl PromptsApi {
     /// Create a visual or text prompt.
     #[oai(path = "/prompts", method = "post", operation_id = "create_prompt")]
-    async fn create(&self, project_id: Path<Uuid>, body: Json<PromptBody>) -> Result<PromptCreated, ApiError> {
+    async fn create(
+        &self,
+        project_id: Path<Uuid>,
+        body: Json<PromptBody>,
+    ) -> Result<PromptCreated, ApiError> {
         let pid = ProjectId::from_uuid(project_id.0);
         let prompt = self.service.create_prompt(pid, content(body.0)?).await?;
         let loc = location(&[&"projects", &pid, &"prompts", &prompt.id]);
@@ -289,20 +318,38 @@ impl PromptsApi {
             .list_prompts(ProjectId::from_uuid(project_id.0), page(offset.0, limit.0)?)
             .await?;
         let pagination = Pagination::of(&paged);
-        Ok(Json(PromptList { prompts: paged.items.into_iter().map(Into::into).collect(), pagination }))
+        Ok(Json(PromptList {
+            prompts: paged.items.into_iter().map(Into::into).collect(),
+            pagination,
+        }))
     }
 
-    #[oai(path = "/prompts/:prompt_id", method = "get", operation_id = "get_prompt")]
-    async fn get(&self, project_id: Path<Uuid>, prompt_id: Path<Uuid>) -> Result<Json<PromptResponse>, ApiError> {
+    #[oai(
+        path = "/prompts/:prompt_id",
+        method = "get",
+        operation_id = "get_prompt"
+    )]
+    async fn get(
+        &self,
+        project_id: Path<Uuid>,
+        prompt_id: Path<Uuid>,
+    ) -> Result<Json<PromptResponse>, ApiError> {
         let prompt = self
             .service
-            .get_prompt(ProjectId::from_uuid(project_id.0), PromptId::from_uuid(prompt_id.0))
+            .get_prompt(
+                ProjectId::from_uuid(project_id.0),
+                PromptId::from_uuid(prompt_id.0),
+            )
             .await?;
         Ok(Json(prompt.into()))
     }
 
     /// Replace a prompt's content; its type cannot change. A frame no longer used is deleted.
-    #[oai(path = "/prompts/:prompt_id", method = "put", operation_id = "update_prompt")]
+    #[oai(
+        path = "/prompts/:prompt_id",
+        method = "put",
+        operation_id = "update_prompt"
+    )]
     async fn update(
         &self,
         project_id: Path<Uuid>,
@@ -321,10 +368,21 @@ impl PromptsApi {
     }
 
     /// Delete a prompt and the frame it used.
-    #[oai(path = "/prompts/:prompt_id", method = "delete", operation_id = "delete_prompt")]
-    async fn delete(&self, project_id: Path<Uuid>, prompt_id: Path<Uuid>) -> Result<Deleted, ApiError> {
+    #[oai(
+        path = "/prompts/:prompt_id",
+        method = "delete",
+        operation_id = "delete_prompt"
+    )]
+    async fn delete(
+        &self,
+        project_id: Path<Uuid>,
+        prompt_id: Path<Uuid>,
+    ) -> Result<Deleted, ApiError> {
         self.service
-            .delete_prompt(ProjectId::from_uuid(project_id.0), PromptId::from_uuid(prompt_id.0))
+            .delete_prompt(
+                ProjectId::from_uuid(project_id.0),
+                PromptId::from_uuid(prompt_id.0),
+            )
             .await?;
         Ok(Deleted::NoContent)
     }

@@ -5,7 +5,9 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use uuid::Uuid;
-use visprompt_domain::{DisplayName, MqttSink, NewSink, ProjectId, Service, Sink, SinkConfig, SinkId};
+use visprompt_domain::{
+    DisplayName, MqttSink, NewSink, ProjectId, Service, Sink, SinkConfig, SinkId,
+};
 
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
@@ -26,7 +28,10 @@ pub struct MqttSinkBody {
     pub broker_host: String,
     #[oai(default = "default_mqtt_port", validator(minimum(value = "1")))]
     pub broker_port: u16,
-    #[oai(default = "default_topic", validator(min_length = 1, max_length = 1024, pattern = "^[^+#\\u0000]+$"))]
+    #[oai(
+        default = "default_topic",
+        validator(min_length = 1, max_length = 1024, pattern = "^[^+#\\u0000]+$")
+    )]
     pub topic: String,
     #[oai(validator(max_length = 1024))]
     pub username: Option<String>,
@@ -37,7 +42,11 @@ pub struct MqttSinkBody {
 /// An HTTP(S) endpoint that receives each prediction as a JSON POST.
 #[derive(Debug, Clone, Object)]
 pub struct WebhookSinkBody {
-    #[oai(validator(min_length = 1, max_length = 2048, pattern = "^[hH][tT][tT][pP][sS]?://"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[hH][tT][tT][pP][sS]?://"
+    ))]
     pub url: String,
 }
 
@@ -173,7 +182,11 @@ pub struct SinksApi {
 #[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Sinks")]
 impl SinksApi {
     #[oai(path = "/sinks", method = "post", operation_id = "create_sink")]
-    async fn create(&self, project_id: Path<Uuid>, body: Json<SinkBody>) -> Result<SinkCreated, ApiError> {
+    async fn create(
+        &self,
+        project_id: Path<Uuid>,
+        body: Json<SinkBody>,
+    ) -> Result<SinkCreated, ApiError> {
         let pid = ProjectId::from_uuid(project_id.0);
         let sink = self.service.create_sink(pid, new_sink(body.0)?).await?;
         let loc = location(&[&"projects", &pid, &"sinks", &sink.id]);
@@ -197,14 +210,24 @@ impl SinksApi {
             .list_sinks(ProjectId::from_uuid(project_id.0), page(offset.0, limit.0)?)
             .await?;
         let pagination = Pagination::of(&paged);
-        Ok(Json(SinkList { sinks: paged.items.into_iter().map(Into::into).collect(), pagination }))
+        Ok(Json(SinkList {
+            sinks: paged.items.into_iter().map(Into::into).collect(),
+            pagination,
+        }))
     }
 
     #[oai(path = "/sinks/:sink_id", method = "get", operation_id = "get_sink")]
-    async fn get(&self, project_id: Path<Uuid>, sink_id: Path<Uuid>) -> Result<Json<SinkResponse>, ApiError> {
+    async fn get(
+        &self,
+        project_id: Path<Uuid>,
+        sink_id: Path<Uuid>,
+    ) -> Result<Json<SinkResponse>, ApiError> {
         let sink = self
             .service
-            .get_sink(ProjectId::from_uuid(project_id.0), SinkId::from_uuid(sink_id.0))
+            .get_sink(
+                ProjectId::from_uuid(project_id.0),
+                SinkId::from_uuid(sink_id.0),
+            )
             .await?;
         Ok(Json(sink.into()))
     }
@@ -228,10 +251,21 @@ impl SinksApi {
         Ok(Json(sink.into()))
     }
 
-    #[oai(path = "/sinks/:sink_id", method = "delete", operation_id = "delete_sink")]
-    async fn delete(&self, project_id: Path<Uuid>, sink_id: Path<Uuid>) -> Result<Deleted, ApiError> {
+    #[oai(
+        path = "/sinks/:sink_id",
+        method = "delete",
+        operation_id = "delete_sink"
+    )]
+    async fn delete(
+        &self,
+        project_id: Path<Uuid>,
+        sink_id: Path<Uuid>,
+    ) -> Result<Deleted, ApiError> {
         self.service
-            .delete_sink(ProjectId::from_uuid(project_id.0), SinkId::from_uuid(sink_id.0))
+            .delete_sink(
+                ProjectId::from_uuid(project_id.0),
+                SinkId::from_uuid(sink_id.0),
+            )
             .await?;
         Ok(Deleted::NoContent)
     }

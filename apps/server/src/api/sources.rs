@@ -5,7 +5,9 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use uuid::Uuid;
-use visprompt_domain::{DisplayName, NewSource, ProjectId, Service, Source, SourceConfig, SourceId};
+use visprompt_domain::{
+    DisplayName, NewSource, ProjectId, Service, Source, SourceConfig, SourceId,
+};
 
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
@@ -35,7 +37,11 @@ pub struct ImagesFolderSource {
 /// An RTSP or RTSPS camera stream.
 #[derive(Debug, Clone, Object)]
 pub struct RtspSource {
-    #[oai(validator(min_length = 1, max_length = 2048, pattern = "^[rR][tT][sS][pP][sS]?://"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[rR][tT][sS][pP][sS]?://"
+    ))]
     pub url: String,
 }
 
@@ -69,13 +75,19 @@ pub enum SourceConfigBody {
 impl From<SourceConfigBody> for SourceConfig {
     fn from(b: SourceConfigBody) -> Self {
         match b {
-            SourceConfigBody::UsbCamera(c) => SourceConfig::UsbCamera { device_id: c.device_id },
-            SourceConfigBody::VideoFile(c) => SourceConfig::VideoFile { video_path: c.video_path },
-            SourceConfigBody::ImagesFolder(c) => {
-                SourceConfig::ImagesFolder { images_folder_path: c.images_folder_path }
-            }
+            SourceConfigBody::UsbCamera(c) => SourceConfig::UsbCamera {
+                device_id: c.device_id,
+            },
+            SourceConfigBody::VideoFile(c) => SourceConfig::VideoFile {
+                video_path: c.video_path,
+            },
+            SourceConfigBody::ImagesFolder(c) => SourceConfig::ImagesFolder {
+                images_folder_path: c.images_folder_path,
+            },
             SourceConfigBody::Rtsp(c) => SourceConfig::Rtsp { url: c.url },
-            SourceConfigBody::SampleDataset(c) => SourceConfig::SampleDataset { dataset_id: c.dataset_id },
+            SourceConfigBody::SampleDataset(c) => SourceConfig::SampleDataset {
+                dataset_id: c.dataset_id,
+            },
             SourceConfigBody::Synthetic(_) => SourceConfig::Synthetic,
         }
     }
@@ -85,7 +97,9 @@ impl From<SourceConfig> for SourceConfigBody {
     fn from(c: SourceConfig) -> Self {
         match c {
             SourceConfig::UsbCamera { device_id } => Self::UsbCamera(UsbCameraSource { device_id }),
-            SourceConfig::VideoFile { video_path } => Self::VideoFile(VideoFileSource { video_path }),
+            SourceConfig::VideoFile { video_path } => {
+                Self::VideoFile(VideoFileSource { video_path })
+            }
             SourceConfig::ImagesFolder { images_folder_path } => {
                 Self::ImagesFolder(ImagesFolderSource { images_folder_path })
             }
@@ -161,7 +175,11 @@ pub struct SourcesApi {
 #[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Sources")]
 impl SourcesApi {
     #[oai(path = "/sources", method = "post", operation_id = "create_source")]
-    async fn create(&self, project_id: Path<Uuid>, body: Json<SourceBody>) -> Result<SourceCreated, ApiError> {
+    async fn create(
+        &self,
+        project_id: Path<Uuid>,
+        body: Json<SourceBody>,
+    ) -> Result<SourceCreated, ApiError> {
         let pid = ProjectId::from_uuid(project_id.0);
         let source = self.service.create_source(pid, new_source(body.0)?).await?;
         let loc = location(&[&"projects", &pid, &"sources", &source.id]);
@@ -185,20 +203,38 @@ impl SourcesApi {
             .list_sources(ProjectId::from_uuid(project_id.0), page(offset.0, limit.0)?)
             .await?;
         let pagination = Pagination::of(&paged);
-        Ok(Json(SourceList { sources: paged.items.into_iter().map(Into::into).collect(), pagination }))
+        Ok(Json(SourceList {
+            sources: paged.items.into_iter().map(Into::into).collect(),
+            pagination,
+        }))
     }
 
-    #[oai(path = "/sources/:source_id", method = "get", operation_id = "get_source")]
-    async fn get(&self, project_id: Path<Uuid>, source_id: Path<Uuid>) -> Result<Json<SourceResponse>, ApiError> {
+    #[oai(
+        path = "/sources/:source_id",
+        method = "get",
+        operation_id = "get_source"
+    )]
+    async fn get(
+        &self,
+        project_id: Path<Uuid>,
+        source_id: Path<Uuid>,
+    ) -> Result<Json<SourceResponse>, ApiError> {
         let source = self
             .service
-            .get_source(ProjectId::from_uuid(project_id.0), SourceId::from_uuid(source_id.0))
+            .get_source(
+                ProjectId::from_uuid(project_id.0),
+                SourceId::from_uuid(source_id.0),
+            )
             .await?;
         Ok(Json(source.into()))
     }
 
     /// Replace a source's name, active flag and configuration; its type cannot change.
-    #[oai(path = "/sources/:source_id", method = "put", operation_id = "update_source")]
+    #[oai(
+        path = "/sources/:source_id",
+        method = "put",
+        operation_id = "update_source"
+    )]
     async fn update(
         &self,
         project_id: Path<Uuid>,
@@ -216,10 +252,21 @@ impl SourcesApi {
         Ok(Json(source.into()))
     }
 
-    #[oai(path = "/sources/:source_id", method = "delete", operation_id = "delete_source")]
-    async fn delete(&self, project_id: Path<Uuid>, source_id: Path<Uuid>) -> Result<Deleted, ApiError> {
+    #[oai(
+        path = "/sources/:source_id",
+        method = "delete",
+        operation_id = "delete_source"
+    )]
+    async fn delete(
+        &self,
+        project_id: Path<Uuid>,
+        source_id: Path<Uuid>,
+    ) -> Result<Deleted, ApiError> {
         self.service
-            .delete_source(ProjectId::from_uuid(project_id.0), SourceId::from_uuid(source_id.0))
+            .delete_source(
+                ProjectId::from_uuid(project_id.0),
+                SourceId::from_uuid(source_id.0),
+            )
             .await?;
         Ok(Deleted::NoContent)
     }

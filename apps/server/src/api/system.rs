@@ -42,11 +42,18 @@ impl SystemApi {
     /// Liveness: answers once the server is up. Never requires a token.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self) -> Json<Health> {
-        Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+        Json(Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
     }
 
     /// The algorithms a model configuration can use, with their default parameters.
-    #[oai(path = "/api/v1/system/supported-models", method = "get", operation_id = "list_supported_models")]
+    #[oai(
+        path = "/api/v1/system/supported-models",
+        method = "get",
+        operation_id = "list_supported_models"
+    )]
     async fn supported_models(
         &self,
         /// Items to skip.
@@ -73,7 +80,12 @@ impl SystemApi {
             .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
             .take(page.limit() as usize)
             .collect();
-        let pagination = Pagination { count: models.len() as u64, total, offset: page.offset(), limit: page.limit() };
+        let pagination = Pagination {
+            count: models.len() as u64,
+            total,
+            offset: page.offset(),
+            limit: page.limit(),
+        };
         Ok(Json(SupportedModelList { models, pagination }))
     }
 }

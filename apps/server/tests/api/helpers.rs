@@ -25,7 +25,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { api_token: None, max_upload_bytes: 8 << 20, max_body_bytes: 1 << 20, data_dir: None }
+        Self {
+            api_token: None,
+            max_upload_bytes: 8 << 20,
+            max_body_bytes: 1 << 20,
+            data_dir: None,
+        }
     }
 }
 
@@ -54,7 +59,13 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    TestApp { address, client: Client::new(), media_root, stop: Some(stop), server: Some(server) }
+    TestApp {
+        address,
+        client: Client::new(),
+        media_root,
+        stop: Some(stop),
+        server: Some(server),
+    }
 }
 
 impl TestApp {
@@ -65,8 +76,11 @@ impl TestApp {
     /// Stops the server and asserts that it stopped within its grace period.
     pub async fn shutdown(mut self) {
         let _ = self.stop.take().unwrap().send(());
-        let joined = tokio::time::timeout(Duration::from_secs(10), self.server.take().unwrap()).await;
-        let result = joined.expect("the server stops within 10 s").expect("the server task did not panic");
+        let joined =
+            tokio::time::timeout(Duration::from_secs(10), self.server.take().unwrap()).await;
+        let result = joined
+            .expect("the server stops within 10 s")
+            .expect("the server task did not panic");
         result.expect("the server stopped cleanly");
     }
 
@@ -79,23 +93,43 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client.post(self.url(path)).json(body).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn put_json(&self, path: &str, body: &Value) -> Response {
-        self.client.put(self.url(path)).json(body).send().await.unwrap()
+        self.client
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Creates a project (active unless told otherwise) and returns its JSON.
     pub async fn post_project(&self, name: &str) -> Value {
-        let resp = self.post_json("/api/v1/projects", &json!({ "name": name })).await;
-        assert_eq!(resp.status(), StatusCode::CREATED, "creating project {name}");
+        let resp = self
+            .post_json("/api/v1/projects", &json!({ "name": name }))
+            .await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::CREATED,
+            "creating project {name}"
+        );
         resp.json().await.unwrap()
     }
 
     pub async fn post_label(&self, project: &str, name: &str) -> Value {
-        let resp =
-            self.post_json(&format!("/api/v1/projects/{project}/labels"), &json!({ "name": name })).await;
+        let resp = self
+            .post_json(
+                &format!("/api/v1/projects/{project}/labels"),
+                &json!({ "name": name }),
+            )
+            .await;
         assert_eq!(resp.status(), StatusCode::CREATED, "creating label {name}");
         resp.json().await.unwrap()
     }
@@ -112,7 +146,9 @@ impl TestApp {
 
     /// Uploads a `width` x `height` PNG and returns the frame's JSON.
     pub async fn post_frame(&self, project: &str, width: u32, height: u32) -> Value {
-        let resp = self.upload_frame(project, png(width, height), "image/png").await;
+        let resp = self
+            .upload_frame(project, png(width, height), "image/png")
+            .await;
         assert_eq!(resp.status(), StatusCode::CREATED);
         resp.json().await.unwrap()
     }
@@ -122,13 +158,18 @@ impl TestApp {
 pub async fn assert_error(resp: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(resp.status(), status, "status");
     assert_eq!(
-        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/json; charset=utf-8"),
         "error bodies are JSON"
     );
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], code, "error code in {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "a message in {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "a message in {body}"
+    );
     body
 }
 

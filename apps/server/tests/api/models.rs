@@ -10,7 +10,9 @@ async fn a_config_left_mostly_empty_gets_the_algorithm_defaults() {
     let app = spawn_app().await;
     let pid = id(&app.post_project("p").await);
     let body = json!({ "name": "fast matcher", "config": { "model_type": "matcher", "num_foreground_points": 7 } });
-    let resp = app.post_json(&format!("/api/v1/projects/{pid}/models"), &body).await;
+    let resp = app
+        .post_json(&format!("/api/v1/projects/{pid}/models"), &body)
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let model: Value = resp.json().await.unwrap();
     assert_eq!(model["config"]["num_foreground_points"], 7);
@@ -27,16 +29,45 @@ async fn activating_a_model_deactivates_the_previous_one() {
     let app = spawn_app().await;
     let pid = id(&app.post_project("p").await);
     let body = json!({ "name": "mine", "active": true, "device": "cpu", "config": { "model_type": "soft_matcher" } });
-    let created: Value = app.post_json(&format!("/api/v1/projects/{pid}/models"), &body).await.json().await.unwrap();
-    let active: Value = app.get(&format!("/api/v1/projects/{pid}/models/active")).await.json().await.unwrap();
+    let created: Value = app
+        .post_json(&format!("/api/v1/projects/{pid}/models"), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let active: Value = app
+        .get(&format!("/api/v1/projects/{pid}/models/active"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(active["id"], created["id"]);
-    let list: Value = app.get(&format!("/api/v1/projects/{pid}/models")).await.json().await.unwrap();
-    assert_eq!(list["models"].as_array().unwrap().iter().filter(|m| m["active"] == true).count(), 1);
+    let list: Value = app
+        .get(&format!("/api/v1/projects/{pid}/models"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["active"] == true)
+            .count(),
+        1
+    );
     let path = format!("/api/v1/projects/{pid}/models/{}", id(&created));
     let body = json!({ "name": "mine", "active": false, "config": { "model_type": "classical" } });
     let updated: Value = app.put_json(&path, &body).await.json().await.unwrap();
     assert_eq!(updated["config"]["model_type"], "classical");
-    assert_error(app.get(&format!("/api/v1/projects/{pid}/models/active")).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(
+        app.get(&format!("/api/v1/projects/{pid}/models/active"))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     assert_eq!(app.delete(&path).await.status(), StatusCode::NO_CONTENT);
     assert_error(app.get(&path).await, StatusCode::NOT_FOUND, "not_found").await;
     app.shutdown().await;
@@ -47,7 +78,9 @@ async fn model_names_are_unique_within_a_project() {
     let app = spawn_app().await;
     let pid = id(&app.post_project("p").await);
     let body = json!({ "name": "Matcher", "config": { "model_type": "matcher" } });
-    let resp = app.post_json(&format!("/api/v1/projects/{pid}/models"), &body).await;
+    let resp = app
+        .post_json(&format!("/api/v1/projects/{pid}/models"), &body)
+        .await;
     let err = assert_error(resp, StatusCode::CONFLICT, "conflict").await;
     assert_eq!(err["field"], "name");
     app.shutdown().await;
@@ -64,10 +97,21 @@ async fn out_of_range_parameters_and_unknown_devices_are_refused() {
         json!({ "name": "x", "device": "tpu", "config": { "model_type": "classical" } }),
         json!({ "name": "x", "config": { "model_type": "sam3" } }),
     ] {
-        let resp = app.post_json(&format!("/api/v1/projects/{pid}/models"), &body).await;
-        assert!(resp.status().is_client_error(), "{body} got {}", resp.status());
+        let resp = app
+            .post_json(&format!("/api/v1/projects/{pid}/models"), &body)
+            .await;
+        assert!(
+            resp.status().is_client_error(),
+            "{body} got {}",
+            resp.status()
+        );
     }
-    let list: Value = app.get(&format!("/api/v1/projects/{pid}/models")).await.json().await.unwrap();
+    let list: Value = app
+        .get(&format!("/api/v1/projects/{pid}/models"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["pagination"]["total"], 4);
     app.shutdown().await;
 }
@@ -75,12 +119,33 @@ async fn out_of_range_parameters_and_unknown_devices_are_refused() {
 #[tokio::test]
 async fn supported_models_list_every_algorithm_with_its_defaults() {
     let app = spawn_app().await;
-    let list: Value = app.get("/api/v1/system/supported-models").await.json().await.unwrap();
-    let types: Vec<&str> = list["models"].as_array().unwrap().iter().map(|m| m["model_type"].as_str().unwrap()).collect();
+    let list: Value = app
+        .get("/api/v1/system/supported-models")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = list["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["matcher", "perdino", "soft_matcher", "classical"]);
     assert_eq!(list["models"][3]["needs_weights"], false);
-    assert_eq!(list["models"][2]["default_config"]["confidence_threshold"], 0.42);
-    let page: Value = app.get("/api/v1/system/supported-models?offset=3").await.json().await.unwrap();
-    assert_eq!(page["pagination"], json!({ "count": 1, "total": 4, "offset": 3, "limit": 20 }));
+    assert_eq!(
+        list["models"][2]["default_config"]["confidence_threshold"],
+        0.42
+    );
+    let page: Value = app
+        .get("/api/v1/system/supported-models?offset=3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["pagination"],
+        json!({ "count": 1, "total": 4, "offset": 3, "limit": 20 })
+    );
     app.shutdown().await;
 }

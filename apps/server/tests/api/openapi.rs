@@ -7,13 +7,15 @@ use crate::helpers::spawn_app;
 
 fn checked_in() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.json");
-    let text = std::fs::read_to_string(path).expect("openapi/openapi.json exists (run `just openapi`)");
+    let text =
+        std::fs::read_to_string(path).expect("openapi/openapi.json exists (run `just openapi`)");
     serde_json::from_str(&text).expect("openapi/openapi.json is JSON")
 }
 
 #[tokio::test]
 async fn the_checked_in_document_matches_what_the_server_generates() {
-    let generated: Value = serde_json::from_str(&visprompt_server::openapi_document().await.unwrap()).unwrap();
+    let generated: Value =
+        serde_json::from_str(&visprompt_server::openapi_document().await.unwrap()).unwrap();
     assert!(
         generated == checked_in(),
         "openapi/openapi.json is stale: run `just openapi` and commit the result"

@@ -40,7 +40,9 @@ async fn every_shape_is_accepted_and_read_back_as_sent() {
         .map(|s| json!({ "label_id": f.label["id"], "shape": s }))
         .collect();
     let body = json!({ "type": "visual", "frame_id": f.frame["id"], "annotations": annotations });
-    let resp = app.post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &body).await;
+    let resp = app
+        .post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &body)
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let created: Value = resp.json().await.unwrap();
@@ -48,7 +50,12 @@ async fn every_shape_is_accepted_and_read_back_as_sent() {
     assert_eq!(got, created);
     assert_eq!(got["type"], "visual");
     let sent: Vec<Value> = shapes.as_array().unwrap().clone();
-    let back: Vec<Value> = got["annotations"].as_array().unwrap().iter().map(|a| a["shape"].clone()).collect();
+    let back: Vec<Value> = got["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["shape"].clone())
+        .collect();
     for (s, b) in sent.iter().zip(&back) {
         assert_eq!(s["type"], b["type"]);
     }
@@ -62,9 +69,16 @@ async fn a_text_prompt_is_accepted_and_listed() {
     let app = spawn_app().await;
     let f = fixture(&app).await;
     let body = json!({ "type": "text", "phrases": [{ "label_id": f.label["id"], "text": "a tabby cat" }] });
-    let resp = app.post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &body).await;
+    let resp = app
+        .post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &body)
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let list: Value = app.get(&format!("/api/v1/projects/{}/prompts", f.pid)).await.json().await.unwrap();
+    let list: Value = app
+        .get(&format!("/api/v1/projects/{}/prompts", f.pid))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["pagination"]["total"], 1);
     assert_eq!(list["prompts"][0]["phrases"][0]["text"], "a tabby cat");
     app.shutdown().await;
@@ -75,18 +89,43 @@ async fn a_shape_outside_the_frame_is_refused_naming_the_field() {
     let app = spawn_app().await;
     let f = fixture(&app).await;
     let cases = [
-        (json!({ "type": "points", "points": [{ "x": 101, "y": 1 }] }), "annotations[0].shape.points[0]"),
-        (json!({ "type": "rectangle", "min": { "x": 5, "y": 5 }, "max": { "x": 4, "y": 9 } }), "annotations[0].shape"),
-        (json!({ "type": "mask", "width": 100, "height": 50, "counts": [10, 20] }), "annotations[0].shape.counts"),
-        (json!({ "type": "mask", "width": 50, "height": 100, "counts": [0, 5000] }), "annotations[0].shape.size"),
-        (json!({ "type": "points", "points": [{ "x": 1, "y": 1, "positive": false }] }), "annotations[0].shape.points"),
+        (
+            json!({ "type": "points", "points": [{ "x": 101, "y": 1 }] }),
+            "annotations[0].shape.points[0]",
+        ),
+        (
+            json!({ "type": "rectangle", "min": { "x": 5, "y": 5 }, "max": { "x": 4, "y": 9 } }),
+            "annotations[0].shape",
+        ),
+        (
+            json!({ "type": "mask", "width": 100, "height": 50, "counts": [10, 20] }),
+            "annotations[0].shape.counts",
+        ),
+        (
+            json!({ "type": "mask", "width": 50, "height": 100, "counts": [0, 5000] }),
+            "annotations[0].shape.size",
+        ),
+        (
+            json!({ "type": "points", "points": [{ "x": 1, "y": 1, "positive": false }] }),
+            "annotations[0].shape.points",
+        ),
     ];
     for (shape, field) in cases {
-        let resp = app.post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &visual(&f, shape)).await;
+        let resp = app
+            .post_json(
+                &format!("/api/v1/projects/{}/prompts", f.pid),
+                &visual(&f, shape),
+            )
+            .await;
         let body = assert_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_value").await;
         assert_eq!(body["field"], field);
     }
-    let list: Value = app.get(&format!("/api/v1/projects/{}/prompts", f.pid)).await.json().await.unwrap();
+    let list: Value = app
+        .get(&format!("/api/v1/projects/{}/prompts", f.pid))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["pagination"]["total"], 0);
     app.shutdown().await;
 }
@@ -98,11 +137,15 @@ async fn unknown_labels_and_frames_are_not_found() {
     let other = "7c1f7a7e-2f9c-4a55-9d3e-0b3f1f7f0c11";
     let bad_label = json!({ "type": "visual", "frame_id": f.frame["id"], "annotations": [
         { "label_id": other, "shape": { "type": "points", "points": [{ "x": 1, "y": 1 }] } }]});
-    let resp = app.post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &bad_label).await;
+    let resp = app
+        .post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &bad_label)
+        .await;
     assert_error(resp, StatusCode::NOT_FOUND, "not_found").await;
     let bad_frame = json!({ "type": "visual", "frame_id": other, "annotations": [
         { "label_id": f.label["id"], "shape": { "type": "points", "points": [{ "x": 1, "y": 1 }] } }]});
-    let resp = app.post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &bad_frame).await;
+    let resp = app
+        .post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &bad_frame)
+        .await;
     assert_error(resp, StatusCode::NOT_FOUND, "not_found").await;
     app.shutdown().await;
 }
@@ -111,10 +154,21 @@ async fn unknown_labels_and_frames_are_not_found() {
 async fn a_frame_serves_one_prompt_only() {
     let app = spawn_app().await;
     let f = fixture(&app).await;
-    let body = visual(&f, json!({ "type": "points", "points": [{ "x": 1, "y": 1 }] }));
+    let body = visual(
+        &f,
+        json!({ "type": "points", "points": [{ "x": 1, "y": 1 }] }),
+    );
     let path = format!("/api/v1/projects/{}/prompts", f.pid);
-    assert_eq!(app.post_json(&path, &body).await.status(), StatusCode::CREATED);
-    let body = assert_error(app.post_json(&path, &body).await, StatusCode::CONFLICT, "conflict").await;
+    assert_eq!(
+        app.post_json(&path, &body).await.status(),
+        StatusCode::CREATED
+    );
+    let body = assert_error(
+        app.post_json(&path, &body).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
     assert_eq!(body["field"], "frame_id");
     app.shutdown().await;
 }
@@ -124,18 +178,34 @@ async fn updating_replaces_content_and_a_prompt_cannot_change_type() {
     let app = spawn_app().await;
     let f = fixture(&app).await;
     let created: Value = app
-        .post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &visual(&f, json!({ "type": "points", "points": [{ "x": 1, "y": 1 }] })))
+        .post_json(
+            &format!("/api/v1/projects/{}/prompts", f.pid),
+            &visual(
+                &f,
+                json!({ "type": "points", "points": [{ "x": 1, "y": 1 }] }),
+            ),
+        )
         .await
         .json()
         .await
         .unwrap();
     let path = format!("/api/v1/projects/{}/prompts/{}", f.pid, id(&created));
     let polygon = json!({ "type": "polygon", "points": [{ "x": 0, "y": 0 }, { "x": 9, "y": 0 }, { "x": 0, "y": 9 }] });
-    let updated: Value = app.put_json(&path, &visual(&f, polygon)).await.json().await.unwrap();
+    let updated: Value = app
+        .put_json(&path, &visual(&f, polygon))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(updated["annotations"][0]["shape"]["type"], "polygon");
     assert_eq!(updated["id"], created["id"]);
     let text = json!({ "type": "text", "phrases": [{ "label_id": f.label["id"], "text": "x" }] });
-    let body = assert_error(app.put_json(&path, &text).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_value").await;
+    let body = assert_error(
+        app.put_json(&path, &text).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    )
+    .await;
     assert_eq!(body["field"], "type");
     app.shutdown().await;
 }
@@ -145,7 +215,13 @@ async fn moving_a_prompt_to_a_new_frame_deletes_the_old_frame() {
     let app = spawn_app().await;
     let f = fixture(&app).await;
     let created: Value = app
-        .post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &visual(&f, json!({ "type": "points", "points": [{ "x": 1, "y": 1 }] })))
+        .post_json(
+            &format!("/api/v1/projects/{}/prompts", f.pid),
+            &visual(
+                &f,
+                json!({ "type": "points", "points": [{ "x": 1, "y": 1 }] }),
+            ),
+        )
         .await
         .json()
         .await
@@ -165,7 +241,13 @@ async fn deleting_a_prompt_deletes_its_frame() {
     let app = spawn_app().await;
     let f = fixture(&app).await;
     let created: Value = app
-        .post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &visual(&f, json!({ "type": "points", "points": [{ "x": 1, "y": 1 }] })))
+        .post_json(
+            &format!("/api/v1/projects/{}/prompts", f.pid),
+            &visual(
+                &f,
+                json!({ "type": "points", "points": [{ "x": 1, "y": 1 }] }),
+            ),
+        )
         .await
         .json()
         .await
@@ -183,7 +265,12 @@ async fn deleting_a_prompt_deletes_its_frame() {
 async fn an_unknown_prompt_type_is_a_bad_request() {
     let app = spawn_app().await;
     let f = fixture(&app).await;
-    let resp = app.post_json(&format!("/api/v1/projects/{}/prompts", f.pid), &json!({ "type": "audio" })).await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/projects/{}/prompts", f.pid),
+            &json!({ "type": "audio" }),
+        )
+        .await;
     assert!(resp.status().is_client_error());
     app.shutdown().await;
 }

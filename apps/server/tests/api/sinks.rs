@@ -16,10 +16,20 @@ async fn every_sink_kind_is_stored_and_several_may_be_active() {
         json!({ "sink_type": "file", "path": format!("{root}/out.jsonl") }),
     ];
     for config in &configs {
-        let resp = app.post_json(&format!("/api/v1/projects/{pid}/sinks"), &json!({ "active": true, "config": config })).await;
+        let resp = app
+            .post_json(
+                &format!("/api/v1/projects/{pid}/sinks"),
+                &json!({ "active": true, "config": config }),
+            )
+            .await;
         assert_eq!(resp.status(), StatusCode::CREATED, "{config}");
     }
-    let list: Value = app.get(&format!("/api/v1/projects/{pid}/sinks")).await.json().await.unwrap();
+    let list: Value = app
+        .get(&format!("/api/v1/projects/{pid}/sinks"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let sinks = list["sinks"].as_array().unwrap();
     assert_eq!(sinks.len(), 3);
     assert!(sinks.iter().all(|s| s["active"] == true));
@@ -31,7 +41,12 @@ async fn an_mqtt_password_is_never_returned_and_survives_an_update_without_one()
     let app = spawn_app().await;
     let pid = id(&app.post_project("p").await);
     let config = json!({ "sink_type": "mqtt", "broker_host": "broker", "topic": "t", "username": "u", "password": "hunter2" });
-    let resp = app.post_json(&format!("/api/v1/projects/{pid}/sinks"), &json!({ "config": config })).await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/projects/{pid}/sinks"),
+            &json!({ "config": config }),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let text = resp.text().await.unwrap();
     assert!(!text.contains("hunter2"));
@@ -39,7 +54,8 @@ async fn an_mqtt_password_is_never_returned_and_survives_an_update_without_one()
     assert_eq!(sink["config"]["password_set"], true);
     assert_eq!(sink["config"]["broker_port"], 1883);
     let path = format!("/api/v1/projects/{pid}/sinks/{}", id(&sink));
-    let update = json!({ "config": { "sink_type": "mqtt", "broker_host": "broker2", "topic": "t" } });
+    let update =
+        json!({ "config": { "sink_type": "mqtt", "broker_host": "broker2", "topic": "t" } });
     let updated: Value = app.put_json(&path, &update).await.json().await.unwrap();
     assert_eq!(updated["config"]["broker_host"], "broker2");
     assert_eq!(updated["config"]["password_set"], true);
@@ -52,17 +68,34 @@ async fn bad_sink_values_are_refused_by_field() {
     let pid = id(&app.post_project("p").await);
     let root = app.media_root.path().to_str().unwrap().to_owned();
     let cases = [
-        (json!({ "sink_type": "webhook", "url": "http://" }), "config.url"),
-        (json!({ "sink_type": "file", "path": "/etc/cron.d/evil" }), "config.path"),
-        (json!({ "sink_type": "file", "path": format!("{root}/../x") }), "config.path"),
+        (
+            json!({ "sink_type": "webhook", "url": "http://" }),
+            "config.url",
+        ),
+        (
+            json!({ "sink_type": "file", "path": "/etc/cron.d/evil" }),
+            "config.path",
+        ),
+        (
+            json!({ "sink_type": "file", "path": format!("{root}/../x") }),
+            "config.path",
+        ),
     ];
     for (config, field) in cases {
-        let resp = app.post_json(&format!("/api/v1/projects/{pid}/sinks"), &json!({ "config": config })).await;
+        let resp = app
+            .post_json(
+                &format!("/api/v1/projects/{pid}/sinks"),
+                &json!({ "config": config }),
+            )
+            .await;
         let err = assert_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_value").await;
         assert_eq!(err["field"], field);
     }
     let resp = app
-        .post_json(&format!("/api/v1/projects/{pid}/sinks"), &json!({ "config": { "sink_type": "mqtt", "broker_host": "h", "topic": "a/#" } }))
+        .post_json(
+            &format!("/api/v1/projects/{pid}/sinks"),
+            &json!({ "config": { "sink_type": "mqtt", "broker_host": "h", "topic": "a/#" } }),
+        )
         .await;
     assert!(resp.status().is_client_error());
     app.shutdown().await;
@@ -73,14 +106,22 @@ async fn a_sink_keeps_its_kind_and_can_be_deleted() {
     let app = spawn_app().await;
     let pid = id(&app.post_project("p").await);
     let sink: Value = app
-        .post_json(&format!("/api/v1/projects/{pid}/sinks"), &json!({ "config": { "sink_type": "webhook", "url": "https://example.com/x" } }))
+        .post_json(
+            &format!("/api/v1/projects/{pid}/sinks"),
+            &json!({ "config": { "sink_type": "webhook", "url": "https://example.com/x" } }),
+        )
         .await
         .json()
         .await
         .unwrap();
     let path = format!("/api/v1/projects/{pid}/sinks/{}", id(&sink));
     assert_eq!(app.get(&path).await.status(), StatusCode::OK);
-    let resp = app.put_json(&path, &json!({ "config": { "sink_type": "mqtt", "broker_host": "h" } })).await;
+    let resp = app
+        .put_json(
+            &path,
+            &json!({ "config": { "sink_type": "mqtt", "broker_host": "h" } }),
+        )
+        .await;
     let err = assert_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_value").await;
     assert_eq!(err["field"], "config.sink_type");
     assert_eq!(app.delete(&path).await.status(), StatusCode::NO_CONTENT);

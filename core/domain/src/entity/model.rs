@@ -20,8 +20,12 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 4] =
-        [Algorithm::Matcher, Algorithm::PerDino, Algorithm::SoftMatcher, Algorithm::Classical];
+    pub const ALL: [Algorithm; 4] = [
+        Algorithm::Matcher,
+        Algorithm::PerDino,
+        Algorithm::SoftMatcher,
+        Algorithm::Classical,
+    ];
 
     pub const fn as_str(&self) -> &'static str {
         match self {
@@ -263,7 +267,10 @@ pub struct ClassicalParams {
 
 impl Default for ClassicalParams {
     fn default() -> Self {
-        Self { confidence_threshold: 0.5, max_detections: 20 }
+        Self {
+            confidence_threshold: 0.5,
+            max_detections: 20,
+        }
     }
 }
 
@@ -277,7 +284,10 @@ pub enum AlgorithmParams {
 
 fn in_range_u32(field: &str, v: u32, min: u32, max: u32) -> Result<(), DomainError> {
     if v < min || v > max {
-        return Err(DomainError::invalid(field, format!("must be {min} to {max}, got {v}")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be {min} to {max}, got {v}"),
+        ));
     }
     Ok(())
 }
@@ -285,7 +295,10 @@ fn in_range_u32(field: &str, v: u32, min: u32, max: u32) -> Result<(), DomainErr
 /// Open interval (0, 1): thresholds of 0 or 1 would accept or refuse everything.
 fn unit_open(field: &str, v: f64) -> Result<(), DomainError> {
     if !(v > 0.0 && v < 1.0) {
-        return Err(DomainError::invalid(field, format!("must be above 0 and below 1, got {v}")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be above 0 and below 1, got {v}"),
+        ));
     }
     Ok(())
 }
@@ -323,7 +336,10 @@ impl AlgorithmParams {
                 in_range_u32("num_foreground_points", p.num_foreground_points, 1, 300)?;
                 in_range_u32("num_background_points", p.num_background_points, 0, 10)?;
                 unit_open("confidence_threshold", p.confidence_threshold)?;
-                unit_open("softmatching_score_threshold", p.softmatching_score_threshold)
+                unit_open(
+                    "softmatching_score_threshold",
+                    p.softmatching_score_threshold,
+                )
             }
             AlgorithmParams::Classical(p) => {
                 unit_open("confidence_threshold", p.confidence_threshold)?;
@@ -360,7 +376,10 @@ mod tests {
 
     #[test]
     fn out_of_range_parameters_are_refused_by_name() {
-        let mut p = MatcherParams { num_foreground_points: 0, ..MatcherParams::default() };
+        let mut p = MatcherParams {
+            num_foreground_points: 0,
+            ..MatcherParams::default()
+        };
         let err = AlgorithmParams::Matcher(p.clone()).check().unwrap_err();
         assert!(err.to_string().starts_with("num_foreground_points"));
         p.num_foreground_points = 5;

@@ -55,7 +55,10 @@ impl Point {
     fn check(&self, field: &str, size: FrameSize) -> Result<(), DomainError> {
         let (w, h) = (f64::from(size.width()), f64::from(size.height()));
         if !self.x.is_finite() || !self.y.is_finite() {
-            return Err(DomainError::invalid(field, "coordinates must be finite numbers"));
+            return Err(DomainError::invalid(
+                field,
+                "coordinates must be finite numbers",
+            ));
         }
         if !(0.0..=w).contains(&self.x) || !(0.0..=h).contains(&self.y) {
             return Err(DomainError::invalid(
@@ -84,7 +87,12 @@ pub struct Rle {
 impl Rle {
     /// Number of pixels that are set.
     pub fn area(&self) -> u64 {
-        self.counts.iter().skip(1).step_by(2).map(|&c| u64::from(c)).sum()
+        self.counts
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|&c| u64::from(c))
+            .sum()
     }
 }
 
@@ -216,8 +224,13 @@ pub enum PromptKind {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum PromptContent {
-    Visual { frame_id: FrameId, annotations: Vec<Annotation> },
-    Text { phrases: Vec<TextPhrase> },
+    Visual {
+        frame_id: FrameId,
+        annotations: Vec<Annotation>,
+    },
+    Text {
+        phrases: Vec<TextPhrase>,
+    },
 }
 
 impl PromptContent {
@@ -292,7 +305,9 @@ mod tests {
     }
 
     fn check(shape: Shape) -> Result<(), String> {
-        shape.check("annotations[0].shape", size()).map_err(|e| e.to_string())
+        shape
+            .check("annotations[0].shape", size())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -308,8 +323,14 @@ mod tests {
 
     #[test]
     fn a_point_outside_the_frame_is_refused_with_its_path() {
-        let err = check(Shape::Points(vec![(p(1.0, 1.0), true), (p(100.5, 1.0), false)]));
-        assert!(err.unwrap_err().starts_with("annotations[0].shape.points[1]"));
+        let err = check(Shape::Points(vec![
+            (p(1.0, 1.0), true),
+            (p(100.5, 1.0), false),
+        ]));
+        assert!(
+            err.unwrap_err()
+                .starts_with("annotations[0].shape.points[1]")
+        );
     }
 
     #[test]
@@ -325,33 +346,73 @@ mod tests {
 
     #[test]
     fn a_rectangle_must_have_positive_extent() {
-        assert!(check(Shape::Rectangle { min: p(1.0, 1.0), max: p(5.0, 5.0) }).is_ok());
-        assert!(check(Shape::Rectangle { min: p(5.0, 1.0), max: p(5.0, 5.0) }).is_err());
-        assert!(check(Shape::Rectangle { min: p(6.0, 6.0), max: p(5.0, 5.0) }).is_err());
+        assert!(
+            check(Shape::Rectangle {
+                min: p(1.0, 1.0),
+                max: p(5.0, 5.0)
+            })
+            .is_ok()
+        );
+        assert!(
+            check(Shape::Rectangle {
+                min: p(5.0, 1.0),
+                max: p(5.0, 5.0)
+            })
+            .is_err()
+        );
+        assert!(
+            check(Shape::Rectangle {
+                min: p(6.0, 6.0),
+                max: p(5.0, 5.0)
+            })
+            .is_err()
+        );
     }
 
     #[test]
     fn a_polygon_needs_three_vertices_and_some_area() {
-        assert!(check(Shape::Polygon(vec![p(0.0, 0.0), p(10.0, 0.0), p(0.0, 10.0)])).is_ok());
+        assert!(
+            check(Shape::Polygon(vec![
+                p(0.0, 0.0),
+                p(10.0, 0.0),
+                p(0.0, 10.0)
+            ]))
+            .is_ok()
+        );
         assert!(check(Shape::Polygon(vec![p(0.0, 0.0), p(10.0, 0.0)])).is_err());
         assert!(check(Shape::Polygon(vec![p(0.0, 0.0), p(5.0, 0.0), p(10.0, 0.0)])).is_err());
     }
 
     #[test]
     fn a_mask_must_match_the_frame_and_cover_every_pixel() {
-        let ok = Rle { size: size(), counts: vec![10, 20, 4970] };
+        let ok = Rle {
+            size: size(),
+            counts: vec![10, 20, 4970],
+        };
         assert!(check(Shape::Mask(ok)).is_ok());
-        let short = Rle { size: size(), counts: vec![10, 20] };
+        let short = Rle {
+            size: size(),
+            counts: vec![10, 20],
+        };
         assert!(check(Shape::Mask(short)).is_err());
-        let other_size = Rle { size: FrameSize::new(50, 100).unwrap(), counts: vec![0, 5000] };
+        let other_size = Rle {
+            size: FrameSize::new(50, 100).unwrap(),
+            counts: vec![0, 5000],
+        };
         assert!(check(Shape::Mask(other_size)).is_err());
-        let empty = Rle { size: size(), counts: vec![5000] };
+        let empty = Rle {
+            size: size(),
+            counts: vec![5000],
+        };
         assert!(check(Shape::Mask(empty)).is_err());
     }
 
     #[test]
     fn a_mask_whose_counts_overflow_32_bits_when_summed_is_still_checked_exactly() {
-        let rle = Rle { size: size(), counts: vec![u32::MAX, u32::MAX, 2] };
+        let rle = Rle {
+            size: size(),
+            counts: vec![u32::MAX, u32::MAX, 2],
+        };
         assert!(check(Shape::Mask(rle)).is_err());
     }
 
@@ -363,7 +424,10 @@ mod tests {
             frame_id: FrameId::new(),
             annotations: [a, b, a]
                 .iter()
-                .map(|&label_id| Annotation { label_id, shape: shape.clone() })
+                .map(|&label_id| Annotation {
+                    label_id,
+                    shape: shape.clone(),
+                })
                 .collect(),
         };
         assert_eq!(content.label_ids(), vec![a, b]);

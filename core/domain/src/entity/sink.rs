@@ -45,9 +45,13 @@ pub struct MqttSink {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkConfig {
     Mqtt(MqttSink),
-    Webhook { url: String },
+    Webhook {
+        url: String,
+    },
     /// A file on the server (JSON lines), inside one of the media roots.
-    File { path: String },
+    File {
+        path: String,
+    },
 }
 
 impl SinkConfig {
@@ -87,7 +91,10 @@ impl SinkConfig {
                     ));
                 }
                 for (field, value) in [("username", &mqtt.username), ("password", &mqtt.password)] {
-                    if value.as_ref().is_some_and(|v| v.len() > 1024 || v.contains('\0')) {
+                    if value
+                        .as_ref()
+                        .is_some_and(|v| v.len() > 1024 || v.contains('\0'))
+                    {
                         return Err(DomainError::invalid(field, "must be at most 1024 bytes"));
                     }
                 }
@@ -133,7 +140,11 @@ mod tests {
 
     #[test]
     fn an_mqtt_sink_needs_a_host_a_port_and_a_topic_without_wildcards() {
-        assert!(mqtt("localhost", 1883, "visprompt/predictions").check().is_ok());
+        assert!(
+            mqtt("localhost", 1883, "visprompt/predictions")
+                .check()
+                .is_ok()
+        );
         assert!(mqtt("", 1883, "t").check().is_err());
         assert!(mqtt("bad host", 1883, "t").check().is_err());
         assert!(mqtt("h", 0, "t").check().is_err());
@@ -144,7 +155,19 @@ mod tests {
 
     #[test]
     fn a_webhook_needs_an_http_url() {
-        assert!(SinkConfig::Webhook { url: "https://example.com/hook".into() }.check().is_ok());
-        assert!(SinkConfig::Webhook { url: "ftp://example.com".into() }.check().is_err());
+        assert!(
+            SinkConfig::Webhook {
+                url: "https://example.com/hook".into()
+            }
+            .check()
+            .is_ok()
+        );
+        assert!(
+            SinkConfig::Webhook {
+                url: "ftp://example.com".into()
+            }
+            .check()
+            .is_err()
+        );
     }
 }

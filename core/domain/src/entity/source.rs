@@ -102,7 +102,11 @@ impl SourceConfig {
 /// A URL check without a URL parser: scheme from `schemes`, a host, no spaces or control
 /// characters, bounded length. Enough to refuse garbage early; adapters parse for real.
 pub(crate) fn check_url(field: &str, url: &str, schemes: &[&str]) -> Result<(), DomainError> {
-    let expected = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
+    let expected = schemes
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(" or ");
     if url.len() > SourceConfig::MAX_URL_LEN {
         return Err(DomainError::invalid(
             field,
@@ -110,13 +114,22 @@ pub(crate) fn check_url(field: &str, url: &str, schemes: &[&str]) -> Result<(), 
         ));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(DomainError::invalid(field, "must not contain spaces or control characters"));
+        return Err(DomainError::invalid(
+            field,
+            "must not contain spaces or control characters",
+        ));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(DomainError::invalid(field, format!("must start with {expected}")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must start with {expected}"),
+        ));
     };
     if !schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
-        return Err(DomainError::invalid(field, format!("must start with {expected}")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must start with {expected}"),
+        ));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();

@@ -25,11 +25,20 @@ impl Service {
             byte_len: bytes.len() as u64,
             created_at: now(),
         };
-        self.repo.insert_frame(&StoredFrame { frame: frame.clone(), bytes }).await?;
+        self.repo
+            .insert_frame(&StoredFrame {
+                frame: frame.clone(),
+                bytes,
+            })
+            .await?;
         Ok(frame)
     }
 
-    pub async fn get_frame(&self, project_id: ProjectId, id: FrameId) -> Result<Frame, DomainError> {
+    pub async fn get_frame(
+        &self,
+        project_id: ProjectId,
+        id: FrameId,
+    ) -> Result<Frame, DomainError> {
         self.get_project(project_id).await?;
         self.repo
             .get_frame(project_id, id)
@@ -60,7 +69,11 @@ impl Service {
         self.repo.list_frames(project_id, page).await
     }
 
-    pub async fn delete_frame(&self, project_id: ProjectId, id: FrameId) -> Result<(), DomainError> {
+    pub async fn delete_frame(
+        &self,
+        project_id: ProjectId,
+        id: FrameId,
+    ) -> Result<(), DomainError> {
         self.get_project(project_id).await?;
         if self.repo.delete_frame(project_id, id).await? {
             Ok(())

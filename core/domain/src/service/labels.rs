@@ -31,13 +31,23 @@ impl Service {
             }
         };
         let at = now();
-        let label =
-            Label { id: LabelId::new(), project_id, name, color, created_at: at, updated_at: at };
+        let label = Label {
+            id: LabelId::new(),
+            project_id,
+            name,
+            color,
+            created_at: at,
+            updated_at: at,
+        };
         self.repo.insert_label(&label).await?;
         Ok(label)
     }
 
-    pub async fn get_label(&self, project_id: ProjectId, id: LabelId) -> Result<Label, DomainError> {
+    pub async fn get_label(
+        &self,
+        project_id: ProjectId,
+        id: LabelId,
+    ) -> Result<Label, DomainError> {
         self.get_project(project_id).await?;
         self.repo
             .get_label(project_id, id)
@@ -72,7 +82,11 @@ impl Service {
         Ok(label)
     }
 
-    pub async fn delete_label(&self, project_id: ProjectId, id: LabelId) -> Result<(), DomainError> {
+    pub async fn delete_label(
+        &self,
+        project_id: ProjectId,
+        id: LabelId,
+    ) -> Result<(), DomainError> {
         self.get_project(project_id).await?;
         if self.repo.delete_label(project_id, id).await? {
             Ok(())

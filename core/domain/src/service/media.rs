@@ -31,7 +31,10 @@ impl MediaRoots {
     /// Accepts an absolute path without `..` that lies inside one of the roots.
     pub fn confine(&self, field: &str, raw: &str) -> Result<(), DomainError> {
         if raw.is_empty() || raw.len() > 4096 || raw.contains('\0') {
-            return Err(DomainError::invalid(field, "must be a path of 1 to 4096 bytes"));
+            return Err(DomainError::invalid(
+                field,
+                "must be a path of 1 to 4096 bytes",
+            ));
         }
         let path = Path::new(raw);
         if !path.is_absolute() {
@@ -43,8 +46,12 @@ impl MediaRoots {
         if self.0.iter().any(|root| path.starts_with(root)) {
             Ok(())
         } else {
-            let roots =
-                self.0.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ");
+            let roots = self
+                .0
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             Err(DomainError::invalid(
                 field,
                 format!("must lie inside one of the media roots [{roots}] (setting MEDIA_ROOTS)"),
@@ -63,7 +70,9 @@ mod tests {
 
     #[test]
     fn a_path_inside_a_root_is_accepted() {
-        roots().confine("video_path", "/srv/media/cats/a.mp4").unwrap();
+        roots()
+            .confine("video_path", "/srv/media/cats/a.mp4")
+            .unwrap();
         roots().confine("video_path", "/data/videos").unwrap();
     }
 
@@ -76,7 +85,10 @@ mod tests {
             "/srv/mediax/a.mp4",
             "",
         ] {
-            assert!(roots().confine("video_path", raw).is_err(), "{raw:?} was accepted");
+            assert!(
+                roots().confine("video_path", raw).is_err(),
+                "{raw:?} was accepted"
+            );
         }
     }
 

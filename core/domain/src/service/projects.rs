@@ -31,7 +31,13 @@ impl Service {
         active: bool,
     ) -> Result<Project, DomainError> {
         let at = now();
-        let project = Project { id: ProjectId::new(), name, active, created_at: at, updated_at: at };
+        let project = Project {
+            id: ProjectId::new(),
+            name,
+            active,
+            created_at: at,
+            updated_at: at,
+        };
         let models = Algorithm::ALL
             .iter()
             .map(|&algorithm| ModelConfig {
@@ -60,7 +66,10 @@ impl Service {
     }
 
     pub async fn get_project(&self, id: ProjectId) -> Result<Project, DomainError> {
-        self.repo.get_project(id).await?.ok_or_else(|| DomainError::not_found(Entity::Project, id))
+        self.repo
+            .get_project(id)
+            .await?
+            .ok_or_else(|| DomainError::not_found(Entity::Project, id))
     }
 
     pub async fn list_projects(&self, page: Page) -> Result<Paged<Project>, DomainError> {
@@ -80,12 +89,12 @@ impl Service {
         update: ProjectUpdate,
     ) -> Result<Project, DomainError> {
         let mut project = self.get_project(id).await?;
-        if let Some(name) = update.name {
-            if name != project.name {
-                project.name = name;
-                project.updated_at = now();
-                self.repo.update_project(&project).await?;
-            }
+        if let Some(name) = update.name
+            && name != project.name
+        {
+            project.name = name;
+            project.updated_at = now();
+            self.repo.update_project(&project).await?;
         }
         match update.active {
             Some(true) if !project.active => self.repo.set_active_project(Some(id)).await?,
@@ -96,11 +105,25 @@ impl Service {
     }
 
     pub async fn activate_project(&self, id: ProjectId) -> Result<Project, DomainError> {
-        self.update_project(id, ProjectUpdate { active: Some(true), ..Default::default() }).await
+        self.update_project(
+            id,
+            ProjectUpdate {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     pub async fn deactivate_project(&self, id: ProjectId) -> Result<Project, DomainError> {
-        self.update_project(id, ProjectUpdate { active: Some(false), ..Default::default() }).await
+        self.update_project(
+            id,
+            ProjectUpdate {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     pub async fn delete_project(&self, id: ProjectId) -> Result<(), DomainError> {
@@ -113,7 +136,10 @@ impl Service {
 
     /// Everything the project owns, for an export archive.
     pub async fn export_project(&self, id: ProjectId) -> Result<ProjectBundle, DomainError> {
-        self.repo.load_bundle(id).await?.ok_or_else(|| DomainError::not_found(Entity::Project, id))
+        self.repo
+            .load_bundle(id)
+            .await?
+            .ok_or_else(|| DomainError::not_found(Entity::Project, id))
     }
 
     /// Stores an exported bundle as a new, inactive project: every id is replaced by a fresh one
@@ -134,10 +160,16 @@ impl Service {
             created_at: at,
             updated_at: at,
         };
-        let labels: HashMap<LabelId, LabelId> =
-            bundle.labels.iter().map(|l| (l.id, LabelId::new())).collect();
-        let frames: HashMap<FrameId, FrameId> =
-            bundle.frames.iter().map(|f| (f.frame.id, FrameId::new())).collect();
+        let labels: HashMap<LabelId, LabelId> = bundle
+            .labels
+            .iter()
+            .map(|l| (l.id, LabelId::new()))
+            .collect();
+        let frames: HashMap<FrameId, FrameId> = bundle
+            .frames
+            .iter()
+            .map(|f| (f.frame.id, FrameId::new()))
+            .collect();
         for label in &mut bundle.labels {
             label.id = labels[&label.id];
             label.project_id = project_id;
@@ -175,25 +207,40 @@ impl Service {
             if !label_names.insert(label.name.as_str()) {
                 return Err(DomainError::conflict(
                     Some(&format!("labels[{i}].name")),
-                    format!("the archive holds two labels named {:?}", label.name.as_str()),
+                    format!(
+                        "the archive holds two labels named {:?}",
+                        label.name.as_str()
+                    ),
                 ));
             }
         }
         let mut model_names = std::collections::HashSet::new();
         for (i, model) in bundle.models.iter().enumerate() {
-            model.params.check().map_err(|e| e.in_field(&format!("models[{i}].config")))?;
+            model
+                .params
+                .check()
+                .map_err(|e| e.in_field(&format!("models[{i}].config")))?;
             if !model_names.insert(model.name.as_str()) {
                 return Err(DomainError::conflict(
                     Some(&format!("models[{i}].name")),
-                    format!("the archive holds two models named {:?}", model.name.as_str()),
+                    format!(
+                        "the archive holds two models named {:?}",
+                        model.name.as_str()
+                    ),
                 ));
             }
         }
         if bundle.sources.iter().filter(|s| s.active).count() > 1 {
-            return Err(DomainError::invalid("sources", "at most one source may be active"));
+            return Err(DomainError::invalid(
+                "sources",
+                "at most one source may be active",
+            ));
         }
         if bundle.models.iter().filter(|m| m.active).count() > 1 {
-            return Err(DomainError::invalid("models", "at most one model may be active"));
+            return Err(DomainError::invalid(
+                "models",
+                "at most one model may be active",
+            ));
         }
         for (i, source) in bundle.sources.iter().enumerate() {
             let field = format!("sources[{i}].config");
@@ -212,8 +259,15 @@ impl Service {
         let mut used_frames = std::collections::HashSet::new();
         for (i, prompt) in bundle.prompts.iter().enumerate() {
             let field = format!("prompts[{i}]");
-            prompt.content.check_counts().map_err(|e| e.in_field(&field))?;
-            if let PromptContent::Visual { frame_id, annotations } = &prompt.content {
+            prompt
+                .content
+                .check_counts()
+                .map_err(|e| e.in_field(&field))?;
+            if let PromptContent::Visual {
+                frame_id,
+                annotations,
+            } = &prompt.content
+            {
                 let frame = bundle
                     .frames
                     .iter()
@@ -226,7 +280,8 @@ impl Service {
                     ));
                 }
                 for (j, a) in annotations.iter().enumerate() {
-                    a.shape.check(&format!("{field}.annotations[{j}].shape"), frame.frame.size)?;
+                    a.shape
+                        .check(&format!("{field}.annotations[{j}].shape"), frame.frame.size)?;
                 }
             }
         }
@@ -240,13 +295,19 @@ fn rewire(
     frames: &HashMap<FrameId, FrameId>,
 ) -> Result<(), DomainError> {
     let label = |id: &mut LabelId| -> Result<(), DomainError> {
-        *id = *labels.get(id).ok_or_else(|| DomainError::not_found(Entity::Label, *id))?;
+        *id = *labels
+            .get(id)
+            .ok_or_else(|| DomainError::not_found(Entity::Label, *id))?;
         Ok(())
     };
     match &mut prompt.content {
-        PromptContent::Visual { frame_id, annotations } => {
-            *frame_id =
-                *frames.get(frame_id).ok_or_else(|| DomainError::not_found(Entity::Frame, *frame_id))?;
+        PromptContent::Visual {
+            frame_id,
+            annotations,
+        } => {
+            *frame_id = *frames
+                .get(frame_id)
+                .ok_or_else(|| DomainError::not_found(Entity::Frame, *frame_id))?;
             for a in annotations {
                 label(&mut a.label_id)?;
             }

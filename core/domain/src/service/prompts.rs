@@ -15,13 +15,22 @@ impl Service {
     ) -> Result<Prompt, DomainError> {
         self.check_prompt(project_id, &content).await?;
         let at = now();
-        let prompt =
-            Prompt { id: PromptId::new(), project_id, content, created_at: at, updated_at: at };
+        let prompt = Prompt {
+            id: PromptId::new(),
+            project_id,
+            content,
+            created_at: at,
+            updated_at: at,
+        };
         self.repo.insert_prompt(&prompt).await?;
         Ok(prompt)
     }
 
-    pub async fn get_prompt(&self, project_id: ProjectId, id: PromptId) -> Result<Prompt, DomainError> {
+    pub async fn get_prompt(
+        &self,
+        project_id: ProjectId,
+        id: PromptId,
+    ) -> Result<Prompt, DomainError> {
         self.get_project(project_id).await?;
         self.repo
             .get_prompt(project_id, id)
@@ -63,7 +72,11 @@ impl Service {
         Ok(prompt)
     }
 
-    pub async fn delete_prompt(&self, project_id: ProjectId, id: PromptId) -> Result<(), DomainError> {
+    pub async fn delete_prompt(
+        &self,
+        project_id: ProjectId,
+        id: PromptId,
+    ) -> Result<(), DomainError> {
         self.get_project(project_id).await?;
         if self.repo.delete_prompt(project_id, id).await? {
             Ok(())
@@ -84,14 +97,20 @@ impl Service {
                 return Err(DomainError::not_found(Entity::Label, label_id));
             }
         }
-        if let PromptContent::Visual { frame_id, annotations } = content {
+        if let PromptContent::Visual {
+            frame_id,
+            annotations,
+        } = content
+        {
             let frame = self
                 .repo
                 .get_frame(project_id, *frame_id)
                 .await?
                 .ok_or_else(|| DomainError::not_found(Entity::Frame, frame_id))?;
             for (i, annotation) in annotations.iter().enumerate() {
-                annotation.shape.check(&format!("annotations[{i}].shape"), frame.size)?;
+                annotation
+                    .shape
+                    .check(&format!("annotations[{i}].shape"), frame.size)?;
             }
         }
         Ok(())

@@ -25,13 +25,19 @@ impl Service {
         Ok(())
     }
 
-    pub async fn create_sink(&self, project_id: ProjectId, new: NewSink) -> Result<Sink, DomainError> {
+    pub async fn create_sink(
+        &self,
+        project_id: ProjectId,
+        new: NewSink,
+    ) -> Result<Sink, DomainError> {
         self.check_sink_config(&new.config)?;
         let at = now();
         let sink = Sink {
             id: SinkId::new(),
             project_id,
-            name: new.name.unwrap_or_else(|| default_name(new.config.kind().default_name())),
+            name: new
+                .name
+                .unwrap_or_else(|| default_name(new.config.kind().default_name())),
             active: new.active,
             config: new.config,
             created_at: at,
@@ -77,10 +83,10 @@ impl Service {
                 ),
             ));
         }
-        if let (SinkConfig::Mqtt(old), SinkConfig::Mqtt(new)) = (&sink.config, &mut new.config) {
-            if new.password.is_none() {
-                new.password.clone_from(&old.password);
-            }
+        if let (SinkConfig::Mqtt(old), SinkConfig::Mqtt(new)) = (&sink.config, &mut new.config)
+            && new.password.is_none()
+        {
+            new.password.clone_from(&old.password);
         }
         self.check_sink_config(&new.config)?;
         sink.name = new.name.unwrap_or(sink.name);

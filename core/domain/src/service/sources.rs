@@ -36,7 +36,9 @@ impl Service {
         let source = Source {
             id: SourceId::new(),
             project_id,
-            name: new.name.unwrap_or_else(|| default_name(new.config.kind().default_name())),
+            name: new
+                .name
+                .unwrap_or_else(|| default_name(new.config.kind().default_name())),
             active: new.active,
             config: new.config,
             created_at: at,
@@ -46,7 +48,11 @@ impl Service {
         Ok(source)
     }
 
-    pub async fn get_source(&self, project_id: ProjectId, id: SourceId) -> Result<Source, DomainError> {
+    pub async fn get_source(
+        &self,
+        project_id: ProjectId,
+        id: SourceId,
+    ) -> Result<Source, DomainError> {
         self.get_project(project_id).await?;
         self.repo
             .get_source(project_id, id)
@@ -90,7 +96,11 @@ impl Service {
         Ok(source)
     }
 
-    pub async fn delete_source(&self, project_id: ProjectId, id: SourceId) -> Result<(), DomainError> {
+    pub async fn delete_source(
+        &self,
+        project_id: ProjectId,
+        id: SourceId,
+    ) -> Result<(), DomainError> {
         self.get_project(project_id).await?;
         if self.repo.delete_source(project_id, id).await? {
             Ok(())
