@@ -12,6 +12,7 @@ pub mod prompts;
 pub mod sinks;
 pub mod sources;
 pub mod system;
+pub mod text;
 
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
 use visprompt_archive::ArchiveLimits;

@@ -120,23 +120,67 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Rewrites an error that poem produced on its own (not one of ours) into the JSON error body,
-/// keeping its status where it is one we document and folding the rest into 400.
+/// Rewrites an error that poem produced on its own (not one of ours) into the JSON error body.
+/// A value that broke a schema constraint (length, range, pattern) is a 422 naming the field, like
+/// the domain's own validation; other request errors are 400; statuses we document are kept.
 pub fn json_error_body(err: poem::Error) -> Response {
     let status = err.status();
     let message = err.to_string();
-    let (status, code) = match status {
-        StatusCode::UNAUTHORIZED => (status, "unauthorized"),
-        StatusCode::NOT_FOUND => (status, "not_found"),
-        StatusCode::METHOD_NOT_ALLOWED => (status, "method_not_allowed"),
-        StatusCode::PAYLOAD_TOO_LARGE => (status, "payload_too_large"),
-        s if s.is_server_error() => {
-            tracing::error!(message = "Unhandled server error.", error = %message);
-            return ApiError::internal().into_response();
-        }
-        _ => (StatusCode::BAD_REQUEST, "bad_request"),
+    let response = err.into_response();
+    // Our own `ApiError`s travel as errors too; they already carry the JSON body.
+    if response
+        .content_type()
+        .is_some_and(|ct| ct.starts_with("application/json"))
+    {
+        return response;
+    }
+    if status.is_server_error() {
+        tracing::error!(message = "Unhandled server error.", error = %message);
+        return ApiError::internal().into_response();
+    }
+    if status == StatusCode::BAD_REQUEST && message.contains("verification failed") {
+        let field = constrained_field(&message);
+        return Json(ErrorBody {
+            code: "invalid_value".into(),
+            message,
+            field,
+        })
+        .with_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .into_response();
+    }
+    let (status, code, message) = match status {
+        StatusCode::UNAUTHORIZED => (status, "unauthorized", message),
+        StatusCode::NOT_FOUND => (status, "not_found", message),
+        StatusCode::METHOD_NOT_ALLOWED => (status, "method_not_allowed", message),
+        StatusCode::PAYLOAD_TOO_LARGE => (status, "payload_too_large", message),
+        _ if message.starts_with("failed to parse path") => (
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("an id in the path is not a UUID ({message})"),
+        ),
+        _ => (StatusCode::BAD_REQUEST, "bad_request", message),
     };
     Json(ErrorBody::new(code, message))
         .with_status(status)
         .into_response()
+}
+
+/// The field path in poem-openapi's message: the query parameter, or the chain of object fields
+/// (`field `config` ... field `url``) joined with dots.
+fn constrained_field(message: &str) -> Option<String> {
+    let between = |marker: &str| -> Vec<&str> {
+        message
+            .match_indices(marker)
+            .filter_map(|(i, _)| {
+                let rest = &message[i + marker.len()..];
+                rest.find('`').map(|end| &rest[..end])
+            })
+            .collect()
+    };
+    let params = between("parameter `");
+    if let Some(p) = params.first() {
+        return Some((*p).to_owned());
+    }
+    let fields = between("field `");
+    (!fields.is_empty()).then(|| fields.join("."))
 }

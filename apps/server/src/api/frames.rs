@@ -109,11 +109,11 @@ pub struct FramesApi {
     pub service: Service,
 }
 
-#[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Frames")]
+#[OpenApi(prefix_path = "/api/v1/projects", tag = "ApiTags::Frames")]
 impl FramesApi {
     /// Upload a reference image (JPEG or PNG). It is decoded completely before it is stored.
     #[oai(
-        path = "/frames/upload",
+        path = "/:project_id/frames/upload",
         method = "post",
         operation_id = "upload_frame"
     )]
@@ -145,7 +145,11 @@ impl FramesApi {
     }
 
     /// Frames of the project in upload order (metadata only).
-    #[oai(path = "/frames", method = "get", operation_id = "list_frames")]
+    #[oai(
+        path = "/:project_id/frames",
+        method = "get",
+        operation_id = "list_frames"
+    )]
     async fn list(
         &self,
         project_id: Path<Uuid>,
@@ -168,7 +172,11 @@ impl FramesApi {
     }
 
     /// The stored image, byte for byte.
-    #[oai(path = "/frames/:frame_id", method = "get", operation_id = "get_frame")]
+    #[oai(
+        path = "/:project_id/frames/:frame_id",
+        method = "get",
+        operation_id = "get_frame"
+    )]
     async fn get(
         &self,
         project_id: Path<Uuid>,
@@ -189,7 +197,7 @@ impl FramesApi {
 
     /// Delete a frame that no prompt uses (409 otherwise; deleting the prompt deletes its frame).
     #[oai(
-        path = "/frames/:frame_id",
+        path = "/:project_id/frames/:frame_id",
         method = "delete",
         operation_id = "delete_frame"
     )]

@@ -8,24 +8,25 @@ use visprompt_domain::{Color, Label, LabelId, LabelName, ProjectId, Service};
 
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
+use crate::api::text::Text;
 use crate::api::{ApiTags, Deleted};
 
 #[derive(Debug, Clone, Object)]
 pub struct LabelCreateBody {
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: String,
+    pub name: Text,
     /// `#RRGGBB`; a palette colour not yet used in the project when left out.
     #[oai(validator(pattern = "^#[0-9A-Fa-f]{6}$"))]
-    pub color: Option<String>,
+    pub color: Option<Text>,
 }
 
 /// Fields left out keep their value.
 #[derive(Debug, Clone, Object)]
 pub struct LabelUpdateBody {
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     #[oai(validator(pattern = "^#[0-9A-Fa-f]{6}$"))]
-    pub color: Option<String>,
+    pub color: Option<Text>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -77,9 +78,13 @@ fn parts(
     ))
 }
 
-#[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Labels")]
+#[OpenApi(prefix_path = "/api/v1/projects", tag = "ApiTags::Labels")]
 impl LabelsApi {
-    #[oai(path = "/labels", method = "post", operation_id = "create_label")]
+    #[oai(
+        path = "/:project_id/labels",
+        method = "post",
+        operation_id = "create_label"
+    )]
     async fn create(
         &self,
         project_id: Path<Uuid>,
@@ -96,7 +101,11 @@ impl LabelsApi {
     }
 
     /// Labels in creation order.
-    #[oai(path = "/labels", method = "get", operation_id = "list_labels")]
+    #[oai(
+        path = "/:project_id/labels",
+        method = "get",
+        operation_id = "list_labels"
+    )]
     async fn list(
         &self,
         project_id: Path<Uuid>,
@@ -118,7 +127,11 @@ impl LabelsApi {
         }))
     }
 
-    #[oai(path = "/labels/:label_id", method = "get", operation_id = "get_label")]
+    #[oai(
+        path = "/:project_id/labels/:label_id",
+        method = "get",
+        operation_id = "get_label"
+    )]
     async fn get(
         &self,
         project_id: Path<Uuid>,
@@ -136,7 +149,7 @@ impl LabelsApi {
 
     /// Rename and/or recolour a label.
     #[oai(
-        path = "/labels/:label_id",
+        path = "/:project_id/labels/:label_id",
         method = "put",
         operation_id = "update_label"
     )]
@@ -161,7 +174,7 @@ impl LabelsApi {
 
     /// Delete a label that no prompt uses (409 otherwise).
     #[oai(
-        path = "/labels/:label_id",
+        path = "/:project_id/labels/:label_id",
         method = "delete",
         operation_id = "delete_label"
     )]

@@ -13,6 +13,7 @@ use visprompt_domain::{
 
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
+use crate::api::text::Text;
 use crate::api::{ApiTags, Deleted};
 
 /// The promptable segmenter.
@@ -366,8 +367,8 @@ impl From<AlgorithmParams> for ModelConfigBody {
     }
 }
 
-fn d_device() -> String {
-    "auto".into()
+fn d_device() -> Text {
+    Text("auto".into())
 }
 
 /// What a client sends to create or replace a model configuration.
@@ -375,7 +376,7 @@ fn d_device() -> String {
 pub struct ModelBody {
     /// Unique within the project.
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: String,
+    pub name: Text,
     /// Whether this becomes the project's active configuration.
     #[oai(default)]
     pub active: bool,
@@ -384,7 +385,7 @@ pub struct ModelBody {
         default = "d_device",
         validator(pattern = "^(auto|cpu|(cuda|xpu)([-:](0|[1-9][0-9]{0,3}))?)$")
     )]
-    pub device: String,
+    pub device: Text,
     pub config: ModelConfigBody,
 }
 
@@ -439,9 +440,13 @@ pub struct ModelsApi {
     pub service: Service,
 }
 
-#[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Models")]
+#[OpenApi(prefix_path = "/api/v1/projects", tag = "ApiTags::Models")]
 impl ModelsApi {
-    #[oai(path = "/models", method = "post", operation_id = "create_model")]
+    #[oai(
+        path = "/:project_id/models",
+        method = "post",
+        operation_id = "create_model"
+    )]
     async fn create(
         &self,
         project_id: Path<Uuid>,
@@ -454,7 +459,11 @@ impl ModelsApi {
     }
 
     /// Model configurations in creation order.
-    #[oai(path = "/models", method = "get", operation_id = "list_models")]
+    #[oai(
+        path = "/:project_id/models",
+        method = "get",
+        operation_id = "list_models"
+    )]
     async fn list(
         &self,
         project_id: Path<Uuid>,
@@ -478,7 +487,7 @@ impl ModelsApi {
 
     /// The project's active model configuration (404 when none is active).
     #[oai(
-        path = "/models/active",
+        path = "/:project_id/models/active",
         method = "get",
         operation_id = "get_active_model"
     )]
@@ -491,7 +500,11 @@ impl ModelsApi {
         ))
     }
 
-    #[oai(path = "/models/:model_id", method = "get", operation_id = "get_model")]
+    #[oai(
+        path = "/:project_id/models/:model_id",
+        method = "get",
+        operation_id = "get_model"
+    )]
     async fn get(
         &self,
         project_id: Path<Uuid>,
@@ -509,7 +522,7 @@ impl ModelsApi {
 
     /// Replace a model configuration (the algorithm may change).
     #[oai(
-        path = "/models/:model_id",
+        path = "/:project_id/models/:model_id",
         method = "put",
         operation_id = "update_model"
     )]
@@ -531,7 +544,7 @@ impl ModelsApi {
     }
 
     #[oai(
-        path = "/models/:model_id",
+        path = "/:project_id/models/:model_id",
         method = "delete",
         operation_id = "delete_model"
     )]

@@ -12,11 +12,12 @@ use crate::api::ApiTags;
 use crate::api::Deleted;
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
+use crate::api::text::Text;
 
 #[derive(Debug, Clone, Object)]
 pub struct ProjectCreateBody {
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: String,
+    pub name: Text,
     /// Whether the new project becomes the active one (deactivating the current one).
     #[oai(default = "default_true")]
     pub active: bool,
@@ -30,7 +31,7 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, Object)]
 pub struct ProjectUpdateBody {
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     /// `true` activates the project (deactivating any other), `false` deactivates it.
     pub active: Option<bool>,
 }

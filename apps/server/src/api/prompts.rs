@@ -12,6 +12,7 @@ use visprompt_domain::{
 
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
+use crate::api::text::Text;
 use crate::api::{ApiTags, Deleted};
 
 /// A pixel position; (0, 0) is the top-left corner of the frame.
@@ -96,7 +97,7 @@ pub struct AnnotationBody {
 pub struct PhraseBody {
     pub label_id: Uuid,
     #[oai(validator(min_length = 1, max_length = 500))]
-    pub text: String,
+    pub text: Text,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -272,7 +273,7 @@ impl From<Prompt> for PromptResponse {
                     .iter()
                     .map(|t| PhraseBody {
                         label_id: t.label_id.as_uuid(),
-                        text: t.text.to_string(),
+                        text: Text(t.text.to_string()),
                     })
                     .collect(),
                 created_at: p.created_at,
@@ -286,10 +287,14 @@ pub struct PromptsApi {
     pub service: Service,
 }
 
-#[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Prompts")]
+#[OpenApi(prefix_path = "/api/v1/projects", tag = "ApiTags::Prompts")]
 impl PromptsApi {
     /// Create a visual or text prompt.
-    #[oai(path = "/prompts", method = "post", operation_id = "create_prompt")]
+    #[oai(
+        path = "/:project_id/prompts",
+        method = "post",
+        operation_id = "create_prompt"
+    )]
     async fn create(
         &self,
         project_id: Path<Uuid>,
@@ -302,7 +307,11 @@ impl PromptsApi {
     }
 
     /// Prompts in creation order.
-    #[oai(path = "/prompts", method = "get", operation_id = "list_prompts")]
+    #[oai(
+        path = "/:project_id/prompts",
+        method = "get",
+        operation_id = "list_prompts"
+    )]
     async fn list(
         &self,
         project_id: Path<Uuid>,
@@ -325,7 +334,7 @@ impl PromptsApi {
     }
 
     #[oai(
-        path = "/prompts/:prompt_id",
+        path = "/:project_id/prompts/:prompt_id",
         method = "get",
         operation_id = "get_prompt"
     )]
@@ -346,7 +355,7 @@ impl PromptsApi {
 
     /// Replace a prompt's content; its type cannot change. A frame no longer used is deleted.
     #[oai(
-        path = "/prompts/:prompt_id",
+        path = "/:project_id/prompts/:prompt_id",
         method = "put",
         operation_id = "update_prompt"
     )]
@@ -369,7 +378,7 @@ impl PromptsApi {
 
     /// Delete a prompt and the frame it used.
     #[oai(
-        path = "/prompts/:prompt_id",
+        path = "/:project_id/prompts/:prompt_id",
         method = "delete",
         operation_id = "delete_prompt"
     )]

@@ -11,32 +11,33 @@ use visprompt_domain::{
 
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
+use crate::api::text::Text;
 use crate::api::{ApiTags, Deleted};
 
 fn default_mqtt_port() -> u16 {
     1883
 }
 
-fn default_topic() -> String {
-    "visprompt/predictions".into()
+fn default_topic() -> Text {
+    Text("visprompt/predictions".into())
 }
 
 /// An MQTT broker. A password left out on update keeps the stored one.
 #[derive(Debug, Clone, Object)]
 pub struct MqttSinkBody {
     #[oai(validator(min_length = 1, max_length = 253, pattern = "^[A-Za-z0-9._:-]+$"))]
-    pub broker_host: String,
+    pub broker_host: Text,
     #[oai(default = "default_mqtt_port", validator(minimum(value = "1")))]
     pub broker_port: u16,
     #[oai(
         default = "default_topic",
         validator(min_length = 1, max_length = 1024, pattern = "^[^+#\\u0000]+$")
     )]
-    pub topic: String,
+    pub topic: Text,
     #[oai(validator(max_length = 1024))]
-    pub username: Option<String>,
+    pub username: Option<Text>,
     #[oai(validator(max_length = 1024), write_only)]
-    pub password: Option<String>,
+    pub password: Option<Text>,
 }
 
 /// An HTTP(S) endpoint that receives each prediction as a JSON POST.
@@ -47,14 +48,14 @@ pub struct WebhookSinkBody {
         max_length = 2048,
         pattern = "^[hH][tT][tT][pP][sS]?://"
     ))]
-    pub url: String,
+    pub url: Text,
 }
 
 /// A JSON-lines file on the server, inside the media roots.
 #[derive(Debug, Clone, Object)]
 pub struct FileSinkBody {
     #[oai(validator(min_length = 1, max_length = 4096))]
-    pub path: String,
+    pub path: Text,
 }
 
 #[derive(Debug, Clone, Union)]
@@ -93,14 +94,16 @@ impl From<SinkConfigBody> for SinkConfig {
     fn from(b: SinkConfigBody) -> Self {
         match b {
             SinkConfigBody::Mqtt(m) => SinkConfig::Mqtt(MqttSink {
-                broker_host: m.broker_host,
+                broker_host: m.broker_host.into(),
                 broker_port: m.broker_port,
-                topic: m.topic,
-                username: m.username,
-                password: m.password,
+                topic: m.topic.into(),
+                username: m.username.map(Into::into),
+                password: m.password.map(Into::into),
             }),
-            SinkConfigBody::Webhook(w) => SinkConfig::Webhook { url: w.url },
-            SinkConfigBody::File(f) => SinkConfig::File { path: f.path },
+            SinkConfigBody::Webhook(w) => SinkConfig::Webhook { url: w.url.into() },
+            SinkConfigBody::File(f) => SinkConfig::File {
+                path: f.path.into(),
+            },
         }
     }
 }
@@ -115,8 +118,8 @@ impl From<SinkConfig> for SinkConfigView {
                 username: m.username,
                 password_set: m.password.is_some(),
             }),
-            SinkConfig::Webhook { url } => Self::Webhook(WebhookSinkBody { url }),
-            SinkConfig::File { path } => Self::File(FileSinkBody { path }),
+            SinkConfig::Webhook { url } => Self::Webhook(WebhookSinkBody { url: url.into() }),
+            SinkConfig::File { path } => Self::File(FileSinkBody { path: path.into() }),
         }
     }
 }
@@ -125,7 +128,7 @@ impl From<SinkConfig> for SinkConfigView {
 #[derive(Debug, Clone, Object)]
 pub struct SinkBody {
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     #[oai(default)]
     pub active: bool,
     pub config: SinkConfigBody,
@@ -179,9 +182,13 @@ pub struct SinksApi {
     pub service: Service,
 }
 
-#[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Sinks")]
+#[OpenApi(prefix_path = "/api/v1/projects", tag = "ApiTags::Sinks")]
 impl SinksApi {
-    #[oai(path = "/sinks", method = "post", operation_id = "create_sink")]
+    #[oai(
+        path = "/:project_id/sinks",
+        method = "post",
+        operation_id = "create_sink"
+    )]
     async fn create(
         &self,
         project_id: Path<Uuid>,
@@ -194,7 +201,11 @@ impl SinksApi {
     }
 
     /// Sinks in creation order.
-    #[oai(path = "/sinks", method = "get", operation_id = "list_sinks")]
+    #[oai(
+        path = "/:project_id/sinks",
+        method = "get",
+        operation_id = "list_sinks"
+    )]
     async fn list(
         &self,
         project_id: Path<Uuid>,
@@ -216,7 +227,11 @@ impl SinksApi {
         }))
     }
 
-    #[oai(path = "/sinks/:sink_id", method = "get", operation_id = "get_sink")]
+    #[oai(
+        path = "/:project_id/sinks/:sink_id",
+        method = "get",
+        operation_id = "get_sink"
+    )]
     async fn get(
         &self,
         project_id: Path<Uuid>,
@@ -233,7 +248,11 @@ impl SinksApi {
     }
 
     /// Replace a sink's name, active flag and configuration; its type cannot change.
-    #[oai(path = "/sinks/:sink_id", method = "put", operation_id = "update_sink")]
+    #[oai(
+        path = "/:project_id/sinks/:sink_id",
+        method = "put",
+        operation_id = "update_sink"
+    )]
     async fn update(
         &self,
         project_id: Path<Uuid>,
@@ -252,7 +271,7 @@ impl SinksApi {
     }
 
     #[oai(
-        path = "/sinks/:sink_id",
+        path = "/:project_id/sinks/:sink_id",
         method = "delete",
         operation_id = "delete_sink"
     )]

@@ -11,6 +11,7 @@ use visprompt_domain::{
 
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
+use crate::api::text::Text;
 use crate::api::{ApiTags, Deleted};
 
 /// A V4L2 camera, `/dev/video{device_id}`.
@@ -24,14 +25,14 @@ pub struct UsbCameraSource {
 #[derive(Debug, Clone, Object)]
 pub struct VideoFileSource {
     #[oai(validator(min_length = 1, max_length = 4096))]
-    pub video_path: String,
+    pub video_path: Text,
 }
 
 /// A folder of images on the server, inside the media roots.
 #[derive(Debug, Clone, Object)]
 pub struct ImagesFolderSource {
     #[oai(validator(min_length = 1, max_length = 4096))]
-    pub images_folder_path: String,
+    pub images_folder_path: Text,
 }
 
 /// An RTSP or RTSPS camera stream.
@@ -42,7 +43,7 @@ pub struct RtspSource {
         max_length = 2048,
         pattern = "^[rR][tT][sS][pP][sS]?://"
     ))]
-    pub url: String,
+    pub url: Text,
 }
 
 /// A bundled sample dataset; the first one when `dataset_id` is left out.
@@ -79,12 +80,12 @@ impl From<SourceConfigBody> for SourceConfig {
                 device_id: c.device_id,
             },
             SourceConfigBody::VideoFile(c) => SourceConfig::VideoFile {
-                video_path: c.video_path,
+                video_path: c.video_path.into(),
             },
             SourceConfigBody::ImagesFolder(c) => SourceConfig::ImagesFolder {
-                images_folder_path: c.images_folder_path,
+                images_folder_path: c.images_folder_path.into(),
             },
-            SourceConfigBody::Rtsp(c) => SourceConfig::Rtsp { url: c.url },
+            SourceConfigBody::Rtsp(c) => SourceConfig::Rtsp { url: c.url.into() },
             SourceConfigBody::SampleDataset(c) => SourceConfig::SampleDataset {
                 dataset_id: c.dataset_id,
             },
@@ -97,13 +98,15 @@ impl From<SourceConfig> for SourceConfigBody {
     fn from(c: SourceConfig) -> Self {
         match c {
             SourceConfig::UsbCamera { device_id } => Self::UsbCamera(UsbCameraSource { device_id }),
-            SourceConfig::VideoFile { video_path } => {
-                Self::VideoFile(VideoFileSource { video_path })
-            }
+            SourceConfig::VideoFile { video_path } => Self::VideoFile(VideoFileSource {
+                video_path: video_path.into(),
+            }),
             SourceConfig::ImagesFolder { images_folder_path } => {
-                Self::ImagesFolder(ImagesFolderSource { images_folder_path })
+                Self::ImagesFolder(ImagesFolderSource {
+                    images_folder_path: images_folder_path.into(),
+                })
             }
-            SourceConfig::Rtsp { url } => Self::Rtsp(RtspSource { url }),
+            SourceConfig::Rtsp { url } => Self::Rtsp(RtspSource { url: url.into() }),
             SourceConfig::SampleDataset { dataset_id } => {
                 Self::SampleDataset(SampleDatasetSource { dataset_id })
             }
@@ -117,7 +120,7 @@ impl From<SourceConfig> for SourceConfigBody {
 pub struct SourceBody {
     /// Defaults to a name for the source's type.
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     /// Whether this becomes the project's active source.
     #[oai(default)]
     pub active: bool,
@@ -172,9 +175,13 @@ pub struct SourcesApi {
     pub service: Service,
 }
 
-#[OpenApi(prefix_path = "/api/v1/projects/:project_id", tag = "ApiTags::Sources")]
+#[OpenApi(prefix_path = "/api/v1/projects", tag = "ApiTags::Sources")]
 impl SourcesApi {
-    #[oai(path = "/sources", method = "post", operation_id = "create_source")]
+    #[oai(
+        path = "/:project_id/sources",
+        method = "post",
+        operation_id = "create_source"
+    )]
     async fn create(
         &self,
         project_id: Path<Uuid>,
@@ -187,7 +194,11 @@ impl SourcesApi {
     }
 
     /// Sources in creation order.
-    #[oai(path = "/sources", method = "get", operation_id = "list_sources")]
+    #[oai(
+        path = "/:project_id/sources",
+        method = "get",
+        operation_id = "list_sources"
+    )]
     async fn list(
         &self,
         project_id: Path<Uuid>,
@@ -210,7 +221,7 @@ impl SourcesApi {
     }
 
     #[oai(
-        path = "/sources/:source_id",
+        path = "/:project_id/sources/:source_id",
         method = "get",
         operation_id = "get_source"
     )]
@@ -231,7 +242,7 @@ impl SourcesApi {
 
     /// Replace a source's name, active flag and configuration; its type cannot change.
     #[oai(
-        path = "/sources/:source_id",
+        path = "/:project_id/sources/:source_id",
         method = "put",
         operation_id = "update_source"
     )]
@@ -253,7 +264,7 @@ impl SourcesApi {
     }
 
     #[oai(
-        path = "/sources/:source_id",
+        path = "/:project_id/sources/:source_id",
         method = "delete",
         operation_id = "delete_source"
     )]
