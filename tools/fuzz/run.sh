@@ -29,7 +29,7 @@ done
 curl -fsS "http://127.0.0.1:$port/health" >/dev/null
 
 set +e
-"$venv/bin/st" run "http://127.0.0.1:$port/api/openapi.json" \
+"$venv/bin/st" --config-file tools/fuzz/schemathesis.toml run "http://127.0.0.1:$port/api/openapi.json" \
     --checks all \
     --max-examples "$examples" \
     --phases examples,coverage,fuzzing,stateful \

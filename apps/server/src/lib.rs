@@ -9,6 +9,7 @@
 //! - [`telemetry`]: logging set-up.
 
 pub mod api;
+pub mod document;
 pub mod middleware;
 pub mod settings;
 pub mod startup;

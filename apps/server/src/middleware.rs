@@ -7,6 +7,7 @@ use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
 
 use crate::api::error::{ErrorBody, json_error_body};
+use crate::document::AllowTable;
 
 /// The limits the body check applies, by route.
 #[derive(Clone, Copy, Debug)]
@@ -118,10 +119,23 @@ pub async fn limit_body<E: Endpoint>(
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
-/// Turns every error that escaped the handlers into the JSON error body.
-pub async fn json_errors<E: Endpoint>(ep: &E, req: Request) -> poem::Result<Response> {
-    match ep.call(req).await {
-        Ok(resp) => Ok(resp.into_response()),
-        Err(err) => Ok(json_error_body(err)),
+/// Turns every error that escaped the handlers into the JSON error body, and says which methods
+/// a path allows when it answers 405.
+pub async fn json_errors<E: Endpoint>(
+    ep: &E,
+    req: Request,
+    allow: &AllowTable,
+) -> poem::Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut resp = match ep.call(req).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) => json_error_body(err),
+    };
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = allow.allow(&path)
+        && let Ok(value) = HeaderValue::from_str(&methods)
+    {
+        resp.headers_mut().insert(header::ALLOW, value);
     }
+    Ok(resp)
 }

@@ -14,8 +14,10 @@ use visprompt_domain::Service;
 use visprompt_surrealdb::SurrealRepository;
 
 use crate::api::open_api;
+use crate::document::{AllowTable, harden};
 use crate::middleware::{BodyLimits, check_token, json_errors, limit_body};
 use crate::settings::Settings;
+use poem_openapi::OpenApiService;
 
 pub struct Application {
     port: u16,
@@ -72,7 +74,14 @@ impl Application {
 /// Every route with its middleware; also used to print the OpenAPI document.
 fn routes(service: Service, settings: &Settings) -> poem::endpoint::BoxEndpoint<'static> {
     let api = open_api(service, settings.archive_limits());
-    let spec = api.spec_endpoint();
+    let document = hardened(&api);
+    let allow = Arc::new(AllowTable::from_document(&document));
+    let document = Arc::new(document.to_string());
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document.to_string())
+    });
     let docs = api.swagger_ui();
     let limits = BodyLimits {
         json: settings.server.max_body_bytes,
@@ -90,7 +99,10 @@ fn routes(service: Service, settings: &Settings) -> poem::endpoint::BoxEndpoint<
         .nest("/", api)
         .at("/api/openapi.json", spec)
         .nest("/api/docs", docs)
-        .around(|ep, req| async move { json_errors(&*ep, req).await })
+        .around(move |ep, req| {
+            let allow = allow.clone();
+            async move { json_errors(&*ep, req, &allow).await }
+        })
         .around(move |ep, req| async move { limit_body(&*ep, req, limits).await })
         .around(move |ep, req| {
             let token = token.clone();
@@ -112,5 +124,15 @@ pub async fn openapi_document() -> anyhow::Result<String> {
     let repo = SurrealRepository::connect(visprompt_surrealdb::StoreLocation::Memory, "doc", "doc")
         .await?;
     let service = Service::new(Arc::new(repo), visprompt_domain::MediaRoots::default());
-    Ok(open_api(service, settings.archive_limits()).spec())
+    Ok(serde_json::to_string_pretty(&hardened(&open_api(
+        service,
+        settings.archive_limits(),
+    )))?)
+}
+
+fn hardened(api: &OpenApiService<crate::api::Api, ()>) -> serde_json::Value {
+    let mut document: serde_json::Value =
+        serde_json::from_str(&api.spec()).expect("poem-openapi writes valid JSON");
+    harden(&mut document);
+    document
 }

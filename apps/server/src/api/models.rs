@@ -125,7 +125,10 @@ pub struct MatcherConfig {
     pub confidence_threshold: f64,
     #[oai(default)]
     pub use_mask_refinement: bool,
-    #[oai(validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive)))]
+    #[oai(
+        skip_serializing_if_is_none,
+        validator(minimum(value = "0", exclusive), maximum(value = "1", exclusive))
+    )]
     pub similarity_threshold: Option<f64>,
     #[oai(default = "m_grid", validator(maximum(value = "100")))]
     pub num_grid_cells: u32,

@@ -85,6 +85,9 @@ pub enum ArchiveUpload {
     /// An archive made by the export operation.
     #[oai(content_type = "application/zip")]
     Zip(Binary<Vec<u8>>),
+    /// The same archive sent as plain bytes.
+    #[oai(content_type = "application/octet-stream")]
+    Bytes(Binary<Vec<u8>>),
 }
 
 pub struct ProjectsApi {
@@ -251,7 +254,7 @@ impl ProjectsApi {
         body: ArchiveUpload,
     ) -> Result<ProjectCreated, ApiError> {
         let name = name.0.as_deref().map(project_name).transpose()?;
-        let ArchiveUpload::Zip(Binary(bytes)) = body;
+        let (ArchiveUpload::Zip(Binary(bytes)) | ArchiveUpload::Bytes(Binary(bytes))) = body;
         let limits = self.archive_limits;
         let bundle = tokio::task::spawn_blocking(move || read_archive(&bytes, limits))
             .await

@@ -75,6 +75,7 @@ pub struct MqttSinkView {
     pub broker_host: String,
     pub broker_port: u16,
     pub topic: String,
+    #[oai(skip_serializing_if_is_none)]
     pub username: Option<String>,
     pub password_set: bool,
 }

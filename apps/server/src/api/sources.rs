@@ -49,6 +49,7 @@ pub struct RtspSource {
 /// A bundled sample dataset; the first one when `dataset_id` is left out.
 #[derive(Debug, Clone, Object)]
 pub struct SampleDatasetSource {
+    #[oai(skip_serializing_if_is_none)]
     pub dataset_id: Option<Uuid>,
 }
 
