@@ -81,8 +81,8 @@ impl SurrealRepository {
         let operation = script.operation;
         let value = self.run_value(script).await?;
         T::from_value(value).map_err(|e| {
-            storage(StoreError::Corrupt {
-                entity: operation,
+            storage(StoreError::Decode {
+                operation,
                 message: e.to_string(),
             })
         })

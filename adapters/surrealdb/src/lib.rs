@@ -1,7 +1,7 @@
 //! SurrealDB adapter for the domain's [`Repository`] port: embedded in memory (tests), embedded on
 //! disk with SurrealKV (the default), or a remote server over WebSocket (scale-out).
-//! Every rule that concurrent requests could break lives in the database itself (schema, unique
-//! indexes, single active slots, one transaction per write); nothing here checks first and writes later.
+//! Rules that concurrent requests could break are kept by the database itself (schema, unique
+//! indexes, single active slots, one transaction per write), never by checking first in Rust.
 //!
 //! # Layout
 //!
@@ -99,6 +99,14 @@ pub enum StoreError {
         source: surrealdb::Error,
     },
 
+    /// A query answered with a shape the adapter does not expect (a schema out of step).
+    #[error("the result of `{operation}` cannot be decoded: {message}")]
+    Decode {
+        operation: &'static str,
+        message: String,
+    },
+
+    /// A stored value breaks a domain rule, so the database was changed behind the adapter's back.
     #[error("a stored {entity} cannot be read back: {message}")]
     Corrupt {
         entity: &'static str,

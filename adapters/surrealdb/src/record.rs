@@ -1,9 +1,7 @@
 //! The adapter's own record shapes, one per table, and their conversion to and from domain types.
-//! Domain types deliberately know nothing of storage; these structs are what the schema in
-//! `schema.rs` describes, field for field, and nothing outside this crate sees them.
-//!
-//! Reading a record back re-validates it through the domain constructors: a row the domain would
-//! refuse is reported as a corrupt store, never silently passed on.
+//! They are what the schema in `schema.rs` describes, field for field; nothing outside this crate
+//! sees them. Reading a record back re-validates it through the domain constructors, so a row the
+//! domain would refuse is reported as a corrupt store instead of being passed on.
 
 // The derive expands tagged enums to code that names `Value` unqualified, so it must be in scope.
 use surrealdb::types::{Bytes, RecordId, RecordIdKey, SurrealValue, Value};

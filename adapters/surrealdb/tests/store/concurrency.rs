@@ -154,6 +154,35 @@ async fn many_concurrent_activations_leave_one_active_model(engine: Engine) {
     );
 }
 
+/// Sinks have no one-active rule: activating all of them at once leaves all of them active.
+async fn many_sinks_activated_at_once_all_stay_active(engine: Engine) {
+    let store = open(engine).await;
+    let p = new_project(&store, "sinks").await;
+    let mut sinks = Vec::new();
+    for i in 0..TASKS {
+        let s = sink(
+            p.id,
+            SinkConfig::File {
+                path: format!("/media/{i}.jsonl"),
+            },
+            i as i64,
+        );
+        store.insert_sink(&s).await.unwrap();
+        sinks.push(s);
+    }
+    let sinks = Arc::new(sinks);
+    let all = sinks.clone();
+    let results = race(&store, move |s, i| {
+        let mut sink = all[i].clone();
+        sink.active = true;
+        async move { s.update_sink(&sink).await }
+    })
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let listed = store.list_sinks(p.id, Page::all()).await.unwrap().items;
+    assert_eq!(listed.iter().filter(|s| s.active).count(), TASKS);
+}
+
 async fn one_of_many_labels_with_one_name_is_created(engine: Engine) {
     let store = open(engine).await;
     let p = new_project(&store, "labels").await;
@@ -288,6 +317,7 @@ crate::helpers::on_every_engine!(
     many_concurrent_activations_leave_one_active_project,
     many_concurrent_activations_leave_one_active_source,
     many_concurrent_activations_leave_one_active_model,
+    many_sinks_activated_at_once_all_stay_active,
     one_of_many_labels_with_one_name_is_created,
     one_of_many_models_with_one_name_is_created,
     many_labels_with_distinct_names_are_all_created,

@@ -114,6 +114,24 @@ async fn a_project_is_read_renamed_activated_and_deleted(engine: Engine) {
     assert_eq!(store.list_projects(Page::all()).await.unwrap().total, 1);
 }
 
+async fn timestamps_round_trip_to_the_microsecond(engine: Engine) {
+    let store = open(engine).await;
+    let now = chrono::Utc::now();
+    let mut p = project("now", 0);
+    p.created_at = now;
+    p.updated_at = now + chrono::Duration::nanoseconds(1_234_567);
+    store.insert_bundle(&bundle(&p)).await.unwrap();
+    let read = store.get_project(p.id).await.unwrap().unwrap();
+    assert_eq!(
+        read.created_at.timestamp_micros(),
+        p.created_at.timestamp_micros()
+    );
+    assert_eq!(
+        read.updated_at.timestamp_micros(),
+        p.updated_at.timestamp_micros()
+    );
+}
+
 async fn labels_are_stored_updated_listed_and_deleted(engine: Engine) {
     let store = open(engine).await;
     let p = new_project(&store, "labels").await;
@@ -601,6 +619,7 @@ crate::helpers::on_every_engine!(
     a_bundle_round_trips_with_everything_in_it,
     projects_are_listed_in_creation_order_with_totals,
     a_project_is_read_renamed_activated_and_deleted,
+    timestamps_round_trip_to_the_microsecond,
     labels_are_stored_updated_listed_and_deleted,
     frames_keep_their_bytes_apart_from_their_description,
     visual_and_text_prompts_are_stored_updated_and_deleted,
