@@ -238,7 +238,7 @@ pub(crate) fn storage(error: StoreError) -> DomainError {
 
 /// A random delay in `[0, FIRST_BACKOFF * 2^(attempt-1)]`, capped: random so that writers that
 /// conflicted once do not collide again in lockstep.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let ceiling = FIRST_BACKOFF
         .saturating_mul(1 << attempt.min(16).saturating_sub(1))
         .min(MAX_BACKOFF);

@@ -166,10 +166,24 @@ impl SurrealRepository {
             },
         }
         .map_err(|e| connect_error(e.to_string()))?;
-        db.use_ns(namespace)
-            .use_db(database)
-            .await
-            .map_err(|e| connect_error(format!("cannot use {namespace}/{database}: {e}")))?;
+        // Selecting a namespace and database that do not exist yet defines them; servers that
+        // start together against a fresh database then race on that definition and all but one
+        // lose a write conflict, which is worth another try rather than a failed start.
+        let mut attempt = 1;
+        loop {
+            match db.use_ns(namespace).use_db(database).await {
+                Ok(_) => break,
+                Err(e) if attempt < 16 && e.to_string().contains("can be retried") => {
+                    tokio::time::sleep(exec::backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(connect_error(format!(
+                        "cannot use {namespace}/{database}: {e}"
+                    )));
+                }
+            }
+        }
         let repo = Self { db: Arc::new(db) };
         let version = schema::migrate(&repo.db).await?;
         tracing::info!(
