@@ -51,10 +51,10 @@ fn service(repo: MockRepository) -> Service {
     )
 }
 
-fn with_project(repo: &mut MockRepository, id: ProjectId) {
+/// Every project the service asks for exists.
+fn with_project(repo: &mut MockRepository) {
     repo.expect_get_project()
-        .returning(move |id| Ok(Some(project(id))));
-    let _ = id;
+        .returning(|id| Ok(Some(project(id))));
 }
 
 #[tokio::test]
@@ -101,7 +101,7 @@ async fn a_name_conflict_from_the_store_reaches_the_caller_unchanged() {
 async fn a_label_without_colour_gets_the_first_palette_colour_not_taken() {
     let pid = ProjectId::new();
     let mut repo = MockRepository::new();
-    with_project(&mut repo, pid);
+    with_project(&mut repo);
     repo.expect_list_labels().returning(move |pid, page| {
         Ok(crate::Paged {
             items: vec![label(pid, Color::PALETTE[0])],
@@ -141,7 +141,7 @@ async fn a_label_of_an_unknown_project_is_not_found_and_nothing_is_stored() {
 async fn a_prompt_naming_a_label_of_another_project_is_refused_before_storing() {
     let pid = ProjectId::new();
     let mut repo = MockRepository::new();
-    with_project(&mut repo, pid);
+    with_project(&mut repo);
     repo.expect_get_label().returning(|_, _| Ok(None));
     repo.expect_insert_prompt().never();
     let content = PromptContent::Text {
@@ -165,7 +165,7 @@ async fn a_visual_prompt_whose_shape_leaves_the_frame_is_refused_with_the_field_
     let pid = ProjectId::new();
     let frame_id = FrameId::new();
     let mut repo = MockRepository::new();
-    with_project(&mut repo, pid);
+    with_project(&mut repo);
     repo.expect_get_label()
         .returning(|pid, _| Ok(Some(label(pid, Color::PALETTE[0]))));
     repo.expect_get_frame()
@@ -201,7 +201,7 @@ async fn a_visual_prompt_whose_shape_leaves_the_frame_is_refused_with_the_field_
 async fn a_prompt_cannot_change_kind() {
     let pid = ProjectId::new();
     let mut repo = MockRepository::new();
-    with_project(&mut repo, pid);
+    with_project(&mut repo);
     repo.expect_get_prompt().returning(|pid, id| {
         Ok(Some(Prompt {
             id,
@@ -266,7 +266,7 @@ async fn a_source_without_a_name_is_named_after_its_kind() {
 async fn a_source_cannot_change_kind() {
     let pid = ProjectId::new();
     let mut repo = MockRepository::new();
-    with_project(&mut repo, pid);
+    with_project(&mut repo);
     repo.expect_get_source().returning(|pid, id| {
         Ok(Some(Source {
             id,
@@ -297,7 +297,7 @@ async fn a_source_cannot_change_kind() {
 async fn deleting_an_unknown_prompt_is_not_found() {
     let pid = ProjectId::new();
     let mut repo = MockRepository::new();
-    with_project(&mut repo, pid);
+    with_project(&mut repo);
     repo.expect_delete_prompt().returning(|_, _| Ok(false));
     let err = service(repo)
         .delete_prompt(pid, PromptId::new())
