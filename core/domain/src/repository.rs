@@ -34,7 +34,7 @@ type Result<T> = std::result::Result<T, DomainError>;
 
 /// Errors, for every method: `DomainError::Storage` when the store itself fails. Methods that
 /// address an entity inside a project MUST treat an entity of another project as absent.
-#[cfg_attr(test, mockall::automock)]
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait Repository: Send + Sync + 'static {
     // --- projects ---

@@ -1,0 +1,1 @@
+//! The weights-free classical detector (to be written).

@@ -1,0 +1,1 @@
+//! Result sinks (to be written).

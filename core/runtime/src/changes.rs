@@ -1,0 +1,270 @@
+//! Change notification without touching the domain: [`ObservedRepository`] wraps the real
+//! repository and, after every write that succeeded, sends a [`Change`]. The pipeline manager
+//! reconciles on them and the event stream forwards them to clients. Writes made by another server
+//! sharing a remote database are not seen here; the manager's periodic resync covers those.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use visprompt_domain::{
+    DomainError, Entity, Frame, FrameId, Label, LabelId, ModelConfig, ModelConfigId, Page, Paged,
+    Project, ProjectBundle, ProjectId, Prompt, PromptId, Repository, Sink, SinkId, Source,
+    SourceId, StoredFrame,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl ChangeKind {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            ChangeKind::Created => "created",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// Something stored changed. `entity` is `ActiveProject` when the active project was switched
+/// (then `project_id` is the new one, or `None` for none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub entity: Entity,
+    pub kind: ChangeKind,
+    pub project_id: Option<ProjectId>,
+    pub id: Option<String>,
+}
+
+type Result<T> = std::result::Result<T, DomainError>;
+
+pub struct ObservedRepository {
+    inner: Arc<dyn Repository>,
+    /// Lossy by design: a receiver that lags only misses notifications, and every receiver
+    /// re-reads the store rather than trusting their content.
+    changes: broadcast::Sender<Change>,
+}
+
+impl ObservedRepository {
+    pub fn new(inner: Arc<dyn Repository>) -> Self {
+        Self {
+            inner,
+            changes: broadcast::Sender::new(256),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    pub fn sender(&self) -> broadcast::Sender<Change> {
+        self.changes.clone()
+    }
+
+    fn emit(&self, entity: Entity, kind: ChangeKind, project: ProjectId, id: impl ToString) {
+        let _ = self.changes.send(Change {
+            entity,
+            kind,
+            project_id: Some(project),
+            id: Some(id.to_string()),
+        });
+    }
+
+    /// Sends only when the write succeeded (`Ok(true)` for deletes).
+    fn after<T>(&self, result: Result<T>, f: impl FnOnce(&T) -> Option<Change>) -> Result<T> {
+        if let Ok(value) = &result
+            && let Some(change) = f(value)
+        {
+            let _ = self.changes.send(change);
+        }
+        result
+    }
+}
+
+fn change(entity: Entity, kind: ChangeKind, project: ProjectId, id: impl ToString) -> Change {
+    Change {
+        entity,
+        kind,
+        project_id: Some(project),
+        id: Some(id.to_string()),
+    }
+}
+
+fn deleted(entity: Entity, project: ProjectId, id: impl ToString) -> impl FnOnce(&bool) -> Option<Change> {
+    let c = change(entity, ChangeKind::Deleted, project, id);
+    move |gone| gone.then_some(c)
+}
+
+#[async_trait]
+impl Repository for ObservedRepository {
+    async fn insert_bundle(&self, bundle: &ProjectBundle) -> Result<()> {
+        let result = self.inner.insert_bundle(bundle).await;
+        if result.is_ok() {
+            let id = bundle.project.id;
+            self.emit(Entity::Project, ChangeKind::Created, id, id);
+            if bundle.project.active {
+                let _ = self.changes.send(Change {
+                    entity: Entity::ActiveProject,
+                    kind: ChangeKind::Updated,
+                    project_id: Some(id),
+                    id: None,
+                });
+            }
+        }
+        result
+    }
+    async fn load_bundle(&self, id: ProjectId) -> Result<Option<ProjectBundle>> {
+        self.inner.load_bundle(id).await
+    }
+    async fn get_project(&self, id: ProjectId) -> Result<Option<Project>> {
+        self.inner.get_project(id).await
+    }
+    async fn list_projects(&self, page: Page) -> Result<Paged<Project>> {
+        self.inner.list_projects(page).await
+    }
+    async fn active_project(&self) -> Result<Option<Project>> {
+        self.inner.active_project().await
+    }
+    async fn update_project(&self, project: &Project) -> Result<()> {
+        let r = self.inner.update_project(project).await;
+        self.after(r, |_| {
+            Some(change(Entity::Project, ChangeKind::Updated, project.id, project.id))
+        })
+    }
+    async fn set_active_project(&self, id: Option<ProjectId>) -> Result<()> {
+        let r = self.inner.set_active_project(id).await;
+        self.after(r, |_| {
+            Some(Change {
+                entity: Entity::ActiveProject,
+                kind: ChangeKind::Updated,
+                project_id: id,
+                id: None,
+            })
+        })
+    }
+    async fn delete_project(&self, id: ProjectId) -> Result<bool> {
+        let r = self.inner.delete_project(id).await;
+        self.after(r, deleted(Entity::Project, id, id))
+    }
+
+    async fn insert_label(&self, label: &Label) -> Result<()> {
+        let r = self.inner.insert_label(label).await;
+        self.after(r, |_| Some(change(Entity::Label, ChangeKind::Created, label.project_id, label.id)))
+    }
+    async fn get_label(&self, project: ProjectId, id: LabelId) -> Result<Option<Label>> {
+        self.inner.get_label(project, id).await
+    }
+    async fn list_labels(&self, project: ProjectId, page: Page) -> Result<Paged<Label>> {
+        self.inner.list_labels(project, page).await
+    }
+    async fn update_label(&self, label: &Label) -> Result<()> {
+        let r = self.inner.update_label(label).await;
+        self.after(r, |_| Some(change(Entity::Label, ChangeKind::Updated, label.project_id, label.id)))
+    }
+    async fn delete_label(&self, project: ProjectId, id: LabelId) -> Result<bool> {
+        let r = self.inner.delete_label(project, id).await;
+        self.after(r, deleted(Entity::Label, project, id))
+    }
+
+    async fn insert_frame(&self, frame: &StoredFrame) -> Result<()> {
+        let r = self.inner.insert_frame(frame).await;
+        let f = &frame.frame;
+        self.after(r, |_| Some(change(Entity::Frame, ChangeKind::Created, f.project_id, f.id)))
+    }
+    async fn get_frame(&self, project: ProjectId, id: FrameId) -> Result<Option<Frame>> {
+        self.inner.get_frame(project, id).await
+    }
+    async fn get_frame_bytes(&self, project: ProjectId, id: FrameId) -> Result<Option<Vec<u8>>> {
+        self.inner.get_frame_bytes(project, id).await
+    }
+    async fn list_frames(&self, project: ProjectId, page: Page) -> Result<Paged<Frame>> {
+        self.inner.list_frames(project, page).await
+    }
+    async fn delete_frame(&self, project: ProjectId, id: FrameId) -> Result<bool> {
+        let r = self.inner.delete_frame(project, id).await;
+        self.after(r, deleted(Entity::Frame, project, id))
+    }
+
+    async fn insert_prompt(&self, prompt: &Prompt) -> Result<()> {
+        let r = self.inner.insert_prompt(prompt).await;
+        self.after(r, |_| Some(change(Entity::Prompt, ChangeKind::Created, prompt.project_id, prompt.id)))
+    }
+    async fn get_prompt(&self, project: ProjectId, id: PromptId) -> Result<Option<Prompt>> {
+        self.inner.get_prompt(project, id).await
+    }
+    async fn list_prompts(&self, project: ProjectId, page: Page) -> Result<Paged<Prompt>> {
+        self.inner.list_prompts(project, page).await
+    }
+    async fn update_prompt(&self, prompt: &Prompt) -> Result<()> {
+        let r = self.inner.update_prompt(prompt).await;
+        self.after(r, |_| Some(change(Entity::Prompt, ChangeKind::Updated, prompt.project_id, prompt.id)))
+    }
+    async fn delete_prompt(&self, project: ProjectId, id: PromptId) -> Result<bool> {
+        let r = self.inner.delete_prompt(project, id).await;
+        self.after(r, deleted(Entity::Prompt, project, id))
+    }
+
+    async fn insert_source(&self, source: &Source) -> Result<()> {
+        let r = self.inner.insert_source(source).await;
+        self.after(r, |_| Some(change(Entity::Source, ChangeKind::Created, source.project_id, source.id)))
+    }
+    async fn get_source(&self, project: ProjectId, id: SourceId) -> Result<Option<Source>> {
+        self.inner.get_source(project, id).await
+    }
+    async fn list_sources(&self, project: ProjectId, page: Page) -> Result<Paged<Source>> {
+        self.inner.list_sources(project, page).await
+    }
+    async fn update_source(&self, source: &Source) -> Result<()> {
+        let r = self.inner.update_source(source).await;
+        self.after(r, |_| Some(change(Entity::Source, ChangeKind::Updated, source.project_id, source.id)))
+    }
+    async fn delete_source(&self, project: ProjectId, id: SourceId) -> Result<bool> {
+        let r = self.inner.delete_source(project, id).await;
+        self.after(r, deleted(Entity::Source, project, id))
+    }
+
+    async fn insert_sink(&self, sink: &Sink) -> Result<()> {
+        let r = self.inner.insert_sink(sink).await;
+        self.after(r, |_| Some(change(Entity::Sink, ChangeKind::Created, sink.project_id, sink.id)))
+    }
+    async fn get_sink(&self, project: ProjectId, id: SinkId) -> Result<Option<Sink>> {
+        self.inner.get_sink(project, id).await
+    }
+    async fn list_sinks(&self, project: ProjectId, page: Page) -> Result<Paged<Sink>> {
+        self.inner.list_sinks(project, page).await
+    }
+    async fn update_sink(&self, sink: &Sink) -> Result<()> {
+        let r = self.inner.update_sink(sink).await;
+        self.after(r, |_| Some(change(Entity::Sink, ChangeKind::Updated, sink.project_id, sink.id)))
+    }
+    async fn delete_sink(&self, project: ProjectId, id: SinkId) -> Result<bool> {
+        let r = self.inner.delete_sink(project, id).await;
+        self.after(r, deleted(Entity::Sink, project, id))
+    }
+
+    async fn insert_model(&self, model: &ModelConfig) -> Result<()> {
+        let r = self.inner.insert_model(model).await;
+        self.after(r, |_| Some(change(Entity::ModelConfig, ChangeKind::Created, model.project_id, model.id)))
+    }
+    async fn get_model(&self, project: ProjectId, id: ModelConfigId) -> Result<Option<ModelConfig>> {
+        self.inner.get_model(project, id).await
+    }
+    async fn list_models(&self, project: ProjectId, page: Page) -> Result<Paged<ModelConfig>> {
+        self.inner.list_models(project, page).await
+    }
+    async fn active_model(&self, project: ProjectId) -> Result<Option<ModelConfig>> {
+        self.inner.active_model(project).await
+    }
+    async fn update_model(&self, model: &ModelConfig) -> Result<()> {
+        let r = self.inner.update_model(model).await;
+        self.after(r, |_| Some(change(Entity::ModelConfig, ChangeKind::Updated, model.project_id, model.id)))
+    }
+    async fn delete_model(&self, project: ProjectId, id: ModelConfigId) -> Result<bool> {
+        let r = self.inner.delete_model(project, id).await;
+        self.after(r, deleted(Entity::ModelConfig, project, id))
+    }
+}
