@@ -1,19 +1,39 @@
-//! Opens the source a stored configuration describes.
+//! Opens the source a stored configuration describes. Media paths are confined to the media
+//! roots here, at open time, with symlinks resolved; file-system work runs on a blocking thread.
+
+use std::path::Path;
 
 use async_trait::async_trait;
-use visprompt_domain::SourceConfig;
+use visprompt_domain::{MediaRoots, SourceConfig};
 use visprompt_runtime::{FrameSource, SourceError, SourceFactory};
 
+use crate::confine::Confinement;
+use crate::dataset::open_sample_dataset;
+use crate::folder::ImagesFolderSource;
 use crate::synthetic::SyntheticSource;
 
 /// Opens sources of every kind this build supports.
 #[derive(Clone, Debug, Default)]
-pub struct MediaSourceFactory {}
+pub struct MediaSourceFactory {
+    confinement: Confinement,
+}
 
 impl MediaSourceFactory {
-    pub fn new() -> Self {
-        Self {}
+    /// Paths outside `roots` (after resolving symlinks) are refused without being read.
+    pub fn new(roots: MediaRoots) -> Self {
+        Self {
+            confinement: Confinement::new(&roots),
+        }
     }
+}
+
+/// Runs blocking file-system work off the async executor.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
+) -> Result<T, SourceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SourceError::Unavailable(format!("opening the source stopped: {e}")))?
 }
 
 #[async_trait]
@@ -21,6 +41,19 @@ impl SourceFactory for MediaSourceFactory {
     async fn open(&self, config: &SourceConfig) -> Result<Box<dyn FrameSource>, SourceError> {
         match config {
             SourceConfig::Synthetic => Ok(Box::new(SyntheticSource::default())),
+            SourceConfig::ImagesFolder { images_folder_path } => {
+                let confinement = self.confinement.clone();
+                let raw = images_folder_path.clone();
+                let source = blocking(move || {
+                    let folder = confinement.resolve(Path::new(&raw))?;
+                    ImagesFolderSource::open(&folder, &confinement)
+                })
+                .await?;
+                Ok(Box::new(source))
+            }
+            SourceConfig::SampleDataset { dataset_id } => {
+                Ok(Box::new(open_sample_dataset(*dataset_id)?))
+            }
             other => Err(SourceError::Unsupported(format!(
                 "{} sources are not supported by this build yet",
                 other.kind().as_str()

@@ -4,10 +4,19 @@
 //! # Layout
 //!
 //! - [`synthetic`]: moving textured shapes at known positions (demo source, test ground truth).
+//! - [`folder`]: the still images of a folder, navigated by hand.
+//! - [`dataset`]: the sample datasets built into the program.
+//! - [`confine`]: media paths checked against the media roots with symlinks resolved.
 //! - [`factory`]: [`MediaSourceFactory`], configuration → source.
 
+pub mod confine;
+pub mod dataset;
 pub mod factory;
+pub mod folder;
 pub mod synthetic;
 
+pub use confine::Confinement;
+pub use dataset::{SAMPLE_DATASETS, SampleDataset, open_sample_dataset};
 pub use factory::MediaSourceFactory;
+pub use folder::ImagesFolderSource;
 pub use synthetic::{SyntheticScene, SyntheticSource};

@@ -1,0 +1,339 @@
+//! The images-folder source: the still images of one folder, in natural order ("img_2" before
+//! "img_10"), shown one at a time and moved through by the API (manual navigation).
+//! Each image is decoded when it is shown, on a blocking thread, with its size bounded before any
+//! pixel is allocated; a file that does not decode is reported and skipped over, never fatal.
+//! It does not watch the folder: files added after opening appear when the source is reopened.
+
+use std::cmp::Ordering;
+use std::io::{BufRead, Cursor, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use image::{ImageReader, Limits};
+use visprompt_runtime::{FrameSource, Navigation, RgbImage, SourceError, SourceMode, Thumbnail};
+
+use crate::confine::Confinement;
+
+/// The longest side an image may have; anything larger is refused before it is decoded.
+pub const MAX_SIDE: u32 = 16384;
+
+/// File extensions recognised as images, compared without regard to case.
+const EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "bmp", "tiff", "tif", "webp"];
+
+/// One still image: a file on disk, or bytes built into the program (the sample datasets).
+#[derive(Clone, Debug)]
+pub(crate) enum Still {
+    File(PathBuf),
+    Embedded {
+        name: &'static str,
+        bytes: &'static [u8],
+    },
+}
+
+impl Still {
+    fn name(&self) -> String {
+        match self {
+            Still::File(path) => path.display().to_string(),
+            Still::Embedded { name, .. } => (*name).to_owned(),
+        }
+    }
+
+    /// Decodes the whole image to RGB. Blocking.
+    pub(crate) fn decode(&self) -> Result<RgbImage, SourceError> {
+        match self {
+            Still::File(path) => {
+                let reader = ImageReader::open(path).map_err(|e| {
+                    SourceError::Unavailable(format!("cannot read {}: {e}", path.display()))
+                })?;
+                decode_bounded(reader, &self.name())
+            }
+            Still::Embedded { bytes, .. } => {
+                decode_bounded(ImageReader::new(Cursor::new(*bytes)), &self.name())
+            }
+        }
+    }
+}
+
+/// Decodes with the format guessed from the content (not the extension, which may lie), refusing
+/// images larger than [`MAX_SIDE`] a side before their pixels are allocated.
+pub(crate) fn decode_bounded<R: BufRead + Seek>(
+    reader: ImageReader<R>,
+    name: &str,
+) -> Result<RgbImage, SourceError> {
+    let corrupt = |e: &dyn std::fmt::Display| SourceError::Corrupt(format!("{name}: {e}"));
+    let mut reader = reader.with_guessed_format().map_err(|e| corrupt(&e))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    // Four bytes a pixel for the largest allowed image, plus decoder working space.
+    limits.max_alloc = Some(u64::from(MAX_SIDE) * u64::from(MAX_SIDE) * 4 + (64 << 20));
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => SourceError::Corrupt(format!(
+            "{name}: the image is larger than {MAX_SIDE} pixels a side ({e})"
+        )),
+        other => corrupt(&other),
+    })?;
+    let rgb = decoded.into_rgb8();
+    let (width, height) = rgb.dimensions();
+    RgbImage::from_raw(width, height, rgb.into_raw()).map_err(|e| corrupt(&e))
+}
+
+/// A copy of `image` whose longest side is at most `max_side` pixels (never enlarged).
+pub(crate) fn shrink(image: &RgbImage, max_side: u32) -> RgbImage {
+    let (w, h) = (image.width(), image.height());
+    let longest = w.max(h);
+    let max_side = max_side.max(1);
+    if longest <= max_side {
+        return image.clone();
+    }
+    let scale = f64::from(max_side) / f64::from(longest);
+    let tw = ((f64::from(w) * scale).round() as u32).clamp(1, max_side);
+    let th = ((f64::from(h) * scale).round() as u32).clamp(1, max_side);
+    let buffer = image::RgbImage::from_raw(w, h, image.as_raw().to_vec())
+        .expect("an RgbImage always holds width * height * 3 bytes");
+    let small = image::imageops::thumbnail(&buffer, tw, th);
+    RgbImage::from_raw(tw, th, small.into_raw()).expect("thumbnail returns the size it was asked")
+}
+
+/// Orders names as people do: runs of digits compare by value, letters without regard to case.
+/// Ties (such as "a01" and "a1") fall back to the plain byte order, so the order is total.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < ab.len() && j < bb.len() {
+        if ab[i].is_ascii_digit() && bb[j].is_ascii_digit() {
+            let (si, sj) = (i, j);
+            while i < ab.len() && ab[i].is_ascii_digit() {
+                i += 1;
+            }
+            while j < bb.len() && bb[j].is_ascii_digit() {
+                j += 1;
+            }
+            let na = trim_zeros(&ab[si..i]);
+            let nb = trim_zeros(&bb[sj..j]);
+            // Without leading zeros, a longer run of digits is a larger number.
+            let by_value = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if by_value != Ordering::Equal {
+                return by_value;
+            }
+        } else {
+            let by_letter = ab[i].to_ascii_lowercase().cmp(&bb[j].to_ascii_lowercase());
+            if by_letter != Ordering::Equal {
+                return by_letter;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (ab.len() - i).cmp(&(bb.len() - j)).then_with(|| a.cmp(b))
+}
+
+fn trim_zeros(digits: &[u8]) -> &[u8] {
+    let first = digits
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(digits.len());
+    &digits[first..]
+}
+
+fn is_image_name(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|ext| {
+            EXTENSIONS
+                .iter()
+                .any(|known| ext.eq_ignore_ascii_case(known))
+        })
+}
+
+/// A manual source over a fixed list of still images.
+#[derive(Debug)]
+pub struct ImagesFolderSource {
+    /// What the source shows, for messages: the folder path or the dataset name.
+    origin: String,
+    stills: Arc<[Still]>,
+    position: usize,
+}
+
+impl ImagesFolderSource {
+    /// Lists the images of `folder` (not its subfolders), in natural order. Blocking.
+    ///
+    /// Entries that resolve (through symlinks) outside `confinement` are left out, so a link
+    /// inside a media root cannot expose a file elsewhere.
+    /// Returns `Unavailable` naming the folder when it is missing, unreadable or has no images.
+    pub fn open(folder: &Path, confinement: &Confinement) -> Result<Self, SourceError> {
+        let shown = folder.display();
+        let entries = std::fs::read_dir(folder)
+            .map_err(|e| SourceError::Unavailable(format!("cannot read folder {shown}: {e}")))?;
+        let mut named = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| {
+                SourceError::Unavailable(format!("cannot read folder {shown}: {e}"))
+            })?;
+            let Ok(name) = entry.file_name().into_string() else {
+                tracing::warn!(message = "Skipping a file whose name is not UTF-8.", folder = %shown);
+                continue;
+            };
+            if name.starts_with('.') || !is_image_name(&name) {
+                continue;
+            }
+            let path = entry.path();
+            match confinement.resolve(&path) {
+                Ok(resolved) if resolved.is_file() => named.push((name, path)),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(message = "Skipping an image outside the media roots.", %error);
+                }
+            }
+        }
+        if named.is_empty() {
+            return Err(SourceError::Unavailable(format!(
+                "folder {shown} has no images ({})",
+                EXTENSIONS.join(", ")
+            )));
+        }
+        named.sort_by(|(a, _), (b, _)| natural_cmp(a, b));
+        let stills = named
+            .into_iter()
+            .map(|(_, path)| Still::File(path))
+            .collect();
+        Ok(Self::from_stills(shown.to_string(), stills))
+    }
+
+    pub(crate) fn from_stills(origin: String, stills: Vec<Still>) -> Self {
+        Self {
+            origin,
+            stills: stills.into(),
+            position: 0,
+        }
+    }
+
+    /// Where the images come from: the folder path, or the dataset's name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+#[async_trait]
+impl FrameSource for ImagesFolderSource {
+    fn mode(&self) -> SourceMode {
+        SourceMode::Manual
+    }
+
+    async fn next_frame(&mut self) -> Result<Option<RgbImage>, SourceError> {
+        let stills = Arc::clone(&self.stills);
+        let index = self.position;
+        tokio::task::spawn_blocking(move || stills[index].decode())
+            .await
+            .map_err(|e| SourceError::Unavailable(format!("the image decoder stopped: {e}")))?
+            .map(Some)
+    }
+
+    fn navigation(&mut self) -> Option<&mut dyn Navigation> {
+        Some(self)
+    }
+}
+
+impl Navigation for ImagesFolderSource {
+    fn len(&self) -> usize {
+        self.stills.len()
+    }
+
+    fn position(&self) -> usize {
+        self.position
+    }
+
+    fn seek(&mut self, index: usize) -> Result<(), SourceError> {
+        if index >= self.stills.len() {
+            return Err(SourceError::OutOfRange {
+                index,
+                len: self.stills.len(),
+            });
+        }
+        self.position = index;
+        Ok(())
+    }
+
+    fn thumbnails(
+        &mut self,
+        offset: usize,
+        limit: usize,
+        max_side: u32,
+    ) -> Result<Vec<Thumbnail>, SourceError> {
+        let end = offset.saturating_add(limit).min(self.stills.len());
+        (offset..end)
+            .map(|index| {
+                let image = shrink(&self.stills[index].decode()?, max_side);
+                Ok(Thumbnail { index, image })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::ImageFormat as Codec;
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        v.sort_by(|a, b| natural_cmp(a, b));
+        v
+    }
+
+    #[test]
+    fn numbers_in_names_sort_by_value() {
+        assert_eq!(
+            sorted(&["img_10.png", "img_2.png", "img_1.png", "IMG_3.png", "a.png"]),
+            ["a.png", "img_1.png", "img_2.png", "IMG_3.png", "img_10.png"]
+        );
+        assert_eq!(natural_cmp("x007", "x7"), "x007".cmp("x7"));
+        assert_eq!(natural_cmp("x9", "x10"), Ordering::Less);
+        assert_eq!(natural_cmp("frame", "frame_1"), Ordering::Less);
+        assert_eq!(
+            natural_cmp("99999999999999999999999", "100000000000000000000000"),
+            Ordering::Less
+        );
+    }
+
+    #[test]
+    fn image_extensions_are_recognised_without_regard_to_case() {
+        for name in [
+            "a.JPG", "b.jpeg", "c.Png", "d.bmp", "e.TIFF", "f.tif", "g.webp",
+        ] {
+            assert!(is_image_name(name), "{name}");
+        }
+        for name in ["a.txt", "b", "c.png.bak", "mp4"] {
+            assert!(!is_image_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn thumbnails_keep_the_aspect_ratio_and_never_enlarge() {
+        let big = RgbImage::new(400, 100);
+        let small = shrink(&big, 100);
+        assert_eq!((small.width(), small.height()), (100, 25));
+        let tiny = RgbImage::new(30, 20);
+        assert_eq!(shrink(&tiny, 100), tiny);
+    }
+
+    #[test]
+    fn an_image_larger_than_the_bound_is_refused_as_corrupt() {
+        let wide = image::RgbImage::new(MAX_SIDE + 1, 1);
+        let mut png = Cursor::new(Vec::new());
+        wide.write_to(&mut png, Codec::Png).unwrap();
+        let still = Still::Embedded {
+            name: "wide.png",
+            bytes: png.into_inner().leak(),
+        };
+        match still.decode() {
+            Err(SourceError::Corrupt(msg)) => {
+                assert!(msg.contains("wide.png") && msg.contains("larger"), "{msg}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+}
