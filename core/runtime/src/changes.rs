@@ -94,7 +94,11 @@ fn change(entity: Entity, kind: ChangeKind, project: ProjectId, id: impl ToStrin
     }
 }
 
-fn deleted(entity: Entity, project: ProjectId, id: impl ToString) -> impl FnOnce(&bool) -> Option<Change> {
+fn deleted(
+    entity: Entity,
+    project: ProjectId,
+    id: impl ToString,
+) -> impl FnOnce(&bool) -> Option<Change> {
     let c = change(entity, ChangeKind::Deleted, project, id);
     move |gone| gone.then_some(c)
 }
@@ -132,7 +136,12 @@ impl Repository for ObservedRepository {
     async fn update_project(&self, project: &Project) -> Result<()> {
         let r = self.inner.update_project(project).await;
         self.after(r, |_| {
-            Some(change(Entity::Project, ChangeKind::Updated, project.id, project.id))
+            Some(change(
+                Entity::Project,
+                ChangeKind::Updated,
+                project.id,
+                project.id,
+            ))
         })
     }
     async fn set_active_project(&self, id: Option<ProjectId>) -> Result<()> {
@@ -153,7 +162,14 @@ impl Repository for ObservedRepository {
 
     async fn insert_label(&self, label: &Label) -> Result<()> {
         let r = self.inner.insert_label(label).await;
-        self.after(r, |_| Some(change(Entity::Label, ChangeKind::Created, label.project_id, label.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::Label,
+                ChangeKind::Created,
+                label.project_id,
+                label.id,
+            ))
+        })
     }
     async fn get_label(&self, project: ProjectId, id: LabelId) -> Result<Option<Label>> {
         self.inner.get_label(project, id).await
@@ -163,7 +179,14 @@ impl Repository for ObservedRepository {
     }
     async fn update_label(&self, label: &Label) -> Result<()> {
         let r = self.inner.update_label(label).await;
-        self.after(r, |_| Some(change(Entity::Label, ChangeKind::Updated, label.project_id, label.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::Label,
+                ChangeKind::Updated,
+                label.project_id,
+                label.id,
+            ))
+        })
     }
     async fn delete_label(&self, project: ProjectId, id: LabelId) -> Result<bool> {
         let r = self.inner.delete_label(project, id).await;
@@ -173,7 +196,14 @@ impl Repository for ObservedRepository {
     async fn insert_frame(&self, frame: &StoredFrame) -> Result<()> {
         let r = self.inner.insert_frame(frame).await;
         let f = &frame.frame;
-        self.after(r, |_| Some(change(Entity::Frame, ChangeKind::Created, f.project_id, f.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::Frame,
+                ChangeKind::Created,
+                f.project_id,
+                f.id,
+            ))
+        })
     }
     async fn get_frame(&self, project: ProjectId, id: FrameId) -> Result<Option<Frame>> {
         self.inner.get_frame(project, id).await
@@ -191,7 +221,14 @@ impl Repository for ObservedRepository {
 
     async fn insert_prompt(&self, prompt: &Prompt) -> Result<()> {
         let r = self.inner.insert_prompt(prompt).await;
-        self.after(r, |_| Some(change(Entity::Prompt, ChangeKind::Created, prompt.project_id, prompt.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::Prompt,
+                ChangeKind::Created,
+                prompt.project_id,
+                prompt.id,
+            ))
+        })
     }
     async fn get_prompt(&self, project: ProjectId, id: PromptId) -> Result<Option<Prompt>> {
         self.inner.get_prompt(project, id).await
@@ -201,7 +238,14 @@ impl Repository for ObservedRepository {
     }
     async fn update_prompt(&self, prompt: &Prompt) -> Result<()> {
         let r = self.inner.update_prompt(prompt).await;
-        self.after(r, |_| Some(change(Entity::Prompt, ChangeKind::Updated, prompt.project_id, prompt.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::Prompt,
+                ChangeKind::Updated,
+                prompt.project_id,
+                prompt.id,
+            ))
+        })
     }
     async fn delete_prompt(&self, project: ProjectId, id: PromptId) -> Result<bool> {
         let r = self.inner.delete_prompt(project, id).await;
@@ -210,7 +254,14 @@ impl Repository for ObservedRepository {
 
     async fn insert_source(&self, source: &Source) -> Result<()> {
         let r = self.inner.insert_source(source).await;
-        self.after(r, |_| Some(change(Entity::Source, ChangeKind::Created, source.project_id, source.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::Source,
+                ChangeKind::Created,
+                source.project_id,
+                source.id,
+            ))
+        })
     }
     async fn get_source(&self, project: ProjectId, id: SourceId) -> Result<Option<Source>> {
         self.inner.get_source(project, id).await
@@ -220,7 +271,14 @@ impl Repository for ObservedRepository {
     }
     async fn update_source(&self, source: &Source) -> Result<()> {
         let r = self.inner.update_source(source).await;
-        self.after(r, |_| Some(change(Entity::Source, ChangeKind::Updated, source.project_id, source.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::Source,
+                ChangeKind::Updated,
+                source.project_id,
+                source.id,
+            ))
+        })
     }
     async fn delete_source(&self, project: ProjectId, id: SourceId) -> Result<bool> {
         let r = self.inner.delete_source(project, id).await;
@@ -229,7 +287,14 @@ impl Repository for ObservedRepository {
 
     async fn insert_sink(&self, sink: &Sink) -> Result<()> {
         let r = self.inner.insert_sink(sink).await;
-        self.after(r, |_| Some(change(Entity::Sink, ChangeKind::Created, sink.project_id, sink.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::Sink,
+                ChangeKind::Created,
+                sink.project_id,
+                sink.id,
+            ))
+        })
     }
     async fn get_sink(&self, project: ProjectId, id: SinkId) -> Result<Option<Sink>> {
         self.inner.get_sink(project, id).await
@@ -239,7 +304,14 @@ impl Repository for ObservedRepository {
     }
     async fn update_sink(&self, sink: &Sink) -> Result<()> {
         let r = self.inner.update_sink(sink).await;
-        self.after(r, |_| Some(change(Entity::Sink, ChangeKind::Updated, sink.project_id, sink.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::Sink,
+                ChangeKind::Updated,
+                sink.project_id,
+                sink.id,
+            ))
+        })
     }
     async fn delete_sink(&self, project: ProjectId, id: SinkId) -> Result<bool> {
         let r = self.inner.delete_sink(project, id).await;
@@ -248,9 +320,20 @@ impl Repository for ObservedRepository {
 
     async fn insert_model(&self, model: &ModelConfig) -> Result<()> {
         let r = self.inner.insert_model(model).await;
-        self.after(r, |_| Some(change(Entity::ModelConfig, ChangeKind::Created, model.project_id, model.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::ModelConfig,
+                ChangeKind::Created,
+                model.project_id,
+                model.id,
+            ))
+        })
     }
-    async fn get_model(&self, project: ProjectId, id: ModelConfigId) -> Result<Option<ModelConfig>> {
+    async fn get_model(
+        &self,
+        project: ProjectId,
+        id: ModelConfigId,
+    ) -> Result<Option<ModelConfig>> {
         self.inner.get_model(project, id).await
     }
     async fn list_models(&self, project: ProjectId, page: Page) -> Result<Paged<ModelConfig>> {
@@ -261,7 +344,14 @@ impl Repository for ObservedRepository {
     }
     async fn update_model(&self, model: &ModelConfig) -> Result<()> {
         let r = self.inner.update_model(model).await;
-        self.after(r, |_| Some(change(Entity::ModelConfig, ChangeKind::Updated, model.project_id, model.id)))
+        self.after(r, |_| {
+            Some(change(
+                Entity::ModelConfig,
+                ChangeKind::Updated,
+                model.project_id,
+                model.id,
+            ))
+        })
     }
     async fn delete_model(&self, project: ProjectId, id: ModelConfigId) -> Result<bool> {
         let r = self.inner.delete_model(project, id).await;

@@ -97,7 +97,8 @@ impl FrameResult {
     }
 
     pub fn latency(&self) -> Duration {
-        self.completed_at.saturating_duration_since(self.frame.captured_at)
+        self.completed_at
+            .saturating_duration_since(self.frame.captured_at)
     }
 
     /// The prediction payload as JSON, encoded once and shared by every sink and viewer.

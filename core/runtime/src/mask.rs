@@ -15,7 +15,13 @@ pub struct BitMask {
 
 impl std::fmt::Debug for BitMask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BitMask({}x{}, area {})", self.width, self.height, self.area())
+        write!(
+            f,
+            "BitMask({}x{}, area {})",
+            self.width,
+            self.height,
+            self.area()
+        )
     }
 }
 
@@ -110,7 +116,11 @@ impl BitMask {
     pub fn iou(&self, other: &BitMask) -> f64 {
         let inter = self.intersection_area(other);
         let union = self.area() + other.area() - inter;
-        if union == 0 { 0.0 } else { inter as f64 / union as f64 }
+        if union == 0 {
+            0.0
+        } else {
+            inter as f64 / union as f64
+        }
     }
 
     /// The tight box around the set pixels, `None` when the mask is empty.
@@ -348,7 +358,8 @@ pub fn rasterize(shape: &Shape, size: FrameSize, point_radius: f64) -> BitMask {
     let (w, h) = (size.width(), size.height());
     match shape {
         Shape::Points(points) => {
-            let positives: Vec<Point> = points.iter().filter(|(_, p)| *p).map(|(p, _)| *p).collect();
+            let positives: Vec<Point> =
+                points.iter().filter(|(_, p)| *p).map(|(p, _)| *p).collect();
             let r2 = point_radius * point_radius;
             BitMask::from_fn(w, h, |x, y| {
                 let (cx, cy) = (f64::from(x) + 0.5, f64::from(y) + 0.5);
@@ -433,7 +444,10 @@ mod tests {
         let mask = square(20, 20, 5, 6, 8);
         let mut poly = mask.outline();
         poly.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        assert_eq!(poly, vec![(5.0, 6.0), (5.0, 13.0), (12.0, 6.0), (12.0, 13.0)]);
+        assert_eq!(
+            poly,
+            vec![(5.0, 6.0), (5.0, 13.0), (12.0, 6.0), (12.0, 13.0)]
+        );
     }
 
     #[test]
@@ -441,7 +455,10 @@ mod tests {
         let mut mask = square(40, 40, 2, 2, 3);
         mask.union_with(&square(40, 40, 20, 20, 10));
         let poly = mask.outline();
-        assert!(poly.iter().all(|&(x, y)| x >= 20.0 && y >= 20.0), "{poly:?}");
+        assert!(
+            poly.iter().all(|&(x, y)| x >= 20.0 && y >= 20.0),
+            "{poly:?}"
+        );
         assert!(BitMask::new(5, 5).outline().is_empty());
         let single = BitMask::from_fn(5, 5, |x, y| x == 2 && y == 2);
         assert_eq!(single.outline(), vec![(2.0, 2.0)]);
@@ -453,7 +470,11 @@ mod tests {
             (x as f64 - 32.0).powi(2) + (y as f64 - 30.0).powi(2) <= 15.0f64.powi(2)
         });
         let poly = disc.outline();
-        assert!(poly.len() >= 8 && poly.len() < 100, "{} vertices", poly.len());
+        assert!(
+            poly.len() >= 8 && poly.len() < 100,
+            "{} vertices",
+            poly.len()
+        );
         for (x, y) in poly {
             let r = ((x as f64 - 32.0).powi(2) + (y as f64 - 30.0).powi(2)).sqrt();
             assert!((r - 15.0).abs() < 1.5, "vertex at radius {r}");

@@ -7,7 +7,7 @@
 //! - [`FrameCodec`]: decoding stored reference images and encoding captured frames.
 
 mod codec;
-mod detector;
+pub(crate) mod detector;
 mod sink;
 mod source;
 

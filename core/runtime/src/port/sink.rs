@@ -24,7 +24,9 @@ pub enum SinkHealth {
     Connecting,
     Connected,
     /// Not delivering; retrying with back-off.
-    Retrying { message: String },
+    Retrying {
+        message: String,
+    },
     Stopped,
 }
 
