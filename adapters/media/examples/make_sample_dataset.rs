@@ -12,7 +12,7 @@ const FRAMES: u32 = 8;
 /// The background: a soft gradient under a coarse checkerboard, textured enough for a detector to
 /// tell it from the shapes, smooth enough to compress well.
 fn background(x: u32, y: u32) -> [u8; 3] {
-    let checker = if ((x / 20) + (y / 20)) % 2 == 0 {
+    let checker = if ((x / 20) + (y / 20)).is_multiple_of(2) {
         12
     } else {
         0

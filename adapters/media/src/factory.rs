@@ -11,6 +11,7 @@ use crate::confine::Confinement;
 use crate::dataset::open_sample_dataset;
 use crate::folder::ImagesFolderSource;
 use crate::synthetic::SyntheticSource;
+use crate::video::{VideoFileSource, VideoOptions};
 
 /// Opens sources of every kind this build supports.
 #[derive(Clone, Debug, Default)]
@@ -47,6 +48,16 @@ impl SourceFactory for MediaSourceFactory {
                 let source = blocking(move || {
                     let folder = confinement.resolve(Path::new(&raw))?;
                     ImagesFolderSource::open(&folder, &confinement)
+                })
+                .await?;
+                Ok(Box::new(source))
+            }
+            SourceConfig::VideoFile { video_path } => {
+                let confinement = self.confinement.clone();
+                let raw = video_path.clone();
+                let source = blocking(move || {
+                    let path = confinement.resolve(Path::new(&raw))?;
+                    VideoFileSource::open(&path, VideoOptions::default())
                 })
                 .await?;
                 Ok(Box::new(source))

@@ -6,6 +6,8 @@
 //! - [`synthetic`]: moving textured shapes at known positions (demo source, test ground truth).
 //! - [`folder`]: the still images of a folder, navigated by hand.
 //! - [`dataset`]: the sample datasets built into the program.
+//! - [`video`]: H.264 MP4 files, paced at their frame rate, looping, seekable.
+//! - `h264`, [`yuv`]: decoding and pixel-format conversion shared by the video sources.
 //! - [`confine`]: media paths checked against the media roots with symlinks resolved.
 //! - [`factory`]: [`MediaSourceFactory`], configuration → source.
 
@@ -13,10 +15,14 @@ pub mod confine;
 pub mod dataset;
 pub mod factory;
 pub mod folder;
+mod h264;
 pub mod synthetic;
+pub mod video;
+pub mod yuv;
 
 pub use confine::Confinement;
 pub use dataset::{SAMPLE_DATASETS, SampleDataset, open_sample_dataset};
 pub use factory::MediaSourceFactory;
 pub use folder::ImagesFolderSource;
 pub use synthetic::{SyntheticScene, SyntheticSource};
+pub use video::{VideoFileSource, VideoOptions};

@@ -1,0 +1,299 @@
+//! The video-file source on real H.264 MP4 files: one encoded here by OpenH264 and muxed by the
+//! `mp4` crate from frames whose content is known exactly, and one written by x264 and
+//! GStreamer's mp4mux (High profile, B-frames) checked in under `tests/fixtures/`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mp4::{
+    AvcConfig, FourCC, MediaConfig, Mp4Config, Mp4Sample, Mp4Writer, TrackConfig, TrackType,
+};
+use openh264::OpenH264API;
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, IntraFramePeriod};
+use openh264::formats::{RgbSliceU8, YUVBuffer};
+use visprompt_domain::{MediaRoots, SourceConfig};
+use visprompt_media::{MediaSourceFactory, VideoFileSource, VideoOptions};
+use visprompt_runtime::{FrameSource, RgbImage, SourceError, SourceFactory};
+
+const WIDTH: u32 = 320;
+const HEIGHT: u32 = 240;
+const FRAMES: u32 = 30;
+const KEY_EVERY: u32 = 10;
+/// 25 frames a second, in a 1 kHz timescale.
+const FRAME_MS: u32 = 40;
+
+/// Frame `i`: red, green and blue bars over the top half, and a white 32x32 block on grey in the
+/// bottom half whose left edge is at `8 * i`.
+fn pattern(i: u32) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity((WIDTH * HEIGHT * 3) as usize);
+    for y in 0..HEIGHT {
+        for x in 0..WIDTH {
+            let px = if y < HEIGHT / 2 {
+                [[200, 30, 30], [30, 200, 30], [30, 30, 200]][(x * 3 / WIDTH) as usize]
+            } else if (140..172).contains(&y) && (8 * i..8 * i + 32).contains(&x) {
+                [240, 240, 240]
+            } else {
+                [110, 110, 110]
+            };
+            rgb.extend_from_slice(&px);
+        }
+    }
+    rgb
+}
+
+/// NAL units of an Annex B stream without their start codes.
+fn units(annex_b: &[u8]) -> Vec<Vec<u8>> {
+    openh264::nal_units(annex_b)
+        .map(|unit| {
+            let body = unit.iter().position(|&b| b != 0).unwrap_or(unit.len());
+            unit[body + 1..].to_vec()
+        })
+        .collect()
+}
+
+/// Encodes the pattern into an H.264 MP4 at `path`.
+fn write_pattern_video(path: &Path) {
+    let config = EncoderConfig::new()
+        .bitrate(BitRate::from_bps(3_000_000))
+        .intra_frame_period(IntraFramePeriod::from_num_frames(KEY_EVERY));
+    let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config).unwrap();
+    let (mut sps, mut pps) = (None, None);
+    let mut samples = Vec::new();
+    for i in 0..FRAMES {
+        let rgb = pattern(i);
+        let yuv =
+            YUVBuffer::from_rgb8_source(RgbSliceU8::new(&rgb, (WIDTH as usize, HEIGHT as usize)));
+        let stream = encoder.encode(&yuv).unwrap().to_vec();
+        let mut sample = Vec::new();
+        let mut is_sync = false;
+        for unit in units(&stream) {
+            match unit[0] & 0x1f {
+                7 => sps = Some(unit),
+                8 => pps = Some(unit),
+                kind => {
+                    is_sync |= kind == 5;
+                    sample.extend_from_slice(&(unit.len() as u32).to_be_bytes());
+                    sample.extend_from_slice(&unit);
+                }
+            }
+        }
+        samples.push((sample, is_sync));
+    }
+    assert_eq!(
+        samples.iter().filter(|(_, sync)| *sync).count(),
+        3,
+        "key frames"
+    );
+
+    let file = std::fs::File::create(path).unwrap();
+    let brand = |s: &str| s.parse::<FourCC>().unwrap();
+    let mut writer = Mp4Writer::write_start(
+        file,
+        &Mp4Config {
+            major_brand: brand("isom"),
+            minor_version: 512,
+            compatible_brands: vec![brand("isom"), brand("avc1")],
+            timescale: 1000,
+        },
+    )
+    .unwrap();
+    writer
+        .add_track(&TrackConfig {
+            track_type: TrackType::Video,
+            timescale: 1000,
+            language: "und".into(),
+            media_conf: MediaConfig::AvcConfig(AvcConfig {
+                width: WIDTH as u16,
+                height: HEIGHT as u16,
+                seq_param_set: sps.unwrap(),
+                pic_param_set: pps.unwrap(),
+            }),
+        })
+        .unwrap();
+    for (i, (bytes, is_sync)) in samples.into_iter().enumerate() {
+        writer
+            .write_sample(
+                1,
+                &Mp4Sample {
+                    start_time: u64::from(FRAME_MS) * i as u64,
+                    duration: FRAME_MS,
+                    rendering_offset: 0,
+                    is_sync,
+                    bytes: bytes.into(),
+                },
+            )
+            .unwrap();
+    }
+    writer.write_end().unwrap();
+}
+
+fn near(got: [u8; 3], want: [u8; 3], tolerance: i16) -> bool {
+    got.iter()
+        .zip(want)
+        .all(|(&g, w)| (i16::from(g) - i16::from(w)).abs() <= tolerance)
+}
+
+/// Checks that `frame` is pattern frame `i`: its bars, and its block where it should be.
+fn assert_is_pattern_frame(frame: &RgbImage, i: u32) {
+    assert_eq!((frame.width(), frame.height()), (WIDTH, HEIGHT));
+    for (x, bar) in [
+        (50, [200, 30, 30]),
+        (160, [30, 200, 30]),
+        (270, [30, 30, 200]),
+    ] {
+        assert!(
+            near(frame.pixel(x, 60), bar, 24),
+            "frame {i}: bar at {x}: {:?}",
+            frame.pixel(x, 60)
+        );
+    }
+    let inside = frame.pixel(8 * i + 16, 156);
+    assert!(
+        near(inside, [240, 240, 240], 24),
+        "frame {i}: block {inside:?}"
+    );
+    let beside = frame.pixel(8 * i + 48, 156);
+    assert!(
+        near(beside, [110, 110, 110], 24),
+        "frame {i}: right of the block {beside:?}"
+    );
+}
+
+fn pattern_video() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pattern.mp4");
+    write_pattern_video(&path);
+    (dir, path)
+}
+
+#[tokio::test]
+async fn every_frame_decodes_to_the_pattern_in_order_then_the_video_ends() {
+    let (_dir, path) = pattern_video();
+    let mut source = VideoFileSource::open(&path, VideoOptions { looping: false }).unwrap();
+    assert_eq!(source.navigation().unwrap().len(), FRAMES as usize);
+    let started = Instant::now();
+    for i in 0..FRAMES {
+        let frame = source.next_frame().await.unwrap().expect("a frame");
+        assert_is_pattern_frame(&frame, i);
+    }
+    // Paced at 25 frames a second: 30 frames take at least 29 frame intervals.
+    assert!(started.elapsed() >= Duration::from_millis(u64::from(FRAME_MS) * 29 - 20));
+    assert!(source.next_frame().await.unwrap().is_none());
+    assert!(source.next_frame().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_looping_video_starts_again_after_its_last_frame() {
+    let (_dir, path) = pattern_video();
+    let mut source = VideoFileSource::open(&path, VideoOptions::default()).unwrap();
+    source
+        .navigation()
+        .unwrap()
+        .seek(FRAMES as usize - 2)
+        .unwrap();
+    for i in [FRAMES - 2, FRAMES - 1, 0, 1] {
+        let frame = source
+            .next_frame()
+            .await
+            .unwrap()
+            .expect("a looping video never ends");
+        assert_is_pattern_frame(&frame, i);
+    }
+}
+
+#[tokio::test]
+async fn a_seek_decodes_from_the_preceding_key_frame() {
+    let (_dir, path) = pattern_video();
+    let mut source = VideoFileSource::open(&path, VideoOptions::default()).unwrap();
+    // Between key frames, on a key frame, backwards, and out of range.
+    for i in [17, 20, 3, 29, 0] {
+        source.navigation().unwrap().seek(i as usize).unwrap();
+        assert_eq!(source.navigation().unwrap().position(), i as usize);
+        let frame = source.next_frame().await.unwrap().unwrap();
+        assert_is_pattern_frame(&frame, i);
+        assert_eq!(
+            source.navigation().unwrap().position(),
+            (i as usize + 1) % FRAMES as usize
+        );
+    }
+    match source.navigation().unwrap().seek(FRAMES as usize) {
+        Err(SourceError::OutOfRange { index: 30, len: 30 }) => {}
+        other => panic!("expected OutOfRange, got {other:?}"),
+    }
+    let thumbs = source.navigation().unwrap().thumbnails(12, 2, 80).unwrap();
+    assert_eq!(thumbs.len(), 2);
+    assert_eq!(
+        (thumbs[0].image.width(), thumbs[0].image.height()),
+        (80, 60)
+    );
+    // The block of frame 13 sits at x = 104..136, a quarter of that in the thumbnail.
+    assert!(near(thumbs[1].image.pixel(30, 39), [240, 240, 240], 40));
+}
+
+#[tokio::test]
+async fn a_video_from_x264_and_mp4mux_decodes_to_colour_bars() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smpte-high.mp4");
+    let mut source = VideoFileSource::open(&path, VideoOptions { looping: false }).unwrap();
+    assert_eq!(source.navigation().unwrap().len(), 30);
+    // SMPTE bars at 75 %: grey, yellow, cyan, green, magenta, red, blue.
+    let bars = [
+        [191, 191, 191],
+        [191, 191, 0],
+        [0, 191, 191],
+        [0, 191, 0],
+        [191, 0, 191],
+        [191, 0, 0],
+        [0, 0, 191],
+    ];
+    let mut frames = 0;
+    while let Some(frame) = source.next_frame().await.unwrap() {
+        assert_eq!((frame.width(), frame.height()), (320, 240));
+        for (k, bar) in bars.iter().enumerate() {
+            let x = (2 * k as u32 + 1) * 320 / 14;
+            assert!(
+                near(frame.pixel(x, 120), *bar, 16),
+                "frame {frames}, bar {k}: {:?}",
+                frame.pixel(x, 120)
+            );
+        }
+        frames += 1;
+    }
+    assert_eq!(frames, 30);
+}
+
+#[tokio::test]
+async fn the_factory_opens_videos_inside_the_roots_and_names_bad_ones() {
+    let (dir, path) = pattern_video();
+    let factory = MediaSourceFactory::new(MediaRoots::new(vec![dir.path().to_path_buf()]).unwrap());
+    let open = |p: &Path| {
+        let config = SourceConfig::VideoFile {
+            video_path: p.display().to_string(),
+        };
+        let factory = factory.clone();
+        async move { factory.open(&config).await }
+    };
+    let mut source = open(&path).await.unwrap();
+    assert_is_pattern_frame(&source.next_frame().await.unwrap().unwrap(), 0);
+
+    let not_video = dir.path().join("notes.mp4");
+    std::fs::write(&not_video, b"this is not an MP4 file at all").unwrap();
+    for bad in [not_video, dir.path().join("missing.mp4")] {
+        match open(&bad).await {
+            Err(SourceError::Unavailable(msg)) => {
+                assert!(msg.contains(&bad.display().to_string()), "{msg}")
+            }
+            Err(other) => panic!("expected Unavailable, got {other:?}"),
+            Ok(_) => panic!("{} opened", bad.display()),
+        }
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let elsewhere = outside.path().join("pattern.mp4");
+    std::fs::copy(&path, &elsewhere).unwrap();
+    match open(&elsewhere).await {
+        Err(SourceError::Unavailable(msg)) => {
+            assert!(msg.contains("outside the media roots"), "{msg}")
+        }
+        Err(other) => panic!("expected Unavailable, got {other:?}"),
+        Ok(_) => panic!("a video outside the roots opened"),
+    }
+}
