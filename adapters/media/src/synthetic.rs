@@ -118,7 +118,7 @@ impl SyntheticScene {
         // Keep a margin so that the whole shape stays inside the frame: the triangle's point is
         // the farthest pixel from a centre, two thirds of its height (0.58 extent) away.
         let margin = f64::from(extent) * 0.6 + 3.0;
-        let mut rng = SplitMix::new(seed ^ 0x5EED_0F_5CE7E);
+        let mut rng = SplitMix::new(seed ^ 0x05EE_D0F5_CE7E);
         let paths = std::array::from_fn(|i| Path {
             centre: (strip * (i as f64 + 0.5), f64::from(height) / 2.0),
             amplitude: (

@@ -1,0 +1,189 @@
+//! Detection on one frame: score every 4x4-pixel cell by which fitted class best explains its
+//! 12x12-pixel neighbourhood, keep the cells where a label's probability reaches the threshold,
+//! split them into instances, and refine each instance's edge pixel by pixel from colour.
+
+use visprompt_domain::ClassicalParams;
+use visprompt_runtime::{BitMask, Detection, Detector, DetectorError, Reference, RgbImage};
+
+use crate::features::{COLOUR_BINS, FeatureCodes, colour_of};
+use crate::grid::{CellMask, box3_sum};
+use crate::model::{FittedModels, fit};
+
+/// Side of a scoring cell in pixels.
+const CELL: usize = 4;
+
+/// Turns a difference in mean log-likelihood per pixel into a difference in log-odds. A
+/// neighbourhood has 144 pixels but they are far from independent; counting them as a handful
+/// keeps the probabilities from saturating at the slightest preference.
+const EVIDENCE_SCALE: f32 = 4.0;
+
+/// Log-odds in favour of the background before any evidence: what no class explains is not an
+/// object, and most of any frame is background.
+const BACKGROUND_PRIOR: f32 = 1.0;
+
+/// Instances smaller than this share of the smallest annotated instance are dropped as noise.
+const MIN_AREA_RATIO: f64 = 0.2;
+
+/// The weights-free detector, fitted from annotated references; see the crate docs for the
+/// method.
+pub struct ClassicalDetector {
+    params: ClassicalParams,
+    models: FittedModels,
+    /// Per label, per colour bin: does that colour alone make a pixel more likely the label's
+    /// than anything else's? Used only on the edges of instances.
+    label_colours: Vec<Vec<bool>>,
+    /// Reused between frames.
+    features: FeatureCodes,
+}
+
+impl ClassicalDetector {
+    /// Fits the detector. Fails with `InvalidReferences` when no annotation marks any pixel of a
+    /// frame of its own size.
+    pub fn fit(params: ClassicalParams, references: &[Reference]) -> Result<Self, DetectorError> {
+        let models = fit(references)?;
+        let label_colours = models
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(j, label)| {
+                (0..COLOUR_BINS)
+                    .map(|c| {
+                        let own = label.class.colour_likelihood[c];
+                        let others: f64 = models.background.colour_likelihood[c]
+                            + models
+                                .labels
+                                .iter()
+                                .enumerate()
+                                .filter(|&(k, _)| k != j)
+                                .map(|(_, other)| other.class.colour_likelihood[c])
+                                .sum::<f64>();
+                        own > others
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Self {
+            params,
+            models,
+            label_colours,
+            features: FeatureCodes::default(),
+        })
+    }
+
+    /// Per label (in the fitted order), the probability of the label for every cell.
+    fn label_probabilities(&self, width: usize, height: usize) -> Vec<Vec<f32>> {
+        let (cw, ch) = (width.div_ceil(CELL), height.div_ceil(CELL));
+        let codes = &self.features.codes;
+        let mut pixel_counts = vec![0.0f32; cw * ch];
+        for y in 0..height {
+            for x in 0..width {
+                pixel_counts[(y / CELL) * cw + x / CELL] += 1.0;
+            }
+        }
+        let window_counts = box3_sum(&pixel_counts, cw, ch);
+        let classes = std::iter::once(&self.models.background)
+            .chain(self.models.labels.iter().map(|l| &l.class));
+        // Log-odds of every class for every cell, background first.
+        let logits: Vec<Vec<f32>> = classes
+            .enumerate()
+            .map(|(k, class)| {
+                let table = &class.code_log_likelihood;
+                let mut sums = vec![0.0f32; cw * ch];
+                for y in 0..height {
+                    let row = &codes[y * width..(y + 1) * width];
+                    let cells = &mut sums[(y / CELL) * cw..(y / CELL + 1) * cw];
+                    for (x, &code) in row.iter().enumerate() {
+                        cells[x / CELL] += table[code as usize];
+                    }
+                }
+                let prior = if k == 0 { BACKGROUND_PRIOR } else { 0.0 };
+                box3_sum(&sums, cw, ch)
+                    .iter()
+                    .zip(&window_counts)
+                    .map(|(sum, n)| EVIDENCE_SCALE * sum / n + prior)
+                    .collect()
+            })
+            .collect();
+        let mut probabilities = vec![vec![0.0f32; cw * ch]; self.models.labels.len()];
+        for cell in 0..cw * ch {
+            let top = logits.iter().map(|l| l[cell]).fold(f32::MIN, f32::max);
+            let total: f32 = logits.iter().map(|l| (l[cell] - top).exp()).sum();
+            for (j, p) in probabilities.iter_mut().enumerate() {
+                p[cell] = (logits[j + 1][cell] - top).exp() / total;
+            }
+        }
+        probabilities
+    }
+
+    /// The pixels of one instance: inner cells whole, and on the cells along its edge (and one
+    /// cell beyond) the pixels whose colour belongs to the label.
+    fn refine(&self, label: usize, region: &CellMask, width: usize, height: usize) -> BitMask {
+        let inner = region.erode();
+        let reach = region.dilate();
+        let colours = &self.label_colours[label];
+        let codes = &self.features.codes;
+        let mut mask = BitMask::new(width as u32, height as u32);
+        for cy in 0..region.height {
+            for cx in 0..region.width {
+                if !reach.get(cx, cy) {
+                    continue;
+                }
+                let whole = inner.get(cx, cy);
+                for y in cy * CELL..((cy + 1) * CELL).min(height) {
+                    for x in cx * CELL..((cx + 1) * CELL).min(width) {
+                        if whole || colours[colour_of(codes[y * width + x])] {
+                            mask.set(x as u32, y as u32, true);
+                        }
+                    }
+                }
+            }
+        }
+        mask
+    }
+}
+
+impl Detector for ClassicalDetector {
+    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectorError> {
+        let (width, height) = (image.width() as usize, image.height() as usize);
+        if width == 0 || height == 0 {
+            return Ok(Vec::new());
+        }
+        self.features.compute(image);
+        let probabilities = self.label_probabilities(width, height);
+        let (cw, ch) = (width.div_ceil(CELL), height.div_ceil(CELL));
+        let threshold = self.params.confidence_threshold as f32;
+        let frame_pixels = (width * height) as f64;
+        let mut detections = Vec::new();
+        for (j, label) in self.models.labels.iter().enumerate() {
+            let probability = &probabilities[j];
+            let candidates = CellMask {
+                width: cw,
+                height: ch,
+                cells: probability.iter().map(|&p| p >= threshold).collect(),
+            };
+            let min_pixels = MIN_AREA_RATIO * label.smallest_area_share * frame_pixels;
+            let mut found: Vec<Detection> = Vec::new();
+            for cells in candidates.close().components() {
+                // Cheap rejection before refining: the refined mask lies within the region grown
+                // by one cell, at most nine times its cells.
+                if ((9 * cells.len() * CELL * CELL) as f64) < min_pixels {
+                    continue;
+                }
+                let mut region = CellMask::new(cw, ch);
+                for &cell in &cells {
+                    region.cells[cell] = true;
+                }
+                let mask = self.refine(j, &region, width, height);
+                if (mask.area() as f64) < min_pixels {
+                    continue;
+                }
+                let score = cells.iter().map(|&c| probability[c]).sum::<f32>() / cells.len() as f32;
+                found.extend(Detection::from_mask(label.label_id, score, mask));
+            }
+            found.sort_by(|a, b| b.score.total_cmp(&a.score));
+            found.truncate(self.params.max_detections as usize);
+            detections.extend(found);
+        }
+        Ok(detections)
+    }
+}

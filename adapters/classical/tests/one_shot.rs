@@ -1,0 +1,254 @@
+//! The classical detector against the synthetic scene's exact ground truth: fitted from one or
+//! two annotated frames, it must segment the same kinds of object in later frames where they
+//! have moved, and report nothing on frames where they are absent.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use visprompt_classical::ClassicalDetectorFactory;
+use visprompt_domain::{
+    Algorithm, AlgorithmParams, ClassicalParams, Device, DisplayName, LabelId, ModelConfig,
+    ModelConfigId, ProjectId, Shape, Timestamp,
+};
+use visprompt_media::SyntheticScene;
+use visprompt_media::synthetic::ObjectKind;
+use visprompt_runtime::{
+    BitMask, Detection, Detector, DetectorError, DetectorFactory, Reference, ReferenceAnnotation,
+};
+
+/// Frames the detector is evaluated on: well after the reference frames, spread over a few
+/// periods of the objects' paths.
+const EVALUATION_FRAMES: std::ops::Range<u64> = 40..60;
+const FRAME_STEP: u64 = 9;
+
+fn model(params: AlgorithmParams) -> ModelConfig {
+    ModelConfig {
+        id: ModelConfigId::new(),
+        project_id: ProjectId::new(),
+        name: DisplayName::parse("classical").unwrap(),
+        active: true,
+        device: Device::Cpu,
+        params,
+        created_at: Timestamp::default(),
+        updated_at: Timestamp::default(),
+    }
+}
+
+fn classical() -> ModelConfig {
+    model(AlgorithmParams::Classical(ClassicalParams::default()))
+}
+
+/// Frame `t` of `scene` with the ground-truth masks of `labelled` kinds as annotations, the way
+/// a user's mask prompt arrives: the shape as RLE and the rasterised mask.
+fn reference(scene: &SyntheticScene, t: u64, labelled: &[(ObjectKind, LabelId)]) -> Reference {
+    let truth = scene.ground_truth(t);
+    let annotations = labelled
+        .iter()
+        .map(|&(kind, label_id)| {
+            let mask = truth.iter().find(|(k, _)| *k == kind).unwrap().1.clone();
+            ReferenceAnnotation {
+                label_id,
+                shape: Shape::Mask(mask.to_rle()),
+                mask,
+            }
+        })
+        .collect();
+    Reference {
+        image: Arc::new(scene.render(t)),
+        annotations,
+    }
+}
+
+fn build(references: &[Reference]) -> Box<dyn Detector> {
+    ClassicalDetectorFactory
+        .build(&classical(), references)
+        .expect("the classical detector builds")
+}
+
+fn best_iou(detections: &[Detection], label_id: LabelId, truth: &BitMask) -> f64 {
+    detections
+        .iter()
+        .filter(|d| d.label_id == label_id)
+        .map(|d| d.mask.iou(truth))
+        .fold(0.0, f64::max)
+}
+
+/// Mean over the evaluation frames of the best IoU per labelled kind, and the mean time a detect
+/// took (for the log only: timings in tests vary with the machine's load).
+fn evaluate(
+    detector: &mut dyn Detector,
+    scene: &SyntheticScene,
+    labelled: &[(ObjectKind, LabelId)],
+) -> (Vec<f64>, Duration) {
+    let mut totals = vec![0.0; labelled.len()];
+    let mut spent = Duration::ZERO;
+    let frames: Vec<u64> = EVALUATION_FRAMES.map(|i| i * FRAME_STEP).collect();
+    for &t in &frames {
+        let frame = scene.render(t);
+        let started = Instant::now();
+        let detections = detector.detect(&frame).unwrap();
+        spent += started.elapsed();
+        let truth = scene.ground_truth(t);
+        for (total, &(kind, label_id)) in totals.iter_mut().zip(labelled) {
+            let mask = &truth.iter().find(|(k, _)| *k == kind).unwrap().1;
+            *total += best_iou(&detections, label_id, mask);
+        }
+        for d in &detections {
+            assert!(
+                (0.0..=1.0).contains(&d.score),
+                "score {} out of range",
+                d.score
+            );
+            assert!(labelled.iter().any(|&(_, id)| id == d.label_id));
+        }
+    }
+    let means = totals.iter().map(|t| t / frames.len() as f64).collect();
+    (means, spent / frames.len() as u32)
+}
+
+#[test]
+fn one_annotated_frame_is_enough_to_segment_each_kind_in_later_frames() {
+    let scene = SyntheticScene::default();
+    for kind in ObjectKind::ALL {
+        let label = LabelId::new();
+        let labelled = [(kind, label)];
+        let mut detector = build(&[reference(&scene, 0, &labelled)]);
+        let (iou, mean_time) = evaluate(detector.as_mut(), &scene, &labelled);
+        eprintln!(
+            "{}: mean IoU {:.3}, mean detect {mean_time:?}",
+            kind.name(),
+            iou[0]
+        );
+        assert!(iou[0] >= 0.8, "{}: mean IoU {:.3}", kind.name(), iou[0]);
+    }
+}
+
+#[test]
+fn frames_without_the_object_have_no_detections() {
+    let scene = SyntheticScene::default();
+    for kind in ObjectKind::ALL {
+        let label = LabelId::new();
+        let mut detector = build(&[reference(&scene, 0, &[(kind, label)])]);
+        let others: Vec<ObjectKind> = ObjectKind::ALL.into_iter().filter(|&k| k != kind).collect();
+        let without = scene.clone().with_kinds(&others);
+        let empty = scene.clone().with_kinds(&[]);
+        for t in EVALUATION_FRAMES.map(|i| i * FRAME_STEP).step_by(4) {
+            for frame in [without.render(t), empty.render(t)] {
+                let detections = detector.detect(&frame).unwrap();
+                assert!(
+                    detections.is_empty(),
+                    "{} reported at frame {t} where it is absent: {:?}",
+                    kind.name(),
+                    detections
+                        .iter()
+                        .map(|d| (d.score, d.bbox))
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn two_labels_from_one_frame_are_told_apart() {
+    let scene = SyntheticScene::default();
+    let labelled = [
+        (ObjectKind::StripedDisc, LabelId::new()),
+        (ObjectKind::DottedTriangle, LabelId::new()),
+    ];
+    let mut detector = build(&[reference(&scene, 0, &labelled)]);
+    let (iou, mean_time) = evaluate(detector.as_mut(), &scene, &labelled);
+    eprintln!("two labels: mean IoU {iou:.3?}, mean detect {mean_time:?}");
+    for (mean, (kind, _)) in iou.iter().zip(&labelled) {
+        assert!(*mean >= 0.8, "{}: mean IoU {mean:.3}", kind.name());
+    }
+    // The unlabelled square is neither label.
+    let square = scene.clone().with_kinds(&[ObjectKind::CheckeredSquare]);
+    assert!(detector.detect(&square.render(400)).unwrap().is_empty());
+}
+
+#[test]
+fn two_reference_frames_fit_one_detector() {
+    // The disc is annotated in one frame and the square in another; each frame's other objects
+    // are background there, unannotated, which the detector must survive.
+    let scene = SyntheticScene::default();
+    let (disc, square) = (LabelId::new(), LabelId::new());
+    let references = [
+        reference(&scene, 0, &[(ObjectKind::StripedDisc, disc)]),
+        reference(&scene, 150, &[(ObjectKind::CheckeredSquare, square)]),
+    ];
+    let mut detector = build(&references);
+    let labelled = [
+        (ObjectKind::StripedDisc, disc),
+        (ObjectKind::CheckeredSquare, square),
+    ];
+    let (iou, _) = evaluate(detector.as_mut(), &scene, &labelled);
+    eprintln!("two references: mean IoU {iou:.3?}");
+    for (mean, (kind, _)) in iou.iter().zip(&labelled) {
+        assert!(*mean >= 0.8, "{}: mean IoU {mean:.3}", kind.name());
+    }
+}
+
+#[test]
+fn at_most_max_detections_are_reported_per_label() {
+    // Two annotated copies of the same label on two frames, then a frame with one object: the
+    // cap is per label and the best instance survives it.
+    let scene = SyntheticScene::default();
+    let label = LabelId::new();
+    let labelled = [(ObjectKind::CheckeredSquare, label)];
+    let params = ClassicalParams {
+        confidence_threshold: 0.5,
+        max_detections: 1,
+    };
+    let mut detector = ClassicalDetectorFactory
+        .build(
+            &model(AlgorithmParams::Classical(params)),
+            &[
+                reference(&scene, 0, &labelled),
+                reference(&scene, 99, &labelled),
+            ],
+        )
+        .unwrap();
+    let detections = detector.detect(&scene.render(300)).unwrap();
+    assert_eq!(detections.len(), 1);
+    let truth = &scene.ground_truth(300)[1].1;
+    assert!(detections[0].mask.iou(truth) > 0.8);
+}
+
+#[test]
+fn algorithms_that_need_weights_are_unavailable() {
+    let scene = SyntheticScene::default();
+    let references = [reference(
+        &scene,
+        0,
+        &[(ObjectKind::StripedDisc, LabelId::new())],
+    )];
+    for algorithm in Algorithm::ALL.into_iter().filter(|a| a.needs_weights()) {
+        let result =
+            ClassicalDetectorFactory.build(&model(algorithm.default_params()), &references);
+        match result {
+            Err(DetectorError::Unavailable(message)) => {
+                assert!(message.contains("weights"), "{message}");
+                assert!(message.contains(algorithm.display_name()), "{message}");
+            }
+            Err(other) => panic!("{algorithm:?}: expected Unavailable, got {other:?}"),
+            Ok(_) => panic!("{algorithm:?} built without weights"),
+        }
+    }
+}
+
+#[test]
+fn references_that_mark_nothing_are_refused() {
+    let scene = SyntheticScene::default();
+    let empty = BitMask::new(scene.width(), scene.height());
+    let references = [Reference {
+        image: Arc::new(scene.render(0)),
+        annotations: vec![ReferenceAnnotation {
+            label_id: LabelId::new(),
+            shape: Shape::Mask(empty.to_rle()),
+            mask: empty,
+        }],
+    }];
+    let result = ClassicalDetectorFactory.build(&classical(), &references);
+    assert!(matches!(result, Err(DetectorError::InvalidReferences(_))));
+}
