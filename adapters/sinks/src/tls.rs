@@ -1,6 +1,6 @@
 //! The rustls client configuration the MQTT and webhook sinks share. It names the ring provider
 //! explicitly: the workspace builds rustls with more than one provider, and rustls refuses to pick
-//! one by itself then.
+//! one by itself then. The system's roots are loaded when a sink starts (a file read, once).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,4 +42,15 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, Sink
             .with_no_client_auth(),
     };
     Ok(config)
+}
+
+/// A configuration that can verify no server at all, for clients that never use TLS but must be
+/// given a configuration anyway.
+pub(crate) fn trusting_nothing() -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth()
 }

@@ -46,7 +46,12 @@ impl WebhookSink {
         }
         // The TLS configuration is given explicitly even for http:// URLs: this crate enables no
         // rustls provider for reqwest, which would otherwise look for one when building a client.
-        let tls = crate::tls::client_config(None)?;
+        // Plain http gets one that trusts nothing, so it does not depend on the system's roots.
+        let tls = if url.scheme() == "https" {
+            crate::tls::client_config(None)?
+        } else {
+            crate::tls::trusting_nothing()
+        };
         let client = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout)

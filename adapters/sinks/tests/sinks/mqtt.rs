@@ -76,15 +76,16 @@ async fn each_result_is_one_message_with_the_payload_json_and_close_flushes_them
     })
     .await;
 
-    // Act: close right after publishing, so only a flushing close gets them all out.
-    let results: Vec<_> = (1..=3).map(|seq| fixture.result(seq)).collect();
+    // Act: close right after publishing (the event loop has not run yet on this single-threaded
+    // runtime), so only a close that flushes gets all twenty out.
+    let results: Vec<_> = (1..=20).map(|seq| fixture.result(seq)).collect();
     for result in &results {
         sink.publish(result).await.unwrap();
     }
     sink.close().await;
 
     // Assert
-    for (seq, result) in (1..=3).zip(&results) {
+    for (seq, result) in (1..=20).zip(&results) {
         let message = subscriber.next().await;
         assert_eq!(
             std::str::from_utf8(&message).unwrap(),
