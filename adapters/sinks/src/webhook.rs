@@ -208,7 +208,8 @@ impl Delivery {
                 }
                 tokio::select! {
                     _ = self.queue.ready.notified() => {}
-                    _ = self.closing.changed() => {}
+                    // An error means the sink is gone without `close`; nothing more will come.
+                    changed = self.closing.changed() => if changed.is_err() { return },
                 }
                 continue;
             };
@@ -241,7 +242,7 @@ impl Delivery {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = self.closing.changed() => {}
+                        changed = self.closing.changed() => if changed.is_err() { return },
                     }
                 }
             }
