@@ -10,6 +10,7 @@ use visprompt_runtime::{FrameSource, SourceError, SourceFactory};
 use crate::confine::Confinement;
 use crate::dataset::open_sample_dataset;
 use crate::folder::ImagesFolderSource;
+use crate::rtsp::RtspSource;
 use crate::synthetic::SyntheticSource;
 use crate::video::{VideoFileSource, VideoOptions};
 
@@ -62,6 +63,7 @@ impl SourceFactory for MediaSourceFactory {
                 .await?;
                 Ok(Box::new(source))
             }
+            SourceConfig::Rtsp { url } => Ok(Box::new(RtspSource::open(url).await?)),
             SourceConfig::SampleDataset { dataset_id } => {
                 Ok(Box::new(open_sample_dataset(*dataset_id)?))
             }

@@ -1,7 +1,7 @@
 //! H.264 decoding shared by the video-file and RTSP sources: OpenH264 (built from its bundled
 //! source) turns Annex B NAL units into YUV pictures, which are converted to RGB here.
-//! Containers and RTP deliver length-prefixed NAL units ("AVC" format, as in MP4's `avcC`), so
-//! this module also rewrites those into Annex B. It does no demuxing and no pacing.
+//! MP4 stores length-prefixed NAL units ("AVC" format), so this module also rewrites those into
+//! Annex B. It does no demuxing and no pacing.
 
 use openh264::OpenH264API;
 use openh264::decoder::{Decoder, DecoderConfig, Flush};
@@ -117,32 +117,6 @@ pub(crate) fn parameter_sets_to_annex_b<'a>(
     }
 }
 
-/// The NAL length size and the SPS and PPS units of an `AVCDecoderConfigurationRecord` (the
-/// `avcC` box of MP4, the extra data RTSP sources describe their stream with).
-#[allow(dead_code)] // Used by the RTSP source, which comes next.
-pub(crate) fn parse_avcc(record: &[u8]) -> Result<(usize, Vec<Vec<u8>>), String> {
-    let bad = || "the AVC decoder configuration is cut short".to_string();
-    if record.len() < 6 || record[0] != 1 {
-        return Err("the AVC decoder configuration is not version 1".into());
-    }
-    let length_size = usize::from(record[4] & 0b11) + 1;
-    let mut sets = Vec::new();
-    let mut at = 5;
-    // First the SPS count (low 5 bits), then after the SPSs the PPS count (a whole byte).
-    for mask in [0x1f, 0xff] {
-        let count = *record.get(at).ok_or_else(bad)? & mask;
-        at += 1;
-        for _ in 0..count {
-            let len_bytes = record.get(at..at + 2).ok_or_else(bad)?;
-            let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
-            at += 2;
-            sets.push(record.get(at..at + len).ok_or_else(bad)?.to_vec());
-            at += len;
-        }
-    }
-    Ok((length_size, sets))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,15 +137,5 @@ mod tests {
         assert!(avc_to_annex_b(&[0, 0, 0, 9, 0x65], 4, &mut out).is_err());
         assert!(avc_to_annex_b(&[0, 0], 4, &mut out).is_err());
         assert!(avc_to_annex_b(&[0], 5, &mut out).is_err());
-    }
-
-    #[test]
-    fn an_avcc_record_yields_its_length_size_and_parameter_sets() {
-        let record = [1, 66, 0, 30, 0xff, 0xe1, 0, 2, 0x67, 7, 1, 0, 1, 0x68];
-        let (length_size, sets) = parse_avcc(&record).unwrap();
-        assert_eq!(length_size, 4);
-        assert_eq!(sets, [vec![0x67, 7], vec![0x68]]);
-        assert!(parse_avcc(&record[..9]).is_err());
-        assert!(parse_avcc(&[0, 66, 0, 30, 0xff, 0xe0, 0]).is_err());
     }
 }

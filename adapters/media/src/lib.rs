@@ -7,6 +7,7 @@
 //! - [`folder`]: the still images of a folder, navigated by hand.
 //! - [`dataset`]: the sample datasets built into the program.
 //! - [`video`]: H.264 MP4 files, paced at their frame rate, looping, seekable.
+//! - [`rtsp`]: H.264 camera streams over RTSP.
 //! - `h264`, [`yuv`]: decoding and pixel-format conversion shared by the video sources.
 //! - [`confine`]: media paths checked against the media roots with symlinks resolved.
 //! - [`factory`]: [`MediaSourceFactory`], configuration → source.
@@ -16,6 +17,7 @@ pub mod dataset;
 pub mod factory;
 pub mod folder;
 mod h264;
+pub mod rtsp;
 pub mod synthetic;
 pub mod video;
 pub mod yuv;
@@ -24,5 +26,6 @@ pub use confine::Confinement;
 pub use dataset::{SAMPLE_DATASETS, SampleDataset, open_sample_dataset};
 pub use factory::MediaSourceFactory;
 pub use folder::ImagesFolderSource;
+pub use rtsp::RtspSource;
 pub use synthetic::{SyntheticScene, SyntheticSource};
 pub use video::{VideoFileSource, VideoOptions};
