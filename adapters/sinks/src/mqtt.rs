@@ -50,6 +50,13 @@ impl MqttSink {
                 "an MQTT sink needs a broker host and a topic".into(),
             ));
         }
+        // The client would refuse every publish to such a topic, in a way `publish` could not
+        // tell from a full queue.
+        if !rumqttc::valid_topic(&broker.topic) {
+            return Err(SinkError::Invalid(
+                "an MQTT topic to publish to cannot hold the wildcards + and #".into(),
+            ));
+        }
         // A client id of our own per sink: two clients with one id make the broker disconnect
         // each other in turn.
         let client_id = format!("visprompt-{}", uuid::Uuid::new_v4().simple());
@@ -118,6 +125,11 @@ impl ResultSink for MqttSink {
                 self.max_payload_bytes
             )));
         }
+        // The client reports a full queue and an ended event loop alike; only `close` or a panic
+        // ends the loop, and that is worth an error rather than a silent drop.
+        if self.task.as_ref().is_none_or(|task| task.is_finished()) {
+            return Err(SinkError::Failed("the MQTT event loop has stopped".into()));
+        }
         match self
             .client
             .try_publish(&self.topic, self.qos, false, payload.as_bytes())
@@ -136,7 +148,7 @@ impl ResultSink for MqttSink {
                 }
                 Ok(())
             }
-            // The event loop task has ended; only `close` or a panic gets there.
+            // Only the waiting `publish` of the client reports this variant.
             Err(ClientError::Request(_)) => {
                 Err(SinkError::Failed("the MQTT event loop has stopped".into()))
             }

@@ -384,6 +384,34 @@ async fn tls_connects_with_the_configured_ca_and_is_refused_without_it() {
 }
 
 #[tokio::test]
+async fn a_topic_with_wildcards_is_invalid_and_a_closed_sink_refuses_to_publish() {
+    let broker = Broker::start(Access::Anonymous);
+    let health = SinkHealthReporter::default();
+    let wildcard = MqttSink::start(
+        &config(broker.port, "cameras/+/results", &Access::Anonymous),
+        &MqttSettings::default(),
+        quick_backoff(),
+        health.clone(),
+    );
+    assert!(matches!(wildcard, Err(SinkError::Invalid(_))));
+
+    let mut sink = MqttSink::start(
+        &config(broker.port, &topic(), &Access::Anonymous),
+        &MqttSettings::default(),
+        quick_backoff(),
+        health.clone(),
+    )
+    .unwrap();
+    wait_for_health(&health, Duration::from_secs(5), |h| {
+        *h == SinkHealth::Connected
+    })
+    .await;
+    sink.close().await;
+    let after_close = sink.publish(&Fixture::new().result(1)).await;
+    assert!(matches!(after_close, Err(SinkError::Failed(_))));
+}
+
+#[tokio::test]
 async fn an_unreadable_ca_file_is_invalid() {
     let result = MqttSink::start(
         &config(8883, "t", &Access::Anonymous),
