@@ -30,7 +30,9 @@ pub struct ClassicalDetector {
     params: ClassicalParams,
     models: FittedModels,
     /// Per label, per colour bin: does that colour alone make a pixel more likely the label's
-    /// than anything else's? Used only on the edges of instances.
+    /// than the background's? Used only on the edges of instances, where the cells have already
+    /// decided which label it is; comparing with the other labels too would lose the edges of
+    /// objects that differ from each other by texture alone.
     label_colours: Vec<Vec<bool>>,
     /// Reused between frames.
     features: FeatureCodes,
@@ -44,20 +46,10 @@ impl ClassicalDetector {
         let label_colours = models
             .labels
             .iter()
-            .enumerate()
-            .map(|(j, label)| {
+            .map(|label| {
                 (0..COLOUR_BINS)
                     .map(|c| {
-                        let own = label.class.colour_likelihood[c];
-                        let others: f64 = models.background.colour_likelihood[c]
-                            + models
-                                .labels
-                                .iter()
-                                .enumerate()
-                                .filter(|&(k, _)| k != j)
-                                .map(|(_, other)| other.class.colour_likelihood[c])
-                                .sum::<f64>();
-                        own > others
+                        label.class.colour_likelihood[c] > models.background.colour_likelihood[c]
                     })
                     .collect()
             })
@@ -116,8 +108,16 @@ impl ClassicalDetector {
     }
 
     /// The pixels of one instance: inner cells whole, and on the cells along its edge (and one
-    /// cell beyond) the pixels whose colour belongs to the label.
-    fn refine(&self, label: usize, region: &CellMask, width: usize, height: usize) -> BitMask {
+    /// cell beyond) the pixels whose colour belongs to the label rather than the background,
+    /// except in cells another label claims.
+    fn refine(
+        &self,
+        label: usize,
+        region: &CellMask,
+        claimed_by_others: &[bool],
+        width: usize,
+        height: usize,
+    ) -> BitMask {
         let inner = region.erode();
         let reach = region.dilate();
         let colours = &self.label_colours[label];
@@ -125,10 +125,11 @@ impl ClassicalDetector {
         let mut mask = BitMask::new(width as u32, height as u32);
         for cy in 0..region.height {
             for cx in 0..region.width {
-                if !reach.get(cx, cy) {
+                let cell = cy * region.width + cx;
+                if !reach.cells[cell] || (claimed_by_others[cell] && !region.cells[cell]) {
                     continue;
                 }
-                let whole = inner.get(cx, cy);
+                let whole = inner.cells[cell];
                 for y in cy * CELL..((cy + 1) * CELL).min(height) {
                     for x in cx * CELL..((cx + 1) * CELL).min(width) {
                         if whole || colours[colour_of(codes[y * width + x])] {
@@ -161,6 +162,14 @@ impl Detector for ClassicalDetector {
                 height: ch,
                 cells: probability.iter().map(|&p| p >= threshold).collect(),
             };
+            let claimed_by_others: Vec<bool> = (0..cw * ch)
+                .map(|cell| {
+                    probabilities
+                        .iter()
+                        .enumerate()
+                        .any(|(k, p)| k != j && p[cell] >= threshold)
+                })
+                .collect();
             let min_pixels = MIN_AREA_RATIO * label.smallest_area_share * frame_pixels;
             let mut found: Vec<Detection> = Vec::new();
             for cells in candidates.close().components() {
@@ -173,7 +182,7 @@ impl Detector for ClassicalDetector {
                 for &cell in &cells {
                     region.cells[cell] = true;
                 }
-                let mask = self.refine(j, &region, width, height);
+                let mask = self.refine(j, &region, &claimed_by_others, width, height);
                 if (mask.area() as f64) < min_pixels {
                     continue;
                 }

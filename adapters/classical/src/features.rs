@@ -95,26 +95,52 @@ fn colour_bin([r, g, b]: [u8; 3]) -> usize {
     GREY_BINS + (hue_bin * SATURATION_LEVELS + saturation) * VALUE_LEVELS + value
 }
 
-/// Spreads each chromatic bin's mass to its neighbours in hue and each grey bin's to its
-/// neighbours in brightness, so that a colour a little off the reference's (noise, shading) is
-/// still likely under its model.
+/// Spreads each chromatic bin's mass to its neighbours in hue (a quarter each side, wrapping
+/// around), then in brightness and saturation (a fifth each side), and each grey bin's to its
+/// neighbours in brightness, so that a colour a little off the reference's (noise, shading, a
+/// change of lighting across a level boundary) is still likely under its model. The total mass
+/// is kept: at the ends of a non-circular axis the spread-out share stays in place.
 pub(crate) fn smooth_colour_histogram(histogram: &mut [f64]) {
     debug_assert_eq!(histogram.len(), COLOUR_BINS);
-    let original = histogram.to_vec();
-    for (i, slot) in histogram[..GREY_BINS].iter_mut().enumerate() {
-        let left = original[i.saturating_sub(1)];
-        let right = original[(i + 1).min(GREY_BINS - 1)];
-        *slot = 0.25 * left + 0.5 * original[i] + 0.25 * right;
-    }
-    let chromatic =
-        |hue: usize, rest: usize| GREY_BINS + hue * SATURATION_LEVELS * VALUE_LEVELS + rest;
-    for hue in 0..HUE_BINS {
-        let (before, after) = ((hue + HUE_BINS - 1) % HUE_BINS, (hue + 1) % HUE_BINS);
-        for rest in 0..SATURATION_LEVELS * VALUE_LEVELS {
-            histogram[chromatic(hue, rest)] = 0.25 * original[chromatic(before, rest)]
-                + 0.5 * original[chromatic(hue, rest)]
-                + 0.25 * original[chromatic(after, rest)];
+    blur(&mut histogram[..GREY_BINS], 1, GREY_BINS, 0.25, false);
+    let chromatic = &mut histogram[GREY_BINS..];
+    blur(
+        chromatic,
+        SATURATION_LEVELS * VALUE_LEVELS,
+        HUE_BINS,
+        0.25,
+        true,
+    );
+    blur(chromatic, VALUE_LEVELS, SATURATION_LEVELS, 0.2, false);
+    blur(chromatic, 1, VALUE_LEVELS, 0.2, false);
+}
+
+/// Moves `share` of every bin's mass to each neighbour along one axis of a row-major array,
+/// where consecutive bins on the axis are `stride` apart and the axis has `len` bins.
+fn blur(bins: &mut [f64], stride: usize, len: usize, share: f64, circular: bool) {
+    let original = bins.to_vec();
+    bins.fill(0.0);
+    for (i, &mass) in original.iter().enumerate() {
+        let position = (i / stride) % len;
+        let base = i - position * stride;
+        let left = match position {
+            0 if circular => Some(len - 1),
+            0 => None,
+            p => Some(p - 1),
+        };
+        let right = match position + 1 {
+            p if p < len => Some(p),
+            _ if circular => Some(0),
+            _ => None,
+        };
+        let mut keep = mass * (1.0 - 2.0 * share);
+        for neighbour in [left, right] {
+            match neighbour {
+                Some(n) => bins[base + n * stride] += mass * share,
+                None => keep += mass * share,
+            }
         }
+        bins[i] += keep;
     }
 }
 
@@ -245,7 +271,13 @@ mod tests {
         smooth_colour_histogram(&mut histogram);
         let total: f64 = histogram.iter().sum();
         assert!((total - 2.0).abs() < 1e-9);
-        assert!(histogram[red] > 0.4 && histogram[red] < 0.6);
+        assert!(histogram[red] > 0.2 && histogram[red] < 0.5);
         assert!(histogram[2] > 0.0 && histogram[4] > 0.0);
+        // Red sits at hue 0: its neighbour across the wrap gets a share.
+        let across = GREY_BINS + (HUE_BINS - 1) * SATURATION_LEVELS * VALUE_LEVELS;
+        let red_rest = red - GREY_BINS;
+        assert!(histogram[across + red_rest] > 0.1);
+        // A darker red, one brightness level down, gets a share too.
+        assert!(histogram[colour_bin([120, 20, 20])] > 0.05);
     }
 }

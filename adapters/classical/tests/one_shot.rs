@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use visprompt_classical::ClassicalDetectorFactory;
 use visprompt_domain::{
-    Algorithm, AlgorithmParams, ClassicalParams, Device, DisplayName, LabelId, ModelConfig,
-    ModelConfigId, ProjectId, Shape, Timestamp,
+    Algorithm, AlgorithmParams, ClassicalParams, Device, DisplayName, FrameSize, LabelId,
+    ModelConfig, ModelConfigId, Point, ProjectId, Shape, Timestamp,
 };
 use visprompt_media::SyntheticScene;
 use visprompt_media::synthetic::ObjectKind;
+use visprompt_runtime::mask::rasterize;
 use visprompt_runtime::{
     BitMask, Detection, Detector, DetectorError, DetectorFactory, Reference, ReferenceAnnotation,
+    RgbImage,
 };
 
 /// Frames the detector is evaluated on: well after the reference frames, spread over a few
@@ -251,4 +253,171 @@ fn references_that_mark_nothing_are_refused() {
     }];
     let result = ClassicalDetectorFactory.build(&classical(), &references);
     assert!(matches!(result, Err(DetectorError::InvalidReferences(_))));
+}
+
+/// A grey, slightly noisy frame with two squares painted in the same two reds, one striped and
+/// one checkered, at the given top-left corners.
+fn same_colours_frame(
+    striped_at: (u32, u32),
+    checkered_at: (u32, u32),
+) -> (RgbImage, [BitMask; 2]) {
+    const SIDE: u32 = 64;
+    let (w, h) = (320, 240);
+    let mut image = RgbImage::new(w, h);
+    for y in 0..h {
+        for x in 0..w {
+            // A cheap hash for noise, plus a gradient, so the background is not flat.
+            let n =
+                (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729)).wrapping_mul(2_654_435_761) >> 28;
+            let v = (100 + x / 8 + y / 8 + n) as u8;
+            image.put_pixel(x, y, [v, v, v]);
+        }
+    }
+    let (light, dark) = ([200, 40, 40], [110, 20, 25]);
+    let inside = |(x0, y0): (u32, u32), x: u32, y: u32| {
+        (x0..x0 + SIDE).contains(&x) && (y0..y0 + SIDE).contains(&y)
+    };
+    let striped = BitMask::from_fn(w, h, |x, y| inside(striped_at, x, y));
+    let checkered = BitMask::from_fn(w, h, |x, y| inside(checkered_at, x, y));
+    for y in 0..h {
+        for x in 0..w {
+            if striped.get(x, y) {
+                let stripe = ((x - striped_at.0) + (y - striped_at.1)) / 6 % 2 == 1;
+                image.put_pixel(x, y, if stripe { dark } else { light });
+            } else if checkered.get(x, y) {
+                let check = ((x - checkered_at.0) / 16 + (y - checkered_at.1) / 16) % 2 == 1;
+                image.put_pixel(x, y, if check { dark } else { light });
+            }
+        }
+    }
+    (image, [striped, checkered])
+}
+
+#[test]
+fn texture_tells_apart_objects_of_the_same_colours() {
+    let (striped, checkered) = (LabelId::new(), LabelId::new());
+    let (image, [striped_mask, checkered_mask]) = same_colours_frame((30, 40), (200, 130));
+    let annotation = |label_id, mask: BitMask| ReferenceAnnotation {
+        label_id,
+        shape: Shape::Mask(mask.to_rle()),
+        mask,
+    };
+    let mut detector = build(&[Reference {
+        image: Arc::new(image),
+        annotations: vec![
+            annotation(striped, striped_mask),
+            annotation(checkered, checkered_mask),
+        ],
+    }]);
+    // The two squares swap sides.
+    let (frame, [striped_truth, checkered_truth]) = same_colours_frame((220, 20), (40, 150));
+    let detections = detector.detect(&frame).unwrap();
+    let striped_iou = best_iou(&detections, striped, &striped_truth);
+    let checkered_iou = best_iou(&detections, checkered, &checkered_truth);
+    eprintln!("same colours: IoU striped {striped_iou:.3}, checkered {checkered_iou:.3}");
+    assert!(striped_iou >= 0.8 && checkered_iou >= 0.8);
+    // Neither label claims the other square.
+    assert_eq!(best_iou(&detections, striped, &checkered_truth), 0.0);
+    assert_eq!(best_iou(&detections, checkered, &striped_truth), 0.0);
+}
+
+#[test]
+fn a_change_of_lighting_is_tolerated() {
+    let scene = SyntheticScene::default();
+    let labelled = [
+        (ObjectKind::StripedDisc, LabelId::new()),
+        (ObjectKind::CheckeredSquare, LabelId::new()),
+        (ObjectKind::DottedTriangle, LabelId::new()),
+    ];
+    let mut detector = build(&[reference(&scene, 0, &labelled)]);
+    for gain in [0.75, 1.2] {
+        let mut totals = [0.0; 3];
+        let frames: Vec<u64> = (0..10).map(|i| 100 + 37 * i).collect();
+        for &t in &frames {
+            let mut frame = scene.render(t);
+            for byte in frame.as_raw_mut() {
+                *byte = (f64::from(*byte) * gain).round().min(255.0) as u8;
+            }
+            let detections = detector.detect(&frame).unwrap();
+            for ((total, (_, mask)), &(_, label_id)) in
+                totals.iter_mut().zip(scene.ground_truth(t)).zip(&labelled)
+            {
+                *total += best_iou(&detections, label_id, &mask);
+            }
+        }
+        let means = totals.map(|t| t / frames.len() as f64);
+        eprintln!("lighting x{gain}: mean IoU {means:.3?}");
+        for (mean, (kind, _)) in means.iter().zip(&labelled) {
+            assert!(*mean >= 0.7, "x{gain}, {}: mean IoU {mean:.3}", kind.name());
+        }
+    }
+}
+
+/// Frame 0 with each kind annotated by `shape_of(ground-truth mask)`, rasterised as the pipeline
+/// does, and the mean IoU per kind over the evaluation frames.
+fn iou_with_prompts(shape_of: impl Fn(&BitMask) -> Shape) -> Vec<f64> {
+    let scene = SyntheticScene::default();
+    let size = FrameSize::new(scene.width(), scene.height()).unwrap();
+    let labelled: Vec<(ObjectKind, LabelId)> = ObjectKind::ALL
+        .iter()
+        .map(|&k| (k, LabelId::new()))
+        .collect();
+    let annotations = scene
+        .ground_truth(0)
+        .iter()
+        .zip(&labelled)
+        .map(|((_, truth), &(_, label_id))| {
+            let shape = shape_of(truth);
+            ReferenceAnnotation {
+                label_id,
+                mask: rasterize(&shape, size, 9.6),
+                shape,
+            }
+        })
+        .collect();
+    let mut detector = build(&[Reference {
+        image: Arc::new(scene.render(0)),
+        annotations,
+    }]);
+    evaluate(detector.as_mut(), &scene, &labelled).0
+}
+
+#[test]
+fn a_few_clicks_on_each_object_are_enough() {
+    // Three positive clicks near the middle of each object, and one negative click beside it.
+    let iou = iou_with_prompts(|truth| {
+        let b = truth.bounding_box().unwrap();
+        let (cx, cy) = (
+            (b.x_min + b.x_max) as f64 / 2.0,
+            (b.y_min + b.y_max) as f64 / 2.0,
+        );
+        let at = |x: f64, y: f64| Point { x, y };
+        Shape::Points(vec![
+            (at(cx, cy + 8.0), true),
+            (at(cx - 15.0, cy + 15.0), true),
+            (at(cx + 15.0, cy + 15.0), true),
+            (at(f64::from(b.x_max) + 20.0, cy), false),
+        ])
+    });
+    eprintln!("clicks: mean IoU {iou:.3?}");
+    assert!(iou.iter().all(|&m| m >= 0.8), "{iou:.3?}");
+}
+
+#[test]
+fn a_box_around_each_object_is_enough() {
+    let iou = iou_with_prompts(|truth| {
+        let b = truth.bounding_box().unwrap();
+        Shape::Rectangle {
+            min: Point {
+                x: f64::from(b.x_min),
+                y: f64::from(b.y_min),
+            },
+            max: Point {
+                x: f64::from(b.x_max),
+                y: f64::from(b.y_max),
+            },
+        }
+    });
+    eprintln!("boxes: mean IoU {iou:.3?}");
+    assert!(iou.iter().all(|&m| m >= 0.8), "{iou:.3?}");
 }
