@@ -1,11 +1,14 @@
 //! The MQTT sink against a real Mosquitto broker: delivery, credentials, a broker that is down at
-//! start or dies mid-run, and TLS.
+//! start or dies mid-run, QoS, TLS.
 
 use std::time::{Duration, Instant};
 
+use rumqttc::QoS;
 use visprompt_domain::{MqttSink as MqttConfig, SinkConfig};
 use visprompt_runtime::{ResultSink, SinkError, SinkFactory, SinkHealth, SinkHealthReporter};
-use visprompt_sinks::{BackoffSettings, MqttSettings, MqttSink, MqttTls, SinkSettings, Sinks};
+use visprompt_sinks::{
+    BackoffSettings, MqttQos, MqttSettings, MqttSink, MqttTls, SinkSettings, Sinks,
+};
 
 use crate::support::{
     Access, Broker, Fixture, Subscriber, free_port, is_retrying, parse, wait_for_health,
@@ -381,6 +384,54 @@ async fn tls_connects_with_the_configured_ca_and_is_refused_without_it() {
     );
     sink.close().await;
     stranger.close().await;
+}
+
+#[tokio::test]
+async fn results_go_out_at_qos_0_unless_the_settings_ask_for_more() {
+    // Arrange: the subscriber asks for QoS 1, so it gets what each sink publishes with.
+    let broker = Broker::start(Access::Anonymous);
+    let topic = topic();
+    let mut subscriber = Subscriber::connect(broker.port, &topic, &Access::Anonymous).await;
+    let fixture = Fixture::new();
+    let mut sinks = Vec::new();
+    for settings in [
+        MqttSettings::default(),
+        MqttSettings {
+            qos: MqttQos::AtLeastOnce,
+            ..MqttSettings::default()
+        },
+    ] {
+        let health = SinkHealthReporter::default();
+        let sink = MqttSink::start(
+            &config(broker.port, &topic, &Access::Anonymous),
+            &settings,
+            quick_backoff(),
+            health.clone(),
+        )
+        .unwrap();
+        wait_for_health(&health, Duration::from_secs(5), |h| {
+            *h == SinkHealth::Connected
+        })
+        .await;
+        sinks.push(sink);
+    }
+
+    // Act / Assert
+    sinks[0].publish(&fixture.result(1)).await.unwrap();
+    let (qos, message) = subscriber.next_with_qos().await;
+    assert_eq!(
+        (qos, parse(&message)["frame"]["sequence"].as_u64()),
+        (QoS::AtMostOnce, Some(1))
+    );
+    sinks[1].publish(&fixture.result(2)).await.unwrap();
+    let (qos, message) = subscriber.next_with_qos().await;
+    assert_eq!(
+        (qos, parse(&message)["frame"]["sequence"].as_u64()),
+        (QoS::AtLeastOnce, Some(2))
+    );
+    for sink in &mut sinks {
+        sink.close().await;
+    }
 }
 
 #[tokio::test]

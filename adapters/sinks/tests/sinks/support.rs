@@ -271,7 +271,8 @@ impl Drop for Broker {
 
 /// An MQTT client that has subscribed to one topic and hands over every message's payload.
 pub struct Subscriber {
-    messages: mpsc::UnboundedReceiver<Vec<u8>>,
+    /// Each message's payload and the QoS it was delivered with.
+    messages: mpsc::UnboundedReceiver<(QoS, Vec<u8>)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -301,7 +302,7 @@ impl Subscriber {
                         }
                     }
                     Event::Incoming(Packet::Publish(publish)) => {
-                        let _ = sender.send(publish.payload.to_vec());
+                        let _ = sender.send((publish.qos, publish.payload.to_vec()));
                     }
                     _ => {}
                 }
@@ -315,6 +316,10 @@ impl Subscriber {
     }
 
     pub async fn next(&mut self) -> Vec<u8> {
+        self.next_with_qos().await.1
+    }
+
+    pub async fn next_with_qos(&mut self) -> (QoS, Vec<u8>) {
         tokio::time::timeout(Duration::from_secs(5), self.messages.recv())
             .await
             .expect("a message arrives within 5 s")
@@ -333,7 +338,7 @@ impl Subscriber {
 
     /// No message within `wait`.
     pub async fn assert_quiet(&mut self, wait: Duration) {
-        if let Ok(Some(message)) = tokio::time::timeout(wait, self.messages.recv()).await {
+        if let Ok(Some((_, message))) = tokio::time::timeout(wait, self.messages.recv()).await {
             panic!("unexpected message: {}", String::from_utf8_lossy(&message));
         }
     }
