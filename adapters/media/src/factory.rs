@@ -12,6 +12,8 @@ use crate::dataset::open_sample_dataset;
 use crate::folder::ImagesFolderSource;
 use crate::rtsp::RtspSource;
 use crate::synthetic::SyntheticSource;
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+use crate::v4l2::V4l2Source;
 use crate::video::{VideoFileSource, VideoOptions};
 
 /// Opens sources of every kind this build supports.
@@ -64,13 +66,20 @@ impl SourceFactory for MediaSourceFactory {
                 Ok(Box::new(source))
             }
             SourceConfig::Rtsp { url } => Ok(Box::new(RtspSource::open(url).await?)),
+            #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+            SourceConfig::UsbCamera { device_id } => {
+                let device_id = *device_id;
+                Ok(Box::new(
+                    blocking(move || V4l2Source::open(device_id)).await?,
+                ))
+            }
             SourceConfig::SampleDataset { dataset_id } => {
                 Ok(Box::new(open_sample_dataset(*dataset_id)?))
             }
-            other => Err(SourceError::Unsupported(format!(
-                "{} sources are not supported by this build yet",
-                other.kind().as_str()
-            ))),
+            #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+            SourceConfig::UsbCamera { .. } => Err(SourceError::Unsupported(
+                "USB cameras are supported on 64-bit Linux only".into(),
+            )),
         }
     }
 }

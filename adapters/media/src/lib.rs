@@ -8,6 +8,7 @@
 //! - [`dataset`]: the sample datasets built into the program.
 //! - [`video`]: H.264 MP4 files, paced at their frame rate, looping, seekable.
 //! - [`rtsp`]: H.264 camera streams over RTSP.
+//! - [`v4l2`]: USB cameras through Video4Linux2 (Linux), and camera discovery.
 //! - `h264`, [`yuv`]: decoding and pixel-format conversion shared by the video sources.
 //! - [`confine`]: media paths checked against the media roots with symlinks resolved.
 //! - [`factory`]: [`MediaSourceFactory`], configuration → source.
@@ -19,6 +20,8 @@ pub mod folder;
 mod h264;
 pub mod rtsp;
 pub mod synthetic;
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+pub mod v4l2;
 pub mod video;
 pub mod yuv;
 
@@ -28,4 +31,6 @@ pub use factory::MediaSourceFactory;
 pub use folder::ImagesFolderSource;
 pub use rtsp::RtspSource;
 pub use synthetic::{SyntheticScene, SyntheticSource};
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+pub use v4l2::{CameraInfo, V4l2Source, discover_cameras};
 pub use video::{VideoFileSource, VideoOptions};
