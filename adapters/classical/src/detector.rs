@@ -66,12 +66,11 @@ impl ClassicalDetector {
     fn label_probabilities(&self, width: usize, height: usize) -> Vec<Vec<f32>> {
         let (cw, ch) = (width.div_ceil(CELL), height.div_ceil(CELL));
         let codes = &self.features.codes;
-        let mut pixel_counts = vec![0.0f32; cw * ch];
-        for y in 0..height {
-            for x in 0..width {
-                pixel_counts[(y / CELL) * cw + x / CELL] += 1.0;
-            }
-        }
+        // Cells on the right and bottom edges may be cut short by the frame.
+        let span = |cell: usize, extent: usize| (extent - cell * CELL).min(CELL) as f32;
+        let pixel_counts: Vec<f32> = (0..cw * ch)
+            .map(|cell| span(cell % cw, width) * span(cell / cw, height))
+            .collect();
         let window_counts = box3_sum(&pixel_counts, cw, ch);
         let classes = std::iter::once(&self.models.background)
             .chain(self.models.labels.iter().map(|l| &l.class));
