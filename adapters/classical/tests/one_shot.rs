@@ -421,3 +421,55 @@ fn a_box_around_each_object_is_enough() {
     eprintln!("boxes: mean IoU {iou:.3?}");
     assert!(iou.iter().all(|&m| m >= 0.8), "{iou:.3?}");
 }
+
+/// Copies the pixels of `mask` from `from` onto `onto`.
+fn paste(onto: &mut RgbImage, from: &RgbImage, mask: &BitMask) {
+    for y in 0..mask.height() {
+        for x in 0..mask.width() {
+            if mask.get(x, y) {
+                onto.put_pixel(x, y, from.pixel(x, y));
+            }
+        }
+    }
+}
+
+#[test]
+fn every_instance_is_found_even_when_the_reference_leaves_some_unannotated() {
+    // Two discs on the reference frame, only one annotated: the other one is "background" to
+    // the fit. Then frames with two discs must give two detections.
+    let scene = SyntheticScene::default().with_kinds(&[ObjectKind::StripedDisc]);
+    let disc_at = |t: u64| scene.ground_truth(t).remove(0).1;
+    // A frame whose disc is well clear of the disc at `t` (the disc is 95 pixels across).
+    let apart = |t: u64| {
+        let (_, y) = scene.centre(ObjectKind::StripedDisc, t);
+        (t + 40..t + 400)
+            .find(|&u| (scene.centre(ObjectKind::StripedDisc, u).1 - y).abs() > 130)
+            .expect("the disc moves far enough within a few hundred frames")
+    };
+    let two_discs = |t: u64| {
+        let other = apart(t);
+        assert_eq!(disc_at(t).intersection_area(&disc_at(other)), 0);
+        let mut frame = scene.render(t);
+        paste(&mut frame, &scene.render(other), &disc_at(other));
+        (frame, [disc_at(t), disc_at(other)])
+    };
+    let label = LabelId::new();
+    let (reference_image, [annotated, _]) = two_discs(0);
+    let mut detector = build(&[Reference {
+        image: Arc::new(reference_image),
+        annotations: vec![ReferenceAnnotation {
+            label_id: label,
+            shape: Shape::Mask(annotated.to_rle()),
+            mask: annotated,
+        }],
+    }]);
+    for t in [150, 300, 450] {
+        let (frame, truths) = two_discs(t);
+        let detections = detector.detect(&frame).unwrap();
+        assert_eq!(detections.len(), 2, "frame {t}");
+        for truth in &truths {
+            let iou = best_iou(&detections, label, truth);
+            assert!(iou >= 0.8, "frame {t}: IoU {iou:.3}");
+        }
+    }
+}
