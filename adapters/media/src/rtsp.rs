@@ -23,6 +23,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the stream may stay silent before it counts as dropped.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Damaged frames skipped in a row before `next_frame` reports the damage.
+const MAX_SKIPPED: usize = 100;
+
 /// A playing H.264 RTSP stream.
 pub struct RtspSource {
     /// The URL without credentials, for messages.
@@ -144,6 +147,7 @@ impl RtspSource {
 #[async_trait]
 impl FrameSource for RtspSource {
     async fn next_frame(&mut self) -> Result<Option<RgbImage>, SourceError> {
+        let mut skipped = 0;
         loop {
             let item = match tokio::time::timeout(FRAME_TIMEOUT, self.stream.next()).await {
                 Err(_) => return Err(self.unavailable(format!("no data for {FRAME_TIMEOUT:?}"))),
@@ -161,9 +165,16 @@ impl FrameSource for RtspSource {
                 continue;
             }
             self.synced = true;
-            match self.decode(frame.into_data()).await? {
-                Output::Picture(picture) => return Ok(Some(picture)),
-                Output::Nothing | Output::Skipped => {}
+            match self.decode(frame.into_data()).await {
+                Ok(Output::Picture(picture)) => return Ok(Some(picture)),
+                Ok(Output::Nothing | Output::Skipped) => {}
+                // Packet loss damages a frame now and then; reconnecting for each would lose far
+                // more. Decoding resumes at the next key frame; a long run of damage is reported.
+                Err(SourceError::Corrupt(error)) if skipped < MAX_SKIPPED => {
+                    tracing::warn!(message = "Skipping an RTSP frame that does not decode.", %error);
+                    skipped += 1;
+                }
+                Err(e) => return Err(e),
             }
         }
     }

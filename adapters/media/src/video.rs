@@ -22,6 +22,9 @@ use crate::h264::{H264Decoder, Output, avc_to_annex_b, parameter_sets_to_annex_b
 /// the demuxer allocate gigabytes for one sample.
 const MAX_SAMPLE_BYTES: u32 = 64 << 20;
 
+/// Damaged frames skipped in a row before `next_frame` reports the damage.
+const MAX_SKIPPED: usize = 100;
+
 /// Frame duration used when the file gives none (or an absurd one).
 const FALLBACK_FRAME: Duration = Duration::from_millis(40);
 
@@ -285,29 +288,41 @@ impl VideoFileSource {
 #[async_trait]
 impl FrameSource for VideoFileSource {
     async fn next_frame(&mut self) -> Result<Option<RgbImage>, SourceError> {
-        if self.position >= self.len {
-            if !self.options.looping {
-                return Ok(None);
+        let mut skipped = 0;
+        let picture = loop {
+            if self.position >= self.len {
+                if !self.options.looping {
+                    return Ok(None);
+                }
+                self.position = 0;
             }
-            self.position = 0;
-        }
-        let index = self.position;
-        let mut decoding = self.decoding.take().ok_or_else(|| {
-            SourceError::Unavailable(format!(
-                "the decoder of {} stopped; reopen the source",
-                self.path.display()
-            ))
-        })?;
-        let (decoding, result) = tokio::task::spawn_blocking(move || {
-            let result = decoding.frame(index);
-            (decoding, result)
-        })
-        .await
-        .map_err(|e| SourceError::Unavailable(format!("the video decoder stopped: {e}")))?;
-        self.decoding = Some(decoding);
-        // A frame that does not decode is skipped, so the next call moves on.
-        self.position = index + 1;
-        let picture = result?;
+            let index = self.position;
+            let mut decoding = self.decoding.take().ok_or_else(|| {
+                SourceError::Unavailable(format!(
+                    "the decoder of {} stopped; reopen the source",
+                    self.path.display()
+                ))
+            })?;
+            let (decoding, result) = tokio::task::spawn_blocking(move || {
+                let result = decoding.frame(index);
+                (decoding, result)
+            })
+            .await
+            .map_err(|e| SourceError::Unavailable(format!("the video decoder stopped: {e}")))?;
+            self.decoding = Some(decoding);
+            self.position = index + 1;
+            match result {
+                Ok(picture) => break picture,
+                // A damaged frame is skipped: an error here would make the pipeline reopen the
+                // file and play it from the start, into the same damage. A run of them is
+                // reported, so a file that is damaged throughout does not spin.
+                Err(SourceError::Corrupt(error)) if skipped < MAX_SKIPPED => {
+                    tracing::warn!(message = "Skipping a video frame that does not decode.", %error);
+                    skipped += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
 
         // Pace by the file's timing: wait until this frame is due, then set the next deadline.
         // After a stall (a slow consumer) the schedule restarts instead of bursting to catch up.

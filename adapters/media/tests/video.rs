@@ -51,8 +51,9 @@ fn units(annex_b: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Encodes the pattern into an H.264 MP4 at `path`.
-fn write_pattern_video(path: &Path) {
+/// Encodes the pattern into an H.264 MP4 at `path`; the slice data of frame `damaged`, if any, is
+/// overwritten with noise (its NAL headers and lengths stay intact, as in a damaged file).
+fn write_pattern_video(path: &Path, damaged: Option<u32>) {
     let config = EncoderConfig::new()
         .bitrate(BitRate::from_bps(3_000_000))
         .intra_frame_period(IntraFramePeriod::from_num_frames(KEY_EVERY));
@@ -72,6 +73,16 @@ fn write_pattern_video(path: &Path) {
                 8 => pps = Some(unit),
                 kind => {
                     is_sync |= kind == 5;
+                    let mut unit = unit;
+                    if damaged == Some(i) {
+                        let mut x = 0x9e37_79b9_u32;
+                        for byte in &mut unit[1..] {
+                            x ^= x << 13;
+                            x ^= x >> 17;
+                            x ^= x << 5;
+                            *byte = x as u8;
+                        }
+                    }
                     sample.extend_from_slice(&(unit.len() as u32).to_be_bytes());
                     sample.extend_from_slice(&unit);
                 }
@@ -162,7 +173,7 @@ fn assert_is_pattern_frame(frame: &RgbImage, i: u32) {
 fn pattern_video() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pattern.mp4");
-    write_pattern_video(&path);
+    write_pattern_video(&path, None);
     (dir, path)
 }
 
@@ -180,6 +191,27 @@ async fn every_frame_decodes_to_the_pattern_in_order_then_the_video_ends() {
     assert!(started.elapsed() >= Duration::from_millis(u64::from(FRAME_MS) * 29 - 20));
     assert!(source.next_frame().await.unwrap().is_none());
     assert!(source.next_frame().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_damaged_frame_is_skipped_and_playback_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.mp4");
+    write_pattern_video(&path, Some(4));
+    let mut source = VideoFileSource::open(&path, VideoOptions { looping: false }).unwrap();
+    let mut frames = 0;
+    while let Some(frame) = source
+        .next_frame()
+        .await
+        .expect("damage is skipped, not reported")
+    {
+        assert_eq!((frame.width(), frame.height()), (WIDTH, HEIGHT));
+        frames += 1;
+    }
+    assert!((20..FRAMES).contains(&frames), "{frames} frames");
+    // Frames after the next key frame are whole again.
+    source.navigation().unwrap().seek(12).unwrap();
+    assert_is_pattern_frame(&source.next_frame().await.unwrap().unwrap(), 12);
 }
 
 #[tokio::test]
