@@ -40,10 +40,20 @@ impl Still {
     }
 
     /// Decodes the whole image to RGB. Blocking.
-    pub(crate) fn decode(&self) -> Result<RgbImage, SourceError> {
+    ///
+    /// A file is resolved against `confinement` again right before it is opened, so a file
+    /// swapped for a link out of the media roots after the folder was listed is still refused.
+    pub(crate) fn decode(
+        &self,
+        confinement: Option<&Confinement>,
+    ) -> Result<RgbImage, SourceError> {
         match self {
-            Still::File(path) => {
-                let reader = ImageReader::open(path).map_err(|e| {
+            Still::File(listed) => {
+                let path = match confinement {
+                    Some(confinement) => confinement.resolve(listed)?,
+                    None => listed.clone(),
+                };
+                let reader = ImageReader::open(&path).map_err(|e| {
                     SourceError::Unavailable(format!("cannot read {}: {e}", path.display()))
                 })?;
                 decode_bounded(reader, &self.name())
@@ -155,6 +165,8 @@ pub struct ImagesFolderSource {
     /// What the source shows, for messages: the folder path or the dataset name.
     origin: String,
     stills: Arc<[Still]>,
+    /// The media roots files are checked against when decoded; `None` for built-in images.
+    confinement: Option<Arc<Confinement>>,
     position: usize,
 }
 
@@ -200,13 +212,16 @@ impl ImagesFolderSource {
             .into_iter()
             .map(|(_, path)| Still::File(path))
             .collect();
-        Ok(Self::from_stills(shown.to_string(), stills))
+        let mut source = Self::from_stills(shown.to_string(), stills);
+        source.confinement = Some(Arc::new(confinement.clone()));
+        Ok(source)
     }
 
     pub(crate) fn from_stills(origin: String, stills: Vec<Still>) -> Self {
         Self {
             origin,
             stills: stills.into(),
+            confinement: None,
             position: 0,
         }
     }
@@ -225,8 +240,9 @@ impl FrameSource for ImagesFolderSource {
 
     async fn next_frame(&mut self) -> Result<Option<RgbImage>, SourceError> {
         let stills = Arc::clone(&self.stills);
+        let confinement = self.confinement.clone();
         let index = self.position;
-        tokio::task::spawn_blocking(move || stills[index].decode())
+        tokio::task::spawn_blocking(move || stills[index].decode(confinement.as_deref()))
             .await
             .map_err(|e| SourceError::Unavailable(format!("the image decoder stopped: {e}")))?
             .map(Some)
@@ -266,7 +282,8 @@ impl Navigation for ImagesFolderSource {
         let end = offset.saturating_add(limit).min(self.stills.len());
         (offset..end)
             .map(|index| {
-                let image = shrink(&self.stills[index].decode()?, max_side);
+                let still = &self.stills[index];
+                let image = shrink(&still.decode(self.confinement.as_deref())?, max_side);
                 Ok(Thumbnail { index, image })
             })
             .collect()
@@ -329,7 +346,7 @@ mod tests {
             name: "wide.png",
             bytes: png.into_inner().leak(),
         };
-        match still.decode() {
+        match still.decode(None) {
             Err(SourceError::Corrupt(msg)) => {
                 assert!(msg.contains("wide.png") && msg.contains("larger"), "{msg}")
             }

@@ -225,6 +225,12 @@ fn open_device(path: &str) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The `offset` member of a buffer's `m` union: its first four bytes.
+fn mmap_offset(buf: &sys::Buffer) -> libc::off_t {
+    let first = buf.m.to_ne_bytes();
+    u32::from_ne_bytes([first[0], first[1], first[2], first[3]]) as libc::off_t
+}
+
 /// What a device says it is.
 fn query_capability(fd: &OwnedFd) -> std::io::Result<sys::Capability> {
     let mut cap = sys::Capability::default();
@@ -445,7 +451,7 @@ impl Stream {
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_SHARED,
                     fd.as_raw_fd(),
-                    (buf.m & 0xffff_ffff) as libc::off_t,
+                    mmap_offset(&buf),
                 )
             };
             if ptr == libc::MAP_FAILED {

@@ -184,3 +184,23 @@ async fn an_image_linked_from_outside_the_roots_is_left_out_of_the_folder() {
     let frame = source.next_frame().await.unwrap().unwrap();
     assert_eq!(frame.pixel(0, 0), [1, 100, 200]);
 }
+
+#[tokio::test]
+async fn an_image_swapped_for_an_outside_link_after_listing_is_not_read() {
+    let outer = tempfile::tempdir().unwrap();
+    let root = outer.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    write_image(&outer.path().join("secret.png"), 9, 4, 4, Codec::Png);
+    write_image(&root.join("a.png"), 1, 4, 4, Codec::Png);
+    let mut source = open(&root, &root).await.unwrap();
+
+    std::fs::remove_file(root.join("a.png")).unwrap();
+    std::os::unix::fs::symlink(outer.path().join("secret.png"), root.join("a.png")).unwrap();
+    match source.next_frame().await {
+        Err(SourceError::Unavailable(msg)) => {
+            assert!(msg.contains("outside the media roots"), "{msg}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(source.navigation().unwrap().thumbnails(0, 1, 8).is_err());
+}
