@@ -94,6 +94,8 @@ pub struct SyntheticScene {
     background: Arc<[u8]>,
     /// Signed noise per byte, `NOISE_SHIFTS` longer than a frame; empty when noise is off.
     noise: Arc<[i8]>,
+    /// `(period, hidden)`: each object leaves the scene for `hidden` frames of every `period`.
+    absences: Option<(u64, u64)>,
 }
 
 impl Default for SyntheticScene {
@@ -139,6 +141,7 @@ impl SyntheticScene {
             extent,
             background: background(width, height, &mut rng).into(),
             noise: Arc::from([]),
+            absences: None,
         };
         scene.with_sensor_noise(Self::DEFAULT_NOISE, seed)
     }
@@ -151,6 +154,23 @@ impl SyntheticScene {
         kinds.dedup();
         self.kinds = kinds;
         self
+    }
+
+    /// The same scene with each object absent for `hidden` frames out of every `period`, the
+    /// kinds' absences staggered by a third of the period, so detectors meet frames without an
+    /// object in a continuous stream. `hidden` 0 (or `period` 0) keeps every object in view.
+    pub fn with_absences(mut self, period: u64, hidden: u64) -> Self {
+        self.absences = (period > 0 && hidden > 0).then_some((period, hidden.min(period)));
+        self
+    }
+
+    /// Whether `kind` is in view at frame `t` (if this scene draws it at all).
+    pub fn shows(&self, kind: ObjectKind, t: u64) -> bool {
+        let Some((period, hidden)) = self.absences else {
+            return true;
+        };
+        let stagger = kind.index() as u64 * period / 3;
+        (t + period - stagger % period) % period >= hidden
     }
 
     /// The same scene with sensor noise of at most `amplitude` grey levels per channel (0: none).
@@ -197,7 +217,7 @@ impl SyntheticScene {
     pub fn render(&self, t: u64) -> RgbImage {
         let mut data = self.background.to_vec();
         let width = self.width as usize;
-        for &kind in &self.kinds {
+        for &kind in self.kinds.iter().filter(|&&k| self.shows(k, t)) {
             let [base, pattern] = kind.colours();
             self.visit(kind, t, |x, y, on_pattern| {
                 let i = (y * width + x) * 3;
@@ -216,10 +236,11 @@ impl SyntheticScene {
     }
 
     /// The exact pixels of every object [`Self::render`] draws at frame `t`, in [`Self::kinds`]
-    /// order.
+    /// order; objects out of view at `t` are left out.
     pub fn ground_truth(&self, t: u64) -> Vec<(ObjectKind, BitMask)> {
         self.kinds
             .iter()
+            .filter(|&&kind| self.shows(kind, t))
             .map(|&kind| {
                 let mut mask = BitMask::new(self.width, self.height);
                 self.visit(kind, t, |x, y, _| mask.set(x as u32, y as u32, true));
@@ -566,6 +587,30 @@ mod tests {
                 .ground_truth(3)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn objects_leave_and_come_back_when_absences_are_on() {
+        let scene = SyntheticScene::new(192, 96, 3).with_absences(30, 10);
+        let without = scene.clone().with_kinds(&[]);
+        for kind in ObjectKind::ALL {
+            let shown: Vec<bool> = (0..60).map(|t| scene.shows(kind, t)).collect();
+            assert_eq!(shown.iter().filter(|&&s| !s).count(), 20, "{kind:?}");
+        }
+        // At every frame some object is in view, and what is drawn matches the ground truth.
+        for t in 0..60 {
+            let truth = scene.ground_truth(t);
+            assert!(!truth.is_empty(), "frame {t} is empty");
+            let (frame, background) = (scene.render(t), without.render(t));
+            for kind in ObjectKind::ALL {
+                let (cx, cy) = scene.centre(kind, t);
+                let centre_drawn =
+                    frame.pixel(cx as u32, cy as u32) != background.pixel(cx as u32, cy as u32);
+                let in_truth = truth.iter().any(|(k, _)| *k == kind);
+                assert_eq!(centre_drawn, in_truth, "{kind:?} at frame {t}");
+                assert_eq!(in_truth, scene.shows(kind, t));
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
