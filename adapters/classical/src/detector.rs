@@ -112,7 +112,7 @@ impl ClassicalDetector {
     fn refine(
         &self,
         label: usize,
-        region: &CellMask,
+        (region, (left, top)): (&CellMask, (usize, usize)),
         claimed_by_others: &[bool],
         width: usize,
         height: usize,
@@ -121,14 +121,17 @@ impl ClassicalDetector {
         let reach = region.dilate();
         let colours = &self.label_colours[label];
         let codes = &self.features.codes;
+        let grid_width = width.div_ceil(CELL);
         let mut mask = BitMask::new(width as u32, height as u32);
-        for cy in 0..region.height {
-            for cx in 0..region.width {
-                let cell = cy * region.width + cx;
-                if !reach.cells[cell] || (claimed_by_others[cell] && !region.cells[cell]) {
+        for ry in 0..region.height {
+            for rx in 0..region.width {
+                let local = ry * region.width + rx;
+                let (cx, cy) = (rx + left, ry + top);
+                let claimed = claimed_by_others[cy * grid_width + cx];
+                if !reach.cells[local] || (claimed && !region.cells[local]) {
                     continue;
                 }
-                let whole = inner.cells[cell];
+                let whole = inner.cells[local];
                 for y in cy * CELL..((cy + 1) * CELL).min(height) {
                     for x in cx * CELL..((cx + 1) * CELL).min(width) {
                         if whole || colours[colour_of(codes[y * width + x])] {
@@ -177,11 +180,8 @@ impl Detector for ClassicalDetector {
                 if ((9 * cells.len() * CELL * CELL) as f64) < min_pixels {
                     continue;
                 }
-                let mut region = CellMask::new(cw, ch);
-                for &cell in &cells {
-                    region.cells[cell] = true;
-                }
-                let mask = self.refine(j, &region, &claimed_by_others, width, height);
+                let (region, origin) = CellMask::around(&cells, cw, ch);
+                let mask = self.refine(j, (&region, origin), &claimed_by_others, width, height);
                 if (mask.area() as f64) < min_pixels {
                     continue;
                 }

@@ -54,23 +54,53 @@ impl CellMask {
         out
     }
 
+    /// The 3x3 neighbourhood clipped to the grid is the product of a row and a column window,
+    /// so both operations run as two one-dimensional passes.
     fn neighbourhood(&self, keep: impl Fn(bool, bool) -> bool) -> Self {
         let (w, h) = (self.width, self.height);
+        let reduce = |window: &mut dyn Iterator<Item = bool>| {
+            let (mut any, mut all) = (false, true);
+            for on in window {
+                any |= on;
+                all &= on;
+            }
+            keep(any, all)
+        };
+        let mut rows = vec![false; w * h];
+        for y in 0..h {
+            let row = &self.cells[y * w..(y + 1) * w];
+            for x in 0..w {
+                let window = &row[x.saturating_sub(1)..(x + 2).min(w)];
+                rows[y * w + x] = reduce(&mut window.iter().copied());
+            }
+        }
         let mut out = Self::new(w, h);
         for y in 0..h {
+            let (from, to) = (y.saturating_sub(1), (y + 2).min(h));
             for x in 0..w {
-                let (mut any, mut all) = (false, true);
-                for ny in y.saturating_sub(1)..(y + 2).min(h) {
-                    for nx in x.saturating_sub(1)..(x + 2).min(w) {
-                        let on = self.get(nx, ny);
-                        any |= on;
-                        all &= on;
-                    }
-                }
-                out.cells[y * w + x] = keep(any, all);
+                out.cells[y * w + x] = reduce(&mut (from..to).map(|ny| rows[ny * w + x]));
             }
         }
         out
+    }
+
+    /// The cells listed (indices into a `width`-wide grid of `height` rows) as a mask of their
+    /// bounding box grown by one cell and clipped to the grid, with the box's top-left corner.
+    /// Morphology on it matches morphology on the whole grid, at the cost of the box alone.
+    pub(crate) fn around(cells: &[usize], width: usize, height: usize) -> (Self, (usize, usize)) {
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        for &cell in cells {
+            let (x, y) = (cell % width, cell / width);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+        let (left, top) = (x0.saturating_sub(1), y0.saturating_sub(1));
+        let (right, bottom) = ((x1 + 2).min(width), (y1 + 2).min(height));
+        let mut region = Self::new(right - left, bottom - top);
+        for &cell in cells {
+            let (x, y) = (cell % width - left, cell / width - top);
+            region.cells[y * region.width + x] = true;
+        }
+        (region, (left, top))
     }
 
     /// The 8-connected regions of set cells, each as its cell indices.
@@ -194,6 +224,33 @@ mod tests {
         let mut sizes: Vec<usize> = mask.components().iter().map(Vec::len).collect();
         sizes.sort();
         assert_eq!(sizes, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_region_cut_out_around_its_cells_erodes_and_dilates_like_the_whole_grid() {
+        let whole = grid(&[
+            "........", //
+            "..###...", "..####..", "..###...", "........", "#.......",
+        ]);
+        let (w, h) = (whole.width, whole.height);
+        for cells in whole.components() {
+            let (region, (left, top)) = CellMask::around(&cells, w, h);
+            let mut alone = CellMask::new(w, h);
+            for &c in &cells {
+                alone.cells[c] = true;
+            }
+            let (eroded, dilated) = (alone.erode(), alone.dilate());
+            let (local_eroded, local_dilated) = (region.erode(), region.dilate());
+            for y in 0..region.height {
+                for x in 0..region.width {
+                    assert_eq!(local_eroded.get(x, y), eroded.get(x + left, y + top));
+                    assert_eq!(local_dilated.get(x, y), dilated.get(x + left, y + top));
+                }
+            }
+            // Nothing of the dilation falls outside the cut-out.
+            let inside = local_dilated.cells.iter().filter(|&&c| c).count();
+            assert_eq!(inside, dilated.cells.iter().filter(|&&c| c).count());
+        }
     }
 
     #[test]
