@@ -75,8 +75,9 @@ impl Path {
     }
 }
 
-/// Side of the square of noise samples reused across frames: the per-frame offset into the
-/// noise table is taken modulo this, so frames get different noise without generating any.
+/// How many different offsets into one precomputed noise table frames start at: each frame
+/// reads the table from its own offset, so frames get different noise without generating any.
+/// A prime, so that consecutive frames' offsets do not repeat with a short period.
 const NOISE_SHIFTS: usize = 4099;
 
 /// A deterministic scene: a fixed textured background and up to three textured objects moving
