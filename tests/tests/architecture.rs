@@ -106,18 +106,41 @@ fn the_domain_depends_on_no_other_visprompt_crate() {
     assert!(ours.is_empty(), "visprompt-domain depends on {ours:?}");
 }
 
+/// The runtime sits above the domain and below everything else; it may use an async runtime and
+/// serde (for the payload), but no web, database, codec, network or ML crate.
 #[test]
-fn adapters_never_depend_on_apps_or_on_each_other() {
+fn the_runtime_reaches_only_the_domain_and_no_outside_technology() {
+    let deps = normal_closure(&metadata(), "visprompt-runtime");
+    let bad: Vec<&str> = FORBIDDEN_IN_CORE
+        .iter()
+        .copied()
+        .filter(|c| *c != "tokio" && deps.contains(*c))
+        .collect();
+    assert!(bad.is_empty(), "visprompt-runtime depends on {bad:?}");
+    let ours: Vec<&String> = deps
+        .iter()
+        .filter(|d| d.starts_with("visprompt-") && *d != "visprompt-domain")
+        .collect();
+    assert!(ours.is_empty(), "visprompt-runtime depends on {ours:?}");
+}
+
+#[test]
+fn adapters_depend_only_on_the_core_never_on_apps_or_each_other() {
     let meta = metadata();
     for adapter in [
         "visprompt-surrealdb",
         "visprompt-image",
         "visprompt-archive",
+        "visprompt-media",
+        "visprompt-classical",
+        "visprompt-sinks",
     ] {
         let deps = normal_closure(&meta, adapter);
         let ours: Vec<&String> = deps
             .iter()
-            .filter(|d| d.starts_with("visprompt-") && *d != "visprompt-domain")
+            .filter(|d| {
+                d.starts_with("visprompt-") && *d != "visprompt-domain" && *d != "visprompt-runtime"
+            })
             .collect();
         assert!(ours.is_empty(), "{adapter} depends on {ours:?}");
     }

@@ -2,7 +2,11 @@
 //! decode completely. An image is only stored after it decoded here, so the pipeline never meets a
 //! truncated or hostile file. Dimensions are checked before pixels are allocated.
 
+mod codec;
+
 use std::io::Cursor;
+
+pub use codec::ImageCodec;
 
 use image::{ImageFormat as Codec, ImageReader, Limits};
 use visprompt_domain::{FrameSize, ImageFormat};

@@ -31,6 +31,13 @@ pub use settings::{
 };
 pub use webhook::WebhookSink;
 
+/// Makes ring the process-wide rustls provider, for HTTP clients built without an explicit TLS
+/// configuration (the workspace builds rustls with more than one provider, so none is chosen by
+/// itself). Programs call it once at start-up; later calls do nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Builds the sink a stored configuration asks for, with the process-wide [`SinkSettings`].
 #[derive(Clone, Debug, Default)]
 pub struct Sinks {

@@ -7,6 +7,8 @@ pub mod error;
 pub mod frames;
 pub mod labels;
 pub mod models;
+pub mod navigation;
+pub mod pipeline;
 pub mod projects;
 pub mod prompts;
 pub mod sinks;
@@ -14,9 +16,13 @@ pub mod sources;
 pub mod system;
 pub mod text;
 
+use std::sync::Arc;
+
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
+use tokio::sync::broadcast;
 use visprompt_archive::ArchiveLimits;
 use visprompt_domain::Service;
+use visprompt_runtime::{Change, FrameCodec, PipelineHandle};
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -34,6 +40,8 @@ pub enum ApiTags {
     Sinks,
     /// Model configurations: algorithm, parameters and device.
     Models,
+    /// The live pipeline: status, model status and the event stream.
+    Pipeline,
     /// Health and system information.
     System,
 }
@@ -46,7 +54,18 @@ pub enum Deleted {
     NoContent,
 }
 
+/// What the handlers share: the domain service, the live pipeline and the codec for captures.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+    pub pipeline: PipelineHandle,
+    pub codec: Arc<dyn FrameCodec>,
+    /// Every stored change, for the event stream.
+    pub changes: broadcast::Sender<Change>,
+}
+
 pub type Api = (
+    (pipeline::PipelineApi, navigation::NavigationApi),
     system::SystemApi,
     projects::ProjectsApi,
     labels::LabelsApi,
@@ -57,9 +76,22 @@ pub type Api = (
     models::ModelsApi,
 );
 
-/// The whole API over `service`.
-pub fn open_api(service: Service, archive_limits: ArchiveLimits) -> OpenApiService<Api, ()> {
+/// The whole API over `state`.
+pub fn open_api(state: AppState, archive_limits: ArchiveLimits) -> OpenApiService<Api, ()> {
+    let service = state.service.clone();
     let api = (
+        (
+            pipeline::PipelineApi {
+                service: service.clone(),
+                pipeline: state.pipeline.clone(),
+                changes: state.changes.clone(),
+            },
+            navigation::NavigationApi {
+                service: service.clone(),
+                pipeline: state.pipeline.clone(),
+                codec: state.codec.clone(),
+            },
+        ),
         system::SystemApi,
         projects::ProjectsApi {
             service: service.clone(),
@@ -70,6 +102,8 @@ pub fn open_api(service: Service, archive_limits: ArchiveLimits) -> OpenApiServi
         },
         frames::FramesApi {
             service: service.clone(),
+            pipeline: state.pipeline.clone(),
+            codec: state.codec.clone(),
         },
         prompts::PromptsApi {
             service: service.clone(),

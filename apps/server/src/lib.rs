@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod document;
+pub mod metrics;
 pub mod middleware;
 pub mod settings;
 pub mod startup;

@@ -1,6 +1,7 @@
-//! Builds the running application from [`Settings`]: opens the store, assembles the routes with
-//! their middleware, binds the listener. `build` then `run_until_stopped` is the whole life of the
-//! server, for `main` and for the integration tests alike.
+//! Builds the running application from [`Settings`]: opens the store, starts the pipeline manager
+//! with its adapters, assembles the routes with their middleware, binds the listener. `build` then
+//! `run_until_stopped` is the whole life of the server, for `main` and for the integration tests
+//! alike.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,10 +11,17 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, Route, Server};
-use visprompt_domain::Service;
+use visprompt_classical::ClassicalDetectorFactory;
+use visprompt_domain::{MediaRoots, Repository, Service};
+use visprompt_image::ImageCodec;
+use visprompt_media::MediaSourceFactory;
+use visprompt_runtime::{
+    Components, ManagerSettings, ObservedRepository, PipelineHandle, PipelineManager,
+};
+use visprompt_sinks::Sinks;
 use visprompt_surrealdb::SurrealRepository;
 
-use crate::api::open_api;
+use crate::api::{AppState, open_api};
 use crate::document::{AllowTable, harden};
 use crate::middleware::{BodyLimits, check_token, json_errors, limit_body};
 use crate::settings::Settings;
@@ -23,6 +31,33 @@ pub struct Application {
     port: u16,
     acceptor: poem::listener::TcpAcceptor,
     app: poem::endpoint::BoxEndpoint<'static>,
+    pipeline: PipelineHandle,
+}
+
+/// Wraps the store so every write is announced, and starts the pipeline manager on it with the
+/// adapters this build has.
+fn compose(repo: Arc<dyn Repository>, media_roots: MediaRoots) -> AppState {
+    visprompt_sinks::install_crypto_provider();
+    let observed = Arc::new(ObservedRepository::new(repo));
+    let changes = observed.sender();
+    let codec = Arc::new(ImageCodec);
+    let pipeline = PipelineManager::start(
+        observed.clone(),
+        observed.subscribe(),
+        Components {
+            sources: Arc::new(MediaSourceFactory::new(media_roots.clone())),
+            detectors: Arc::new(ClassicalDetectorFactory),
+            sinks: Arc::new(Sinks::default()),
+            codec: codec.clone(),
+        },
+        ManagerSettings::default(),
+    );
+    AppState {
+        service: Service::new(observed, media_roots),
+        pipeline,
+        codec,
+        changes,
+    }
 }
 
 impl Application {
@@ -36,8 +71,9 @@ impl Application {
         )
         .await
         .with_context(|| format!("opening the database ({location:?})"))?;
-        let service = Service::new(Arc::new(repo), settings.media_roots()?);
-        let app = routes(service, &settings);
+        let state = compose(Arc::new(repo), settings.media_roots()?);
+        let pipeline = state.pipeline.clone();
+        let app = routes(state, &settings);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let acceptor = TcpListener::bind(addr.clone())
             .into_acceptor()
@@ -53,6 +89,7 @@ impl Application {
             port,
             acceptor,
             app,
+            pipeline,
         })
     }
 
@@ -60,20 +97,28 @@ impl Application {
         self.port
     }
 
-    /// Serves until `shutdown` resolves, then lets running requests finish (for at most 5 s).
+    pub fn pipeline(&self) -> &PipelineHandle {
+        &self.pipeline
+    }
+
+    /// Serves until `shutdown` resolves, then lets running requests finish (for at most 5 s) and
+    /// stops the pipeline.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        Server::new_with_acceptor(self.acceptor)
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.app, shutdown, Some(Duration::from_secs(5)))
-            .await
+            .await;
+        self.pipeline.shutdown().await;
+        served
     }
 }
 
 /// Every route with its middleware; also used to print the OpenAPI document.
-fn routes(service: Service, settings: &Settings) -> poem::endpoint::BoxEndpoint<'static> {
-    let api = open_api(service, settings.archive_limits());
+fn routes(state: AppState, settings: &Settings) -> poem::endpoint::BoxEndpoint<'static> {
+    let metrics = crate::metrics::endpoint(state.pipeline.clone());
+    let api = open_api(state, settings.archive_limits());
     let document = hardened(&api);
     let allow = Arc::new(AllowTable::from_document(&document));
     let document = Arc::new(document.to_string());
@@ -98,6 +143,7 @@ fn routes(service: Service, settings: &Settings) -> poem::endpoint::BoxEndpoint<
     Route::new()
         .nest("/", api)
         .at("/api/openapi.json", spec)
+        .at("/metrics", metrics)
         .nest("/api/docs", docs)
         .around(move |ep, req| {
             let allow = allow.clone();
@@ -123,11 +169,13 @@ pub async fn openapi_document() -> anyhow::Result<String> {
     let settings = Settings::default();
     let repo = SurrealRepository::connect(visprompt_surrealdb::StoreLocation::Memory, "doc", "doc")
         .await?;
-    let service = Service::new(Arc::new(repo), visprompt_domain::MediaRoots::default());
-    Ok(serde_json::to_string_pretty(&hardened(&open_api(
-        service,
+    let state = compose(Arc::new(repo), MediaRoots::default());
+    let document = serde_json::to_string_pretty(&hardened(&open_api(
+        state.clone(),
         settings.archive_limits(),
-    )))?)
+    )))?;
+    state.pipeline.shutdown().await;
+    Ok(document)
 }
 
 fn hardened(api: &OpenApiService<crate::api::Api, ()>) -> serde_json::Value {

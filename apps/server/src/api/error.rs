@@ -7,6 +7,7 @@ use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use visprompt_domain::{DomainError, Entity};
+use visprompt_runtime::{PipelineError, SourceError};
 
 /// What every error response carries.
 #[derive(Debug, Clone, Object)]
@@ -105,6 +106,29 @@ impl From<DomainError> for ApiError {
                 tracing::error!(message = "Storage failure.", error = %error_chain(&*source));
                 Self::internal()
             }
+        }
+    }
+}
+
+impl ApiError {
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(Json(ErrorBody::new("conflict", message)))
+    }
+}
+
+/// Requests the live pipeline cannot serve in its current state are conflicts with that state
+/// (409), never server errors: no frame yet, a source in error, another project running.
+impl From<PipelineError> for ApiError {
+    fn from(err: PipelineError) -> Self {
+        match err {
+            PipelineError::Source(SourceError::OutOfRange { .. }) => {
+                Self::invalid("index", err.to_string())
+            }
+            PipelineError::Stopped => {
+                tracing::error!(message = "Pipeline request failed.", error = %err);
+                Self::internal()
+            }
+            other => Self::conflict(other.to_string()),
         }
     }
 }

@@ -1,14 +1,17 @@
 //! `/api/v1/projects/{project_id}/frames`: reference images. An upload is decoded completely
 //! before it is stored; the stored image is served back byte for byte with its media type.
 
+use std::sync::Arc;
+
 use poem::{IntoResponse, Response};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json, Payload};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use uuid::Uuid;
-use visprompt_domain::{Frame, FrameId, ProjectId, Service};
+use visprompt_domain::{Frame, FrameId, FrameSize, ImageFormat, ProjectId, Service};
 use visprompt_image::{ImageError, inspect};
+use visprompt_runtime::{FrameCodec, PipelineHandle};
 
 use crate::api::common::{Pagination, location, page};
 use crate::api::error::ApiError;
@@ -107,7 +110,12 @@ impl poem_openapi::ApiResponse for FrameImage {
 
 pub struct FramesApi {
     pub service: Service,
+    pub pipeline: PipelineHandle,
+    pub codec: Arc<dyn FrameCodec>,
 }
+
+/// Captured frames are stored as JPEG at this quality: visually lossless, a tenth of a PNG.
+const CAPTURE_QUALITY: u8 = 95;
 
 #[OpenApi(prefix_path = "/api/v1/projects", tag = "ApiTags::Frames")]
 impl FramesApi {
@@ -142,6 +150,36 @@ impl FramesApi {
             .await?;
         let loc = location(&[&"projects", &pid, &"frames", &frame.id]);
         Ok(FrameCreated::Created(Json(frame.into()), loc))
+    }
+
+    /// Capture the newest frame of the project's active source as a reference frame (JPEG). 409
+    /// when the project's pipeline is not running, has no frame yet, or its source is in error.
+    #[oai(
+        path = "/:project_id/frames",
+        method = "post",
+        operation_id = "capture_frame"
+    )]
+    async fn capture(&self, project_id: Path<Uuid>) -> Result<FrameCreated, ApiError> {
+        let pid = ProjectId::from_uuid(project_id.0);
+        self.service.get_project(pid).await?;
+        let frame = self.pipeline.latest_frame(pid)?;
+        let codec = self.codec.clone();
+        let image = frame.image.clone();
+        let bytes = tokio::task::spawn_blocking(move || codec.encode_jpeg(&image, CAPTURE_QUALITY))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|e| {
+                tracing::error!(message = "Encoding a captured frame failed.", error = %e);
+                ApiError::internal()
+            })?;
+        let size = FrameSize::new(frame.image.width(), frame.image.height())
+            .map_err(|e| ApiError::conflict(format!("the source's frame cannot be stored: {e}")))?;
+        let stored = self
+            .service
+            .add_frame(pid, ImageFormat::Jpeg, size, bytes)
+            .await?;
+        let loc = location(&[&"projects", &pid, &"frames", &stored.id]);
+        Ok(FrameCreated::Created(Json(stored.into()), loc))
     }
 
     /// Frames of the project in upload order (metadata only).

@@ -9,6 +9,7 @@ mod labels;
 mod models;
 mod openapi;
 mod persistence;
+mod pipeline;
 mod projects;
 mod prompts;
 mod sinks;

@@ -61,12 +61,14 @@ pub enum RuntimeEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("project {0} is not the active project's running pipeline")]
+    #[error("project {0} is not running: the live pipeline runs for the active project only")]
     ProjectNotRunning(ProjectId),
     #[error("source {0} is not the running pipeline's active source")]
     SourceNotActive(SourceId),
     #[error("the source has not produced a frame yet")]
     NoFrame,
+    #[error("the project has no active source to take a frame from")]
+    NoSource,
     #[error("the source is in error: {0}")]
     SourceFailed(String),
     #[error("the source did not answer in time")]
@@ -196,7 +198,7 @@ impl PipelineHandle {
                 return Err(PipelineError::SourceFailed(message));
             }
             if current.source_id.is_none() {
-                return Err(PipelineError::NoFrame);
+                return Err(PipelineError::NoSource);
             }
             Ok(())
         })?;
