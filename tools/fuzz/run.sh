@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Contract fuzzing of the REST API with schemathesis (all checks) against a freshly started
 # server over an in-memory database. Fails on any server error or response that breaks the
-# OpenAPI document, and when fewer than 1,000 requests were generated.
+# OpenAPI document, and when fewer than 1,000 requests were generated. The event stream is left
+# out: it never ends by design, so every call would be a time-out (tests/api/pipeline.rs covers it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,6 +32,7 @@ curl -fsS "http://127.0.0.1:$port/health" >/dev/null
 set +e
 "$venv/bin/st" --config-file tools/fuzz/schemathesis.toml run "http://127.0.0.1:$port/api/openapi.json" \
     --checks all \
+    --exclude-operation-id stream_events \
     --max-examples "$examples" \
     --phases examples,coverage,fuzzing,stateful \
     --seed 20261125 \

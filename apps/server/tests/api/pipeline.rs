@@ -44,13 +44,15 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto is not installed: run tools/ci/install-mosquitto.sh");
+        // The guard owns the process from here on, so a failed start still kills it.
+        let broker = Self {
+            port,
+            child,
+            _dir: dir,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self {
-                    port,
-                    child,
-                    _dir: dir,
-                };
+                return broker;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
