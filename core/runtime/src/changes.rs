@@ -65,21 +65,36 @@ impl ObservedRepository {
         self.changes.clone()
     }
 
-    fn emit(&self, entity: Entity, kind: ChangeKind, project: ProjectId, id: impl ToString) {
-        let _ = self.changes.send(Change {
-            entity,
-            kind,
-            project_id: Some(project),
-            id: Some(id.to_string()),
-        });
+    fn send(&self, change: Change) {
+        // No receiver is not an error: nothing listens in some tools and tests.
+        let _ = self.changes.send(change);
     }
 
-    /// Sends only when the write succeeded (`Ok(true)` for deletes).
-    fn after<T>(&self, result: Result<T>, f: impl FnOnce(&T) -> Option<Change>) -> Result<T> {
-        if let Ok(value) = &result
-            && let Some(change) = f(value)
-        {
-            let _ = self.changes.send(change);
+    /// Announces a create or update once it succeeded.
+    fn written(
+        &self,
+        result: Result<()>,
+        entity: Entity,
+        kind: ChangeKind,
+        project: ProjectId,
+        id: impl ToString,
+    ) -> Result<()> {
+        if result.is_ok() {
+            self.send(change(entity, kind, project, id));
+        }
+        result
+    }
+
+    /// Announces a delete that removed something.
+    fn deleted(
+        &self,
+        result: Result<bool>,
+        entity: Entity,
+        project: ProjectId,
+        id: impl ToString,
+    ) -> Result<bool> {
+        if let Ok(true) = result {
+            self.send(change(entity, ChangeKind::Deleted, project, id));
         }
         result
     }
@@ -94,24 +109,15 @@ fn change(entity: Entity, kind: ChangeKind, project: ProjectId, id: impl ToStrin
     }
 }
 
-fn deleted(
-    entity: Entity,
-    project: ProjectId,
-    id: impl ToString,
-) -> impl FnOnce(&bool) -> Option<Change> {
-    let c = change(entity, ChangeKind::Deleted, project, id);
-    move |gone| gone.then_some(c)
-}
-
 #[async_trait]
 impl Repository for ObservedRepository {
     async fn insert_bundle(&self, bundle: &ProjectBundle) -> Result<()> {
         let result = self.inner.insert_bundle(bundle).await;
         if result.is_ok() {
             let id = bundle.project.id;
-            self.emit(Entity::Project, ChangeKind::Created, id, id);
+            self.send(change(Entity::Project, ChangeKind::Created, id, id));
             if bundle.project.active {
-                let _ = self.changes.send(Change {
+                self.send(Change {
                     entity: Entity::ActiveProject,
                     kind: ChangeKind::Updated,
                     project_id: Some(id),
@@ -134,42 +140,41 @@ impl Repository for ObservedRepository {
         self.inner.active_project().await
     }
     async fn update_project(&self, project: &Project) -> Result<()> {
-        let r = self.inner.update_project(project).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Project,
-                ChangeKind::Updated,
-                project.id,
-                project.id,
-            ))
-        })
+        let result = self.inner.update_project(project).await;
+        self.written(
+            result,
+            Entity::Project,
+            ChangeKind::Updated,
+            project.id,
+            project.id,
+        )
     }
     async fn set_active_project(&self, id: Option<ProjectId>) -> Result<()> {
-        let r = self.inner.set_active_project(id).await;
-        self.after(r, |_| {
-            Some(Change {
+        let result = self.inner.set_active_project(id).await;
+        if result.is_ok() {
+            self.send(Change {
                 entity: Entity::ActiveProject,
                 kind: ChangeKind::Updated,
                 project_id: id,
                 id: None,
-            })
-        })
+            });
+        }
+        result
     }
     async fn delete_project(&self, id: ProjectId) -> Result<bool> {
-        let r = self.inner.delete_project(id).await;
-        self.after(r, deleted(Entity::Project, id, id))
+        let result = self.inner.delete_project(id).await;
+        self.deleted(result, Entity::Project, id, id)
     }
 
     async fn insert_label(&self, label: &Label) -> Result<()> {
-        let r = self.inner.insert_label(label).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Label,
-                ChangeKind::Created,
-                label.project_id,
-                label.id,
-            ))
-        })
+        let result = self.inner.insert_label(label).await;
+        self.written(
+            result,
+            Entity::Label,
+            ChangeKind::Created,
+            label.project_id,
+            label.id,
+        )
     }
     async fn get_label(&self, project: ProjectId, id: LabelId) -> Result<Option<Label>> {
         self.inner.get_label(project, id).await
@@ -178,32 +183,30 @@ impl Repository for ObservedRepository {
         self.inner.list_labels(project, page).await
     }
     async fn update_label(&self, label: &Label) -> Result<()> {
-        let r = self.inner.update_label(label).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Label,
-                ChangeKind::Updated,
-                label.project_id,
-                label.id,
-            ))
-        })
+        let result = self.inner.update_label(label).await;
+        self.written(
+            result,
+            Entity::Label,
+            ChangeKind::Updated,
+            label.project_id,
+            label.id,
+        )
     }
     async fn delete_label(&self, project: ProjectId, id: LabelId) -> Result<bool> {
-        let r = self.inner.delete_label(project, id).await;
-        self.after(r, deleted(Entity::Label, project, id))
+        let result = self.inner.delete_label(project, id).await;
+        self.deleted(result, Entity::Label, project, id)
     }
 
     async fn insert_frame(&self, frame: &StoredFrame) -> Result<()> {
-        let r = self.inner.insert_frame(frame).await;
+        let result = self.inner.insert_frame(frame).await;
         let f = &frame.frame;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Frame,
-                ChangeKind::Created,
-                f.project_id,
-                f.id,
-            ))
-        })
+        self.written(
+            result,
+            Entity::Frame,
+            ChangeKind::Created,
+            f.project_id,
+            f.id,
+        )
     }
     async fn get_frame(&self, project: ProjectId, id: FrameId) -> Result<Option<Frame>> {
         self.inner.get_frame(project, id).await
@@ -215,20 +218,19 @@ impl Repository for ObservedRepository {
         self.inner.list_frames(project, page).await
     }
     async fn delete_frame(&self, project: ProjectId, id: FrameId) -> Result<bool> {
-        let r = self.inner.delete_frame(project, id).await;
-        self.after(r, deleted(Entity::Frame, project, id))
+        let result = self.inner.delete_frame(project, id).await;
+        self.deleted(result, Entity::Frame, project, id)
     }
 
     async fn insert_prompt(&self, prompt: &Prompt) -> Result<()> {
-        let r = self.inner.insert_prompt(prompt).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Prompt,
-                ChangeKind::Created,
-                prompt.project_id,
-                prompt.id,
-            ))
-        })
+        let result = self.inner.insert_prompt(prompt).await;
+        self.written(
+            result,
+            Entity::Prompt,
+            ChangeKind::Created,
+            prompt.project_id,
+            prompt.id,
+        )
     }
     async fn get_prompt(&self, project: ProjectId, id: PromptId) -> Result<Option<Prompt>> {
         self.inner.get_prompt(project, id).await
@@ -237,31 +239,29 @@ impl Repository for ObservedRepository {
         self.inner.list_prompts(project, page).await
     }
     async fn update_prompt(&self, prompt: &Prompt) -> Result<()> {
-        let r = self.inner.update_prompt(prompt).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Prompt,
-                ChangeKind::Updated,
-                prompt.project_id,
-                prompt.id,
-            ))
-        })
+        let result = self.inner.update_prompt(prompt).await;
+        self.written(
+            result,
+            Entity::Prompt,
+            ChangeKind::Updated,
+            prompt.project_id,
+            prompt.id,
+        )
     }
     async fn delete_prompt(&self, project: ProjectId, id: PromptId) -> Result<bool> {
-        let r = self.inner.delete_prompt(project, id).await;
-        self.after(r, deleted(Entity::Prompt, project, id))
+        let result = self.inner.delete_prompt(project, id).await;
+        self.deleted(result, Entity::Prompt, project, id)
     }
 
     async fn insert_source(&self, source: &Source) -> Result<()> {
-        let r = self.inner.insert_source(source).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Source,
-                ChangeKind::Created,
-                source.project_id,
-                source.id,
-            ))
-        })
+        let result = self.inner.insert_source(source).await;
+        self.written(
+            result,
+            Entity::Source,
+            ChangeKind::Created,
+            source.project_id,
+            source.id,
+        )
     }
     async fn get_source(&self, project: ProjectId, id: SourceId) -> Result<Option<Source>> {
         self.inner.get_source(project, id).await
@@ -270,31 +270,29 @@ impl Repository for ObservedRepository {
         self.inner.list_sources(project, page).await
     }
     async fn update_source(&self, source: &Source) -> Result<()> {
-        let r = self.inner.update_source(source).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Source,
-                ChangeKind::Updated,
-                source.project_id,
-                source.id,
-            ))
-        })
+        let result = self.inner.update_source(source).await;
+        self.written(
+            result,
+            Entity::Source,
+            ChangeKind::Updated,
+            source.project_id,
+            source.id,
+        )
     }
     async fn delete_source(&self, project: ProjectId, id: SourceId) -> Result<bool> {
-        let r = self.inner.delete_source(project, id).await;
-        self.after(r, deleted(Entity::Source, project, id))
+        let result = self.inner.delete_source(project, id).await;
+        self.deleted(result, Entity::Source, project, id)
     }
 
     async fn insert_sink(&self, sink: &Sink) -> Result<()> {
-        let r = self.inner.insert_sink(sink).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Sink,
-                ChangeKind::Created,
-                sink.project_id,
-                sink.id,
-            ))
-        })
+        let result = self.inner.insert_sink(sink).await;
+        self.written(
+            result,
+            Entity::Sink,
+            ChangeKind::Created,
+            sink.project_id,
+            sink.id,
+        )
     }
     async fn get_sink(&self, project: ProjectId, id: SinkId) -> Result<Option<Sink>> {
         self.inner.get_sink(project, id).await
@@ -303,31 +301,29 @@ impl Repository for ObservedRepository {
         self.inner.list_sinks(project, page).await
     }
     async fn update_sink(&self, sink: &Sink) -> Result<()> {
-        let r = self.inner.update_sink(sink).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::Sink,
-                ChangeKind::Updated,
-                sink.project_id,
-                sink.id,
-            ))
-        })
+        let result = self.inner.update_sink(sink).await;
+        self.written(
+            result,
+            Entity::Sink,
+            ChangeKind::Updated,
+            sink.project_id,
+            sink.id,
+        )
     }
     async fn delete_sink(&self, project: ProjectId, id: SinkId) -> Result<bool> {
-        let r = self.inner.delete_sink(project, id).await;
-        self.after(r, deleted(Entity::Sink, project, id))
+        let result = self.inner.delete_sink(project, id).await;
+        self.deleted(result, Entity::Sink, project, id)
     }
 
     async fn insert_model(&self, model: &ModelConfig) -> Result<()> {
-        let r = self.inner.insert_model(model).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::ModelConfig,
-                ChangeKind::Created,
-                model.project_id,
-                model.id,
-            ))
-        })
+        let result = self.inner.insert_model(model).await;
+        self.written(
+            result,
+            Entity::ModelConfig,
+            ChangeKind::Created,
+            model.project_id,
+            model.id,
+        )
     }
     async fn get_model(
         &self,
@@ -343,18 +339,74 @@ impl Repository for ObservedRepository {
         self.inner.active_model(project).await
     }
     async fn update_model(&self, model: &ModelConfig) -> Result<()> {
-        let r = self.inner.update_model(model).await;
-        self.after(r, |_| {
-            Some(change(
-                Entity::ModelConfig,
-                ChangeKind::Updated,
-                model.project_id,
-                model.id,
-            ))
-        })
+        let result = self.inner.update_model(model).await;
+        self.written(
+            result,
+            Entity::ModelConfig,
+            ChangeKind::Updated,
+            model.project_id,
+            model.id,
+        )
     }
     async fn delete_model(&self, project: ProjectId, id: ModelConfigId) -> Result<bool> {
-        let r = self.inner.delete_model(project, id).await;
-        self.after(r, deleted(Entity::ModelConfig, project, id))
+        let result = self.inner.delete_model(project, id).await;
+        self.deleted(result, Entity::ModelConfig, project, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use visprompt_domain::repository::MockRepository;
+
+    fn observed(repo: MockRepository) -> (ObservedRepository, broadcast::Receiver<Change>) {
+        let observed = ObservedRepository::new(Arc::new(repo));
+        let rx = observed.subscribe();
+        (observed, rx)
+    }
+
+    #[tokio::test]
+    async fn a_successful_write_is_announced_with_its_entity_and_project() {
+        let mut repo = MockRepository::new();
+        repo.expect_delete_sink().returning(|_, _| Ok(true));
+        let (observed, mut rx) = observed(repo);
+        let (project, sink) = (ProjectId::new(), SinkId::new());
+        assert!(observed.delete_sink(project, sink).await.unwrap());
+        let change = rx.try_recv().unwrap();
+        assert_eq!(
+            change,
+            Change {
+                entity: Entity::Sink,
+                kind: ChangeKind::Deleted,
+                project_id: Some(project),
+                id: Some(sink.to_string()),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_writes_and_deletes_of_nothing_are_not_announced() {
+        let mut repo = MockRepository::new();
+        repo.expect_delete_label().returning(|_, _| Ok(false));
+        repo.expect_set_active_project()
+            .returning(|_| Err(DomainError::conflict(None, "no")));
+        let (observed, mut rx) = observed(repo);
+        assert!(
+            !observed
+                .delete_label(ProjectId::new(), LabelId::new())
+                .await
+                .unwrap()
+        );
+        assert!(observed.set_active_project(None).await.is_err());
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn reads_pass_through_without_announcements() {
+        let mut repo = MockRepository::new();
+        repo.expect_active_project().times(1).returning(|| Ok(None));
+        let (observed, mut rx) = observed(repo);
+        assert_eq!(observed.active_project().await.unwrap(), None);
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -76,8 +76,6 @@ impl Broker {
                 }
             }
         });
-        // Give the subscription a moment to register before anything is published.
-        std::thread::sleep(Duration::from_millis(300));
         Subscriber { child, rx }
     }
 }
@@ -131,15 +129,19 @@ fn png_of(image: &visprompt_runtime::RgbImage) -> Vec<u8> {
     out.into_inner()
 }
 
-/// Uploads frame 0 of the demo scene and prompts `label` with the exact mask of `kind` on it.
-async fn prompt_shape(app: &TestApp, pid: &str, label: &Value, kind: ObjectKind) -> Value {
+/// Uploads frame 0 of the demo scene; returns the stored frame.
+async fn upload_scene_frame(app: &TestApp, pid: &str) -> Value {
     let scene = SyntheticScene::default();
     let resp = app
         .upload_frame(pid, png_of(&scene.render(0)), "image/png")
         .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let frame: Value = resp.json().await.unwrap();
-    let mask = scene
+    resp.json().await.unwrap()
+}
+
+/// A visual prompt on `frame` that marks the exact mask of `kind` as `label`.
+fn prompt_of(frame: &Value, label: &Value, kind: ObjectKind) -> Value {
+    let mask = SyntheticScene::default()
         .ground_truth(0)
         .into_iter()
         .find(|(k, _)| *k == kind)
@@ -147,12 +149,33 @@ async fn prompt_shape(app: &TestApp, pid: &str, label: &Value, kind: ObjectKind)
         .1
         .to_rle();
     let shape = json!({ "type": "mask", "width": 640, "height": 480, "counts": mask.counts });
-    let body = json!({ "type": "visual", "frame_id": frame["id"], "annotations": [{ "label_id": label["id"], "shape": shape }] });
+    json!({ "type": "visual", "frame_id": frame["id"], "annotations": [{ "label_id": label["id"], "shape": shape }] })
+}
+
+/// Creates an active synthetic source and waits until its frames flow.
+async fn start_synthetic(app: &TestApp, pid: &str) -> Value {
+    let body = json!({ "active": true, "config": { "source_type": "synthetic" } });
     let resp = app
-        .post_json(&format!("/api/v1/projects/{pid}/prompts"), &body)
+        .post_json(&format!("/api/v1/projects/{pid}/sources"), &body)
         .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
-    resp.json().await.unwrap()
+    let source = resp.json().await.unwrap();
+    eventually_status(app, "frames flow", |s| {
+        s["source"]["frames"].as_u64() > Some(0)
+    })
+    .await;
+    source
+}
+
+fn labels_in(message: &Value) -> Vec<String> {
+    message["detections"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|d| d["label_name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 async fn status(app: &TestApp) -> Value {
@@ -181,7 +204,15 @@ async fn detections_of_a_prompted_shape_flow_to_mqtt_and_follow_api_changes() {
     let project = app.post_project("live").await;
     let pid = id(&project);
     let label = app.post_label(&pid, "disc").await;
-    prompt_shape(&app, &pid, &label, ObjectKind::StripedDisc).await;
+    let frame = upload_scene_frame(&app, &pid).await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/projects/{pid}/prompts"),
+            &prompt_of(&frame, &label, ObjectKind::StripedDisc),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let prompt: Value = resp.json().await.unwrap();
     let topic = "visprompt/test";
     let sub = broker.subscribe(topic);
     let sink = json!({ "active": true, "config": { "sink_type": "mqtt", "broker_host": "127.0.0.1", "broker_port": broker.port, "topic": topic } });
@@ -193,19 +224,10 @@ async fn detections_of_a_prompted_shape_flow_to_mqtt_and_follow_api_changes() {
     );
 
     // Act: the synthetic source becomes active.
-    let source = json!({ "active": true, "config": { "source_type": "synthetic" } });
-    let resp = app
-        .post_json(&format!("/api/v1/projects/{pid}/sources"), &source)
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let source: Value = resp.json().await.unwrap();
+    start_synthetic(&app, &pid).await;
 
     // Assert: predictions of the disc arrive over MQTT, in frame order.
-    let has_disc = |m: &Value| {
-        m["detections"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|d| d["label_name"] == "disc"))
-    };
+    let has_disc = |m: &Value| labels_in(m).contains(&"disc".to_owned());
     let first = sub.next_matching(Duration::from_secs(20), has_disc);
     assert_eq!(first["project_id"], pid.as_str());
     assert_eq!(first["frame"]["width"], 640);
@@ -288,15 +310,58 @@ async fn detections_of_a_prompted_shape_flow_to_mqtt_and_follow_api_changes() {
         m["detections"][0]["label_name"] == "plate"
     });
 
-    // Deactivating the source stops the frames; the pipeline goes idle.
+    // A prompt change refits: the prompt now marks the square as a new label, and the disc's
+    // label disappears from the output.
+    let square = app.post_label(&pid, "box").await;
     let resp = app
         .put_json(
-            &format!("/api/v1/projects/{pid}/sources/{}", id(&source)),
-            &json!({ "active": false, "config": { "source_type": "synthetic" } }),
+            &format!("/api/v1/projects/{pid}/prompts/{}", id(&prompt)),
+            &prompt_of(&frame, &square, ObjectKind::CheckeredSquare),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    sub.next_matching(Duration::from_secs(10), |m| labels_in(m) == ["box"]);
+
+    // A source change: the sample dataset (320x240 frames) replaces the synthetic scene and its
+    // first frame is processed.
+    let dataset = json!({ "active": true, "config": { "source_type": "sample_dataset" } });
+    let resp = app
+        .post_json(&format!("/api/v1/projects/{pid}/sources"), &dataset)
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let dataset: Value = resp.json().await.unwrap();
+    sub.next_matching(Duration::from_secs(10), |m| m["frame"]["width"] == 320);
+    let s = eventually_status(&app, "the dataset is the source", |s| {
+        s["source"]["kind"] == "sample_dataset"
+    })
+    .await;
+    assert_eq!(s["state"], "running");
+
+    // Deactivating the source leaves nothing to run: idle, still for this project.
+    let resp = app
+        .put_json(
+            &format!("/api/v1/projects/{pid}/sources/{}", id(&dataset)),
+            &json!({ "active": false, "config": { "source_type": "sample_dataset" } }),
         )
         .await;
     assert_eq!(resp.status(), StatusCode::OK, "{:?}", resp.text().await);
-    eventually_status(&app, "the pipeline is idle", |s| s["state"] == "idle").await;
+    eventually_status(&app, "the pipeline is idle", |s| {
+        s["state"] == "idle" && s["project_id"] == pid.as_str()
+    })
+    .await;
+
+    // Deactivating the project stops its pipeline altogether.
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/v1/projects/{pid}/deactivate")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    eventually_status(&app, "the pipeline is idle", |s| {
+        s["state"] == "idle" && s["project_id"].is_null()
+    })
+    .await;
 
     app.shutdown().await;
 }
@@ -326,13 +391,7 @@ async fn capturing_a_frame_needs_a_running_source_and_stores_a_jpeg() {
         "{body}"
     );
 
-    let source = json!({ "active": true, "config": { "source_type": "synthetic" } });
-    app.post_json(&format!("/api/v1/projects/{pid}/sources"), &source)
-        .await;
-    eventually_status(&app, "frames flow", |s| {
-        s["source"]["frames"].as_u64() > Some(0)
-    })
-    .await;
+    start_synthetic(&app, &pid).await;
     let resp = app.client.post(app.url(&capture)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let frame: Value = resp.json().await.unwrap();
@@ -440,20 +499,7 @@ async fn the_event_stream_pushes_pipeline_state_and_entity_changes() {
 async fn navigating_a_live_source_or_an_inactive_one_is_a_conflict() {
     let app = spawn_app().await;
     let pid = id(&app.post_project("nav").await);
-    let source: Value = app
-        .post_json(
-            &format!("/api/v1/projects/{pid}/sources"),
-            &json!({ "active": true, "config": { "source_type": "synthetic" } }),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let sid = id(&source);
-    eventually_status(&app, "frames flow", |s| {
-        s["source"]["frames"].as_u64() > Some(0)
-    })
-    .await;
+    let sid = id(&start_synthetic(&app, &pid).await);
     let body = assert_error(
         app.client
             .post(app.url(&format!("/api/v1/projects/{pid}/sources/{sid}/frames/2")))

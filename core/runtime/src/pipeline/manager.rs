@@ -447,7 +447,7 @@ impl Manager {
             stats: running.stats().clone(),
             control: running.source_control(),
         });
-        if detector != self.fitted || self.generation == 0 {
+        if detector != self.fitted {
             self.fit(detector);
         }
     }

@@ -173,7 +173,7 @@ impl RunningPipeline {
     /// detector part is the manager's (fitting is slow); it only records the new spec here.
     pub async fn apply(&mut self, spec: PipelineSpec) {
         debug_assert_eq!(spec.project_id, self.spec.project_id);
-        if spec.source != self.spec.source || self.source.is_none() && spec.source.is_some() {
+        if spec.source != self.spec.source {
             if let Some(old) = self.source.take() {
                 old.stage.stop().await;
             }

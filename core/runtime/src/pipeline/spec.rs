@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use visprompt_domain::{
-    DomainError, Label, ModelConfig, Page, ProjectId, PromptContent, PromptId, Repository,
+    DomainError, Label, ModelConfig, Page, ProjectId, Prompt, PromptContent, PromptId, Repository,
     SinkConfig, SinkId, SourceConfig, SourceId, Timestamp,
 };
 
@@ -24,8 +24,14 @@ pub struct SourceSpec {
 #[derive(Clone, Debug)]
 pub struct DetectorSpec {
     pub model: ModelConfig,
-    /// Visual prompts with at least one annotation, in creation order, with their revision.
-    pub prompts: Vec<(PromptId, Timestamp)>,
+    /// Visual prompts with at least one annotation, in creation order.
+    pub prompts: Vec<Prompt>,
+}
+
+impl DetectorSpec {
+    fn revisions(&self) -> impl Iterator<Item = (PromptId, Timestamp)> + '_ {
+        self.prompts.iter().map(|p| (p.id, p.updated_at))
+    }
 }
 
 /// A change of the model, its parameters or device, or of any prompt refits; renaming the model
@@ -33,7 +39,7 @@ pub struct DetectorSpec {
 impl PartialEq for DetectorSpec {
     fn eq(&self, other: &Self) -> bool {
         let key = |s: &Self| (s.model.id, s.model.params.clone(), s.model.device);
-        key(self) == key(other) && self.prompts == other.prompts
+        key(self) == key(other) && self.revisions().eq(other.revisions())
     }
 }
 
@@ -65,7 +71,7 @@ impl PipelineSpec {
                 id: s.id,
                 config: s.config,
             });
-        let prompts: Vec<(PromptId, Timestamp)> = repo
+        let prompts: Vec<Prompt> = repo
             .list_prompts(id, Page::all())
             .await?
             .items
@@ -73,7 +79,6 @@ impl PipelineSpec {
             .filter(|p| {
                 matches!(&p.content, PromptContent::Visual { annotations, .. } if !annotations.is_empty())
             })
-            .map(|p| (p.id, p.updated_at))
             .collect();
         let detector = match repo.active_model(id).await? {
             Some(model) if !prompts.is_empty() => Some(DetectorSpec { model, prompts }),
@@ -111,21 +116,15 @@ pub async fn load_references(
     spec: &DetectorSpec,
 ) -> Result<Vec<Reference>, String> {
     let mut references = Vec::new();
-    for (prompt_id, _) in &spec.prompts {
-        let Some(prompt) = repo
-            .get_prompt(project_id, *prompt_id)
-            .await
-            .map_err(|e| format!("reading prompt {prompt_id}: {e}"))?
-        else {
-            continue;
-        };
+    for prompt in &spec.prompts {
         let PromptContent::Visual {
             frame_id,
             annotations,
-        } = prompt.content
+        } = &prompt.content
         else {
             continue;
         };
+        let frame_id = *frame_id;
         let Some(frame) = repo
             .get_frame(project_id, frame_id)
             .await
@@ -155,11 +154,11 @@ pub async fn load_references(
         }
         let radius = f64::from(size.width().min(size.height())) * POINT_RADIUS_FRACTION;
         let annotations = annotations
-            .into_iter()
+            .iter()
             .map(|a| ReferenceAnnotation {
                 mask: rasterize(&a.shape, size, radius.max(2.0)),
                 label_id: a.label_id,
-                shape: a.shape,
+                shape: a.shape.clone(),
             })
             .collect();
         references.push(Reference {

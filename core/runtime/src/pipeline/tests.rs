@@ -149,6 +149,29 @@ fn spec(project_id: ProjectId) -> PipelineSpec {
     }
 }
 
+/// `spec` plus one sink, recorded by the test's `RecordingSinks`.
+fn with_sink(mut spec: PipelineSpec) -> PipelineSpec {
+    spec.sinks.insert(
+        SinkId::new(),
+        SinkConfig::File {
+            path: "/tmp/unused".into(),
+        },
+    );
+    spec
+}
+
+/// Starts `spec` with sources that yield a frame every `every`, and returns the outputs too.
+async fn run_pipeline(
+    spec: PipelineSpec,
+    factory: Arc<ScriptedFactory>,
+    sinks: &RecordingSinks,
+) -> (RunningPipeline, PipelineOutputs) {
+    let outputs = PipelineOutputs::default();
+    let pipeline =
+        RunningPipeline::start(spec, outputs.clone(), factory, Arc::new(sinks.clone())).await;
+    (pipeline, outputs)
+}
+
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..500 {
         if check() {
@@ -164,22 +187,13 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_keep_their_frames_sequence_and_arrive_in_order() {
     let sinks = RecordingSinks::default();
-    let mut s = spec(ProjectId::new());
-    s.sinks.insert(
-        SinkId::new(),
-        SinkConfig::File {
-            path: "/tmp/x".into(),
-        },
-    );
-    let outputs = PipelineOutputs::default();
-    let mut results = outputs.results.subscribe();
-    let pipeline = RunningPipeline::start(
-        s,
-        outputs.clone(),
+    let (pipeline, outputs) = run_pipeline(
+        with_sink(spec(ProjectId::new())),
         ScriptedFactory::new(vec![Ok(Duration::from_millis(5))]),
-        Arc::new(sinks.clone()),
+        &sinks,
     )
     .await;
+    let mut results = outputs.results.subscribe();
     let label = LabelId::new();
     pipeline.set_detector(Some(detector(label, Duration::ZERO)));
 
@@ -207,15 +221,13 @@ async fn results_keep_their_frames_sequence_and_arrive_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_detector_skips_stale_frames_instead_of_queueing_them() {
-    let outputs = PipelineOutputs::default();
-    let mut results = outputs.results.subscribe();
-    let pipeline = RunningPipeline::start(
+    let (pipeline, outputs) = run_pipeline(
         spec(ProjectId::new()),
-        outputs.clone(),
         ScriptedFactory::new(vec![Ok(Duration::from_millis(2))]),
-        Arc::new(RecordingSinks::default()),
+        &RecordingSinks::default(),
     )
     .await;
+    let mut results = outputs.results.subscribe();
     pipeline.set_detector(Some(detector(LabelId::new(), Duration::from_millis(40))));
     let mut taken = Vec::new();
     for _ in 0..5 {
@@ -244,22 +256,13 @@ async fn a_slow_detector_skips_stale_frames_instead_of_queueing_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_detector_frames_pass_through_and_sinks_get_nothing() {
     let sinks = RecordingSinks::default();
-    let mut s = spec(ProjectId::new());
-    s.sinks.insert(
-        SinkId::new(),
-        SinkConfig::File {
-            path: "/tmp/x".into(),
-        },
-    );
-    let outputs = PipelineOutputs::default();
-    let mut frames = outputs.frames.subscribe();
-    let pipeline = RunningPipeline::start(
-        s,
-        outputs.clone(),
+    let (pipeline, outputs) = run_pipeline(
+        with_sink(spec(ProjectId::new())),
         ScriptedFactory::new(vec![Ok(Duration::from_millis(2))]),
-        Arc::new(sinks.clone()),
+        &sinks,
     )
     .await;
+    let mut frames = outputs.frames.subscribe();
     for _ in 0..5 {
         frames.next().await.unwrap();
     }
@@ -281,12 +284,10 @@ async fn a_source_that_cannot_open_reports_an_error_and_is_retried() {
         Err("camera /dev/video7 is busy".into()),
         Ok(Duration::from_millis(2)),
     ]);
-    let outputs = PipelineOutputs::default();
-    let pipeline = RunningPipeline::start(
+    let (pipeline, _outputs) = run_pipeline(
         spec(ProjectId::new()),
-        outputs.clone(),
         factory.clone(),
-        Arc::new(RecordingSinks::default()),
+        &RecordingSinks::default(),
     )
     .await;
     let stats = pipeline.stats().clone();
@@ -304,17 +305,11 @@ async fn a_source_that_cannot_open_reports_an_error_and_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_change_swaps_the_source_and_keeps_subscribers() {
-    let outputs = PipelineOutputs::default();
-    let mut frames = outputs.frames.subscribe();
     let factory = ScriptedFactory::new(vec![Ok(Duration::from_millis(2))]);
     let first = spec(ProjectId::new());
-    let mut pipeline = RunningPipeline::start(
-        first.clone(),
-        outputs.clone(),
-        factory.clone(),
-        Arc::new(RecordingSinks::default()),
-    )
-    .await;
+    let (mut pipeline, outputs) =
+        run_pipeline(first.clone(), factory.clone(), &RecordingSinks::default()).await;
+    let mut frames = outputs.frames.subscribe();
     let before = frames.next().await.unwrap().seq;
     // Same spec again: nothing restarts.
     pipeline.apply(first.clone()).await;
@@ -376,15 +371,6 @@ fn repository(stored: Arc<Mutex<Stored>>) -> MockRepository {
     let s = stored.clone();
     repo.expect_list_sinks()
         .returning(move |_, _| Ok(paged(&s.lock().unwrap().sinks)));
-    let s = stored.clone();
-    repo.expect_get_prompt().returning(move |_, id| {
-        Ok(s.lock()
-            .unwrap()
-            .prompts
-            .iter()
-            .find(|p| p.id == id)
-            .cloned())
-    });
     repo.expect_get_frame().returning(|project_id, id| {
         Ok(Some(Frame {
             id,
