@@ -3,6 +3,7 @@
 //! the one document served at `/api/openapi.json` and checked in at `openapi/openapi.json`.
 
 pub mod common;
+pub mod discovery;
 pub mod error;
 pub mod frames;
 pub mod labels;
@@ -65,7 +66,11 @@ pub struct AppState {
 }
 
 pub type Api = (
-    (pipeline::PipelineApi, navigation::NavigationApi),
+    (
+        pipeline::PipelineApi,
+        navigation::NavigationApi,
+        discovery::DiscoveryApi,
+    ),
     system::SystemApi,
     projects::ProjectsApi,
     labels::LabelsApi,
@@ -91,6 +96,7 @@ pub fn open_api(state: AppState, archive_limits: ArchiveLimits) -> OpenApiServic
                 pipeline: state.pipeline.clone(),
                 codec: state.codec.clone(),
             },
+            discovery::DiscoveryApi,
         ),
         system::SystemApi,
         projects::ProjectsApi {

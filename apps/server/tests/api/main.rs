@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod discovery;
 mod errors;
 mod frames;
 mod labels;
