@@ -19,7 +19,8 @@ data=$(mktemp -d)
 base="http://127.0.0.1:$port"
 
 start=$(date +%s%N)
-HOST=127.0.0.1 PORT="$port" DB_DATA_DIR="$data" LOG_LEVEL=warn MEDIA_ROOTS="$data" "$bin" &
+# No demo project: its live pipeline would share the two cores with the server under test.
+HOST=127.0.0.1 PORT="$port" DB_DATA_DIR="$data" LOG_LEVEL=warn MEDIA_ROOTS="$data" DEMO_PROJECT=false "$bin" &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$data"' EXIT
 until curl -fsS "$base/health" >/dev/null 2>&1; do

@@ -9,6 +9,7 @@
 //! - [`telemetry`]: logging set-up.
 
 pub mod api;
+pub mod demo;
 pub mod document;
 pub mod metrics;
 pub mod middleware;

@@ -29,6 +29,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("DB_PASS", "store.password"),
     ("MEDIA_ROOTS", "media.roots"),
     ("LOG_LEVEL", "log.level"),
+    ("DEMO_PROJECT", "demo.seed_project"),
 ];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -38,6 +39,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub media: MediaSettings,
     pub log: LogSettings,
+    pub demo: DemoSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -96,6 +98,14 @@ pub struct LogSettings {
     pub level: String,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// On a first start (no project stored), create a "Demo" project that runs at once: the
+    /// synthetic source, a label and a prompt marking one of its shapes.
+    pub seed_project: bool,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -122,6 +132,7 @@ impl Default for Settings {
             log: LogSettings {
                 level: "info".into(),
             },
+            demo: DemoSettings { seed_project: true },
         }
     }
 }
@@ -348,6 +359,15 @@ mod tests {
         assert_eq!(s.server.api_token.as_deref(), Some("1234"));
         assert_eq!(s.store.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(s.log.level, "debug");
+    }
+
+    #[test]
+    fn the_demo_project_is_on_by_default_and_can_be_turned_off() {
+        assert!(Settings::from_sources(env(&[])).unwrap().demo.seed_project);
+        let off = Settings::from_sources(env(&[("DEMO_PROJECT", "false")])).unwrap();
+        assert!(!off.demo.seed_project);
+        let err = Settings::from_sources(env(&[("DEMO_PROJECT", "perhaps")])).unwrap_err();
+        assert!(err.to_string().contains("DEMO_PROJECT"), "{err}");
     }
 
     #[test]

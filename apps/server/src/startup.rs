@@ -72,6 +72,11 @@ impl Application {
         .await
         .with_context(|| format!("opening the database ({location:?})"))?;
         let state = compose(Arc::new(repo), settings.media_roots()?);
+        if settings.demo.seed_project {
+            crate::demo::seed(&state.service, &*state.codec)
+                .await
+                .context("creating the demo project")?;
+        }
         let pipeline = state.pipeline.clone();
         let app = routes(state, &settings);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);

@@ -21,6 +21,8 @@ pub struct Options {
     pub max_upload_bytes: u64,
     pub max_body_bytes: u64,
     pub data_dir: Option<std::path::PathBuf>,
+    /// Tests start from an empty store unless they test the demo project.
+    pub seed_demo: bool,
 }
 
 impl Default for Options {
@@ -30,6 +32,7 @@ impl Default for Options {
             max_upload_bytes: 8 << 20,
             max_body_bytes: 1 << 20,
             data_dir: None,
+            seed_demo: false,
         }
     }
 }
@@ -45,6 +48,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let media_root = tempfile::tempdir().unwrap();
     let mut settings = Settings::default();
     settings.server.port = 0;
+    settings.demo.seed_project = options.seed_demo;
     settings.server.api_token = options.api_token;
     settings.server.max_upload_bytes = options.max_upload_bytes;
     settings.server.max_body_bytes = options.max_body_bytes;
