@@ -479,7 +479,10 @@ async fn run_detector(
         tokio::select! {
             biased;
             next = swap.recv() => match next {
-                Some(next) => detector = next,
+                Some(next) => {
+                    detector = next;
+                    stats.detector_swapped();
+                }
                 None => return,
             },
             frame = frames.next() => {
@@ -511,13 +514,11 @@ async fn run_detector(
                     Ok((d, Err(error))) => {
                         detector = Some(d);
                         tracing::warn!(message = "Detection failed.", error = %error);
-                        stats.detector_state(ComponentState::Error { message: error.to_string() });
+                        stats.detection_failed(error.to_string());
                     }
                     Err(panic) => {
                         tracing::error!(message = "The detector crashed; frames pass through.", error = %panic);
-                        stats.detector_state(ComponentState::Error {
-                            message: "the detector crashed; see the server log".into(),
-                        });
+                        stats.detection_failed("the detector crashed; see the server log".into());
                     }
                 }
             }

@@ -240,7 +240,12 @@ struct Inner {
     source_rate: Rate,
     model_id: Option<ModelConfigId>,
     algorithm: Option<Algorithm>,
+    /// What the manager made of the configured detector: none, fitting, fitted, or failed to fit.
     detector_state: ComponentState,
+    /// The last inference failure of the detector in use, cleared by the next success or a swap.
+    /// Kept apart from `detector_state` so that a frame finishing on an old detector can never
+    /// turn a failed fit back into success.
+    detect_error: Option<String>,
     processed: u64,
     passed_through: u64,
     dropped: u64,
@@ -271,6 +276,7 @@ impl PipelineStats {
                 model_id: None,
                 algorithm: None,
                 detector_state: ComponentState::None,
+                detect_error: None,
                 processed: 0,
                 passed_through: 0,
                 dropped: 0,
@@ -331,6 +337,16 @@ impl PipelineStats {
         self.with(|s| s.detector_state = state);
     }
 
+    /// Inference failed on a frame; the detector stays in use.
+    pub fn detection_failed(&self, message: String) {
+        self.with(|s| s.detect_error = Some(message));
+    }
+
+    /// Another detector (or none) took over; failures of the previous one no longer apply.
+    pub fn detector_swapped(&self) {
+        self.with(|s| s.detect_error = None);
+    }
+
     pub fn frames_dropped(&self, n: u64) {
         self.with(|s| s.dropped += n);
     }
@@ -347,9 +363,7 @@ impl PipelineStats {
             s.latency.push(latency);
             s.inference.push(inference);
             s.last_detections = detections;
-            if matches!(s.detector_state, ComponentState::Error { .. }) {
-                s.detector_state = ComponentState::Running;
-            }
+            s.detect_error = None;
         });
     }
 
@@ -407,7 +421,7 @@ impl PipelineStats {
                 detector: DetectorStatus {
                     model_id: s.model_id,
                     algorithm: s.algorithm,
-                    state: s.detector_state.clone(),
+                    state: detector_state(s),
                     processed: s.processed,
                     passed_through: s.passed_through,
                     dropped: s.dropped,
@@ -436,18 +450,28 @@ impl PipelineStats {
     }
 }
 
+fn detector_state(s: &Inner) -> ComponentState {
+    match (&s.detector_state, &s.detect_error) {
+        (ComponentState::Running, Some(message)) => ComponentState::Error {
+            message: message.clone(),
+        },
+        (state, _) => state.clone(),
+    }
+}
+
 fn overall_state(s: &Inner) -> PipelineState {
     if let ComponentState::Error { message } = &s.source_state {
         return PipelineState::Error {
             message: format!("source: {message}"),
         };
     }
-    if let ComponentState::Error { message } = &s.detector_state {
+    let detector = detector_state(s);
+    if let ComponentState::Error { message } = &detector {
         return PipelineState::Error {
             message: format!("model: {message}"),
         };
     }
-    match (&s.source_state, &s.detector_state) {
+    match (&s.source_state, &detector) {
         (ComponentState::None, _) => PipelineState::Idle,
         (ComponentState::Starting, _) | (_, ComponentState::Starting) => PipelineState::Starting,
         _ => PipelineState::Running,
@@ -479,6 +503,39 @@ mod tests {
         let fps = r.per_second(t0 + Duration::from_millis(1000));
         assert!((fps - 10.0).abs() < 1e-9, "{fps}");
         assert_eq!(r.per_second(t0 + Duration::from_secs(10)), 0.0);
+    }
+
+    #[test]
+    fn a_frame_finishing_after_a_failed_fit_does_not_report_success() {
+        let stats = PipelineStats::new(ProjectId::new());
+        stats.set_source(Some((SourceId::new(), SourceKind::Synthetic)));
+        stats.source_state(ComponentState::Running);
+        stats.detector_state(ComponentState::Error {
+            message: "no weights".into(),
+        });
+        // The old detector's last frame completes after the failed fit was reported.
+        stats.processed(Duration::from_millis(5), Duration::from_millis(4), 1);
+        assert!(matches!(
+            stats.snapshot().detector.state,
+            ComponentState::Error { .. }
+        ));
+    }
+
+    #[test]
+    fn an_inference_failure_is_an_error_until_the_next_success() {
+        let stats = PipelineStats::new(ProjectId::new());
+        stats.set_source(Some((SourceId::new(), SourceKind::Synthetic)));
+        stats.source_state(ComponentState::Running);
+        stats.detector_state(ComponentState::Running);
+        stats.detection_failed("out of memory".into());
+        assert_eq!(
+            stats.snapshot().state,
+            PipelineState::Error {
+                message: "model: out of memory".into()
+            }
+        );
+        stats.processed(Duration::from_millis(5), Duration::from_millis(4), 0);
+        assert_eq!(stats.snapshot().state, PipelineState::Running);
     }
 
     #[test]
