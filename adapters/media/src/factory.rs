@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use visprompt_domain::{MediaRoots, SourceConfig};
 use visprompt_runtime::{FrameSource, SourceError, SourceFactory};
 
-use crate::confine::Confinement;
 use crate::dataset::open_sample_dataset;
 use crate::folder::ImagesFolderSource;
 use crate::rtsp::RtspSource;
@@ -15,6 +14,7 @@ use crate::synthetic::SyntheticSource;
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 use crate::v4l2::V4l2Source;
 use crate::video::{VideoFileSource, VideoOptions};
+use visprompt_runtime::Confinement;
 
 /// Opens sources of every kind this build supports.
 #[derive(Clone, Debug, Default)]

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use image::{ImageReader, Limits};
 use visprompt_runtime::{FrameSource, Navigation, RgbImage, SourceError, SourceMode, Thumbnail};
 
-use crate::confine::Confinement;
+use visprompt_runtime::Confinement;
 
 /// The longest side an image may have; anything larger is refused before it is decoded.
 pub const MAX_SIDE: u32 = 16384;

@@ -10,10 +10,8 @@
 //! - [`rtsp`]: H.264 camera streams over RTSP.
 //! - [`v4l2`]: USB cameras through Video4Linux2 (Linux), and camera discovery.
 //! - `h264`, [`yuv`]: decoding and pixel-format conversion shared by the video sources.
-//! - [`confine`]: media paths checked against the media roots with symlinks resolved.
 //! - [`factory`]: [`MediaSourceFactory`], configuration → source.
 
-pub mod confine;
 pub mod dataset;
 pub mod factory;
 pub mod folder;
@@ -25,7 +23,6 @@ pub mod v4l2;
 pub mod video;
 pub mod yuv;
 
-pub use confine::Confinement;
 pub use dataset::{SAMPLE_DATASETS, SampleDataset, open_sample_dataset};
 pub use factory::MediaSourceFactory;
 pub use folder::ImagesFolderSource;

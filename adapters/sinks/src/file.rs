@@ -1,8 +1,9 @@
 //! The file sink: each result's JSON as one line appended to a file (JSON Lines), rotated by size
 //! to `path.1`, `path.2`, …. A blocking thread of its own does the writing, so disk stalls never
 //! reach the async executor; `publish` only hands the line over and drops it when the writer is
-//! that far behind. Confinement to the media roots is the API's job; this only refuses paths that
-//! cannot be a file of ours (a directory, a symbolic link leading out of its directory).
+//! that far behind. The path is resolved against the media roots with symlinks followed before
+//! anything is created, so a linked directory inside a root cannot make it write elsewhere; paths
+//! that cannot be a file of ours (a directory, a device) are refused too.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -15,7 +16,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use visprompt_runtime::{FrameResult, ResultSink, SinkError, SinkHealth, SinkHealthReporter};
+use visprompt_runtime::{
+    Confinement, FrameResult, ResultSink, SinkError, SinkHealth, SinkHealthReporter,
+};
 
 use crate::backoff::Backoff;
 use crate::settings::{BackoffSettings, FileSettings};
@@ -37,14 +40,16 @@ impl FileSink {
     /// these failing is `Invalid`.
     pub async fn start(
         path: &str,
+        confinement: &Confinement,
         settings: &FileSettings,
         backoff: BackoffSettings,
         health: SinkHealthReporter,
     ) -> Result<Self, SinkError> {
         let raw = path.to_owned();
         let settings = settings.clone();
+        let confinement = confinement.clone();
         let writer = tokio::task::spawn_blocking(move || {
-            let path = resolve(&raw)?;
+            let path = resolve(&raw, &confinement)?;
             let (file, size) = open_for_append(&path).map_err(|e| {
                 SinkError::Invalid(format!("cannot open {} for writing: {e}", path.display()))
             })?;
@@ -135,10 +140,10 @@ impl ResultSink for FileSink {
     }
 }
 
-/// Makes the configured path into the file to write: the directory is created if missing and
-/// resolved, and the file itself must be a regular file, not there yet, or a symbolic link to a
-/// regular file in the same directory tree.
-fn resolve(raw: &str) -> Result<PathBuf, SinkError> {
+/// Makes the configured path into the file to write. The directory is resolved against the media
+/// roots before it is created (if missing) and again after; the file itself must be a regular
+/// file, not there yet, or a symbolic link to a regular file inside the roots.
+fn resolve(raw: &str, confinement: &Confinement) -> Result<PathBuf, SinkError> {
     let invalid = |why: String| SinkError::Invalid(format!("the file path {raw:?} {why}"));
     let path = Path::new(raw);
     let name = path
@@ -148,10 +153,15 @@ fn resolve(raw: &str) -> Result<PathBuf, SinkError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    fs::create_dir_all(parent)
+    let parent = confinement
+        .resolve_new(parent)
+        .map_err(|e| invalid(e.to_string()))?;
+    fs::create_dir_all(&parent)
         .map_err(|e| invalid(format!("has a directory that cannot be created: {e}")))?;
-    let parent = fs::canonicalize(parent)
-        .map_err(|e| invalid(format!("has a directory that cannot be resolved: {e}")))?;
+    // Checked again once it exists: a link swapped in meanwhile must not redirect the writes.
+    let parent = confinement
+        .resolve(&parent)
+        .map_err(|e| invalid(e.to_string()))?;
     let file = parent.join(name);
     let metadata = match fs::symlink_metadata(&file) {
         Ok(metadata) => metadata,
@@ -159,14 +169,9 @@ fn resolve(raw: &str) -> Result<PathBuf, SinkError> {
         Err(e) => return Err(invalid(format!("cannot be inspected: {e}"))),
     };
     let file = if metadata.file_type().is_symlink() {
-        let target = fs::canonicalize(&file)
-            .map_err(|e| invalid(format!("is a symbolic link that cannot be resolved: {e}")))?;
-        if !target.starts_with(&parent) {
-            return Err(invalid(
-                "is a symbolic link leading out of its directory".into(),
-            ));
-        }
-        target
+        confinement
+            .resolve(&file)
+            .map_err(|e| invalid(format!("is a symbolic link that {e}")))?
     } else {
         file
     };

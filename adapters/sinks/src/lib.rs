@@ -21,8 +21,8 @@ mod tls;
 pub mod webhook;
 
 use async_trait::async_trait;
-use visprompt_domain::SinkConfig;
-use visprompt_runtime::{ResultSink, SinkError, SinkFactory, SinkHealthReporter};
+use visprompt_domain::{MediaRoots, SinkConfig};
+use visprompt_runtime::{Confinement, ResultSink, SinkError, SinkFactory, SinkHealthReporter};
 
 pub use file::FileSink;
 pub use mqtt::MqttSink;
@@ -39,14 +39,26 @@ pub fn install_crypto_provider() {
 }
 
 /// Builds the sink a stored configuration asks for, with the process-wide [`SinkSettings`].
+/// File sinks write only inside the media roots given to [`Sinks::confined_to`]; by default there
+/// are none, so file sinks are refused.
 #[derive(Clone, Debug, Default)]
 pub struct Sinks {
     settings: SinkSettings,
+    confinement: Confinement,
 }
 
 impl Sinks {
+    /// File sinks may write inside `roots` (symlinks resolved), nowhere else.
+    pub fn confined_to(mut self, roots: &MediaRoots) -> Self {
+        self.confinement = Confinement::new(roots);
+        self
+    }
+
     pub fn new(settings: SinkSettings) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            confinement: Confinement::default(),
+        }
     }
 }
 
@@ -71,9 +83,16 @@ impl SinkFactory for Sinks {
                 backoff,
                 health,
             )?),
-            SinkConfig::File { path } => {
-                Box::new(FileSink::start(path, &self.settings.file, backoff, health).await?)
-            }
+            SinkConfig::File { path } => Box::new(
+                FileSink::start(
+                    path,
+                    &self.confinement,
+                    &self.settings.file,
+                    backoff,
+                    health,
+                )
+                .await?,
+            ),
         })
     }
 }

@@ -47,7 +47,7 @@ fn compose(repo: Arc<dyn Repository>, media_roots: MediaRoots) -> AppState {
         Components {
             sources: Arc::new(MediaSourceFactory::new(media_roots.clone())),
             detectors: Arc::new(ClassicalDetectorFactory),
-            sinks: Arc::new(Sinks::default()),
+            sinks: Arc::new(Sinks::default().confined_to(&media_roots)),
             codec: codec.clone(),
         },
         ManagerSettings::default(),

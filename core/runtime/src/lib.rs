@@ -13,10 +13,12 @@
 //! - [`port`]: the traits adapters implement.
 //! - [`broadcast`]: newest-frame-wins fan-out.
 //! - [`changes`]: a repository decorator that reports every stored change.
+//! - [`confine`]: media paths checked against the roots with symlinks resolved.
 //! - [`pipeline`]: spec, running pipeline, status and the manager.
 
 pub mod broadcast;
 pub mod changes;
+pub mod confine;
 pub mod detection;
 pub mod frame;
 pub mod image;
@@ -27,6 +29,7 @@ pub mod port;
 
 pub use broadcast::{Broadcaster, Subscription};
 pub use changes::{Change, ChangeKind, ObservedRepository};
+pub use confine::{Confinement, ConfinementError};
 pub use detection::Detection;
 pub use frame::{FrameResult, LabelInfo, LabelTable, VideoFrame};
 pub use image::RgbImage;

@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use visprompt_domain::SinkConfig;
-use visprompt_runtime::{ResultSink, SinkError, SinkFactory, SinkHealth, SinkHealthReporter};
+use visprompt_domain::{MediaRoots, SinkConfig};
+use visprompt_runtime::{
+    Confinement, ResultSink, SinkError, SinkFactory, SinkHealth, SinkHealthReporter,
+};
 use visprompt_sinks::{BackoffSettings, FileSettings, FileSink, Sinks};
 
 use crate::support::{Fixture, parse};
@@ -22,8 +24,17 @@ fn sequences(path: &Path) -> Vec<u64> {
         .collect()
 }
 
-async fn build(path: &str) -> Result<Box<dyn ResultSink>, SinkError> {
-    Sinks::default()
+fn roots(root: &Path) -> MediaRoots {
+    MediaRoots::new(vec![root.to_owned()]).unwrap()
+}
+
+/// Sinks whose files must lie inside `root`.
+fn sinks_in(root: &Path) -> Sinks {
+    Sinks::default().confined_to(&roots(root))
+}
+
+async fn build(root: &Path, path: &str) -> Result<Box<dyn ResultSink>, SinkError> {
+    sinks_in(root)
         .build(
             &SinkConfig::File { path: path.into() },
             SinkHealthReporter::default(),
@@ -44,7 +55,7 @@ async fn results_are_appended_as_json_lines_in_a_directory_created_for_them() {
     let results: Vec<_> = (1..=3).map(|seq| fixture.result(seq)).collect();
 
     // Act
-    let mut sink = Sinks::default()
+    let mut sink = sinks_in(dir.path())
         .build(&config, health.clone())
         .await
         .unwrap();
@@ -66,7 +77,7 @@ async fn results_are_appended_as_json_lines_in_a_directory_created_for_them() {
     assert!(text.ends_with('\n'));
 
     // Act: a second sink on the same file appends.
-    let mut again = Sinks::default()
+    let mut again = sinks_in(dir.path())
         .build(&config, health.clone())
         .await
         .unwrap();
@@ -105,6 +116,7 @@ async fn the_file_is_rotated_before_it_would_pass_the_size_limit() {
     let health = SinkHealthReporter::default();
     let mut sink = FileSink::start(
         path.to_str().unwrap(),
+        &Confinement::new(&roots(dir.path())),
         &settings,
         BackoffSettings::default(),
         health.clone(),
@@ -137,7 +149,7 @@ async fn a_line_cut_short_earlier_does_not_swallow_the_next_one() {
     std::fs::write(&path, "{\"cut\":").unwrap();
     let fixture = Fixture::new();
 
-    let mut sink = build(path.to_str().unwrap()).await.unwrap();
+    let mut sink = build(dir.path(), path.to_str().unwrap()).await.unwrap();
     sink.publish(&fixture.result(9)).await.unwrap();
     sink.close().await;
 
@@ -148,7 +160,41 @@ async fn a_line_cut_short_earlier_does_not_swallow_the_next_one() {
 }
 
 #[tokio::test]
-async fn directories_and_symbolic_links_out_of_the_directory_are_invalid() {
+async fn a_linked_directory_cannot_lead_writes_out_of_the_media_roots() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("out")).unwrap();
+    let path = root.path().join("out/cron.d/job");
+    let err = build(root.path(), path.to_str().unwrap())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, SinkError::Invalid(m) if m.contains("outside the media roots")),
+        "{err:?}"
+    );
+    // Nothing was created behind the link.
+    assert!(!outside.path().join("cron.d").exists());
+}
+
+#[tokio::test]
+async fn without_media_roots_no_file_sink_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.jsonl");
+    let result = Sinks::default()
+        .build(
+            &SinkConfig::File {
+                path: path.to_str().unwrap().into(),
+            },
+            SinkHealthReporter::default(),
+        )
+        .await;
+    assert!(matches!(result, Err(SinkError::Invalid(_))));
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn directories_and_symbolic_links_out_of_the_roots_are_invalid() {
     let dir = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
     let out_target = outside.path().join("elsewhere.jsonl");
@@ -168,7 +214,7 @@ async fn directories_and_symbolic_links_out_of_the_directory_are_invalid() {
         format!("{}/below.jsonl", file_as_parent.display()),
         String::new(),
     ] {
-        let result = build(&path).await;
+        let result = build(dir.path(), &path).await;
         assert!(
             matches!(result, Err(SinkError::Invalid(_))),
             "{path:?} was accepted"
@@ -188,6 +234,7 @@ async fn a_symbolic_link_within_the_directory_is_followed() {
 
     let mut sink = FileSink::start(
         link.to_str().unwrap(),
+        &Confinement::new(&roots(dir.path())),
         &FileSettings::default(),
         BackoffSettings::default(),
         SinkHealthReporter::default(),

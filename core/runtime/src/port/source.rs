@@ -32,6 +32,13 @@ pub enum SourceError {
     Unsupported(String),
 }
 
+/// A media path outside the roots cannot be opened, like a missing file.
+impl From<crate::confine::ConfinementError> for SourceError {
+    fn from(e: crate::confine::ConfinementError) -> Self {
+        SourceError::Unavailable(e.0)
+    }
+}
+
 #[async_trait]
 pub trait FrameSource: Send {
     fn mode(&self) -> SourceMode {
