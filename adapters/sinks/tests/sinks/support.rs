@@ -1,11 +1,7 @@
-//! What the sink tests share: results to publish, a real Mosquitto broker on a loopback port, an
-//! MQTT subscriber, a tiny HTTP receiver with scripted answers, and polling helpers.
+//! What the sink tests share: results to publish, the real Mosquitto broker of `visprompt-testkit`,
+//! an MQTT subscriber, a tiny HTTP receiver with scripted answers, and polling helpers.
 
 use std::collections::VecDeque;
-use std::io::Read as _;
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +13,7 @@ use visprompt_runtime::{
     BitMask, Detection, FrameResult, LabelTable, RgbImage, SinkHealth, SinkHealthReporter,
     VideoFrame,
 };
+pub use visprompt_testkit::{Access, Broker, TlsListener, free_port};
 
 /// A project with one label ("cat") and results of 16×12 frames with one rectangular detection.
 pub struct Fixture {
@@ -89,15 +86,6 @@ pub fn parse(payload: &[u8]) -> serde_json::Value {
     serde_json::from_slice(payload).expect("the payload is JSON")
 }
 
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Polls `health` until `accept` says yes; fails with the last state seen.
 pub async fn wait_for_health(
     health: &SinkHealthReporter,
@@ -120,153 +108,6 @@ pub async fn wait_for_health(
 
 pub fn is_retrying(health: &SinkHealth) -> bool {
     matches!(health, SinkHealth::Retrying { .. })
-}
-
-fn mosquitto_binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` is not installed: run tools/ci/install-mosquitto.sh (as root)")
-        })
-}
-
-/// Who may connect to a [`Broker`].
-#[derive(Clone)]
-pub enum Access {
-    Anonymous,
-    Password { username: String, password: String },
-}
-
-/// Extra TLS listener of a [`Broker`]: its port and PEM files.
-#[derive(Clone)]
-pub struct TlsListener {
-    pub port: u16,
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// A Mosquitto process of the test's own on `127.0.0.1:port`, killed when dropped.
-pub struct Broker {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    access: Access,
-    tls: Option<TlsListener>,
-    child: Option<Child>,
-}
-
-impl Broker {
-    pub fn start(access: Access) -> Self {
-        Self::start_on(free_port(), access)
-    }
-
-    pub fn start_on(port: u16, access: Access) -> Self {
-        Self::start_with(port, access, None)
-    }
-
-    pub fn start_with(port: u16, access: Access, tls: Option<TlsListener>) -> Self {
-        let mut broker = Self {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            access,
-            tls,
-            child: None,
-        };
-        broker.launch();
-        broker
-    }
-
-    fn launch(&mut self) {
-        let dir = self.dir.path();
-        // As root, Mosquitto would switch to the `mosquitto` user, which cannot read this
-        // temporary directory; `user root` keeps it as it is (and means nothing to other users).
-        let mut config = format!(
-            "user root\nper_listener_settings false\nlistener {} 127.0.0.1\n",
-            self.port
-        );
-        if let Some(tls) = &self.tls {
-            config.push_str(&format!(
-                "listener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
-                tls.port,
-                tls.ca.display(),
-                tls.cert.display(),
-                tls.key.display()
-            ));
-        }
-        match &self.access {
-            Access::Anonymous => config.push_str("allow_anonymous true\n"),
-            Access::Password { username, password } => {
-                let file = dir.join("passwords");
-                let status = Command::new(mosquitto_binary("mosquitto_passwd"))
-                    .args(["-b", "-c"])
-                    .arg(&file)
-                    .args([username, password])
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "mosquitto_passwd failed");
-                config.push_str(&format!(
-                    "allow_anonymous false\npassword_file {}\n",
-                    file.display()
-                ));
-            }
-        }
-        let config_file = dir.join("mosquitto.conf");
-        std::fs::write(&config_file, config).unwrap();
-        let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
-        let mut child = Command::new(mosquitto_binary("mosquitto"))
-            .arg("-c")
-            .arg(&config_file)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
-        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("mosquitto exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child = Some(child);
-    }
-
-    fn log(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(self.dir.path().join("mosquitto.log")) {
-            let _ = file.read_to_string(&mut text);
-        }
-        text
-    }
-
-    /// Kills the broker the hard way, as a crash or a pulled cable would.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.launch();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// An MQTT client that has subscribed to one topic and hands over every message's payload.

@@ -13,78 +13,35 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use visprompt_media::SyntheticScene;
 use visprompt_media::synthetic::ObjectKind;
+use visprompt_testkit::{Access, Broker, mosquitto_binary};
 
 use crate::helpers::{TestApp, assert_error, id, spawn_app};
 
-/// A Mosquitto broker on a free loopback port, killed on drop.
-struct Broker {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("user root\nlistener {port} 127.0.0.1\nallow_anonymous true\n"),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is not installed: run tools/ci/install-mosquitto.sh");
-        // The guard owns the process from here on, so a failed start still kills it.
-        let broker = Self {
-            port,
-            child,
-            _dir: dir,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return broker;
+/// Messages on `topic`, one JSON document per line, from a `mosquitto_sub` child.
+fn subscribe(broker: &Broker, topic: &str) -> Subscriber {
+    let mut child = Command::new(mosquitto_binary("mosquitto_sub"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "-t",
+            topic,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("mosquitto did not listen on port {port}");
-    }
-
-    /// Messages on `topic`, one JSON document per line, from a `mosquitto_sub` child.
-    fn subscribe(&self, topic: &str) -> Subscriber {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-t", topic])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub is not installed: run tools/ci/install-mosquitto.sh");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Subscriber { child, rx }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    });
+    Subscriber { child, rx }
 }
 
 struct Subscriber {
@@ -199,7 +156,7 @@ async fn eventually_status(app: &TestApp, what: &str, check: impl Fn(&Value) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detections_of_a_prompted_shape_flow_to_mqtt_and_follow_api_changes() {
     // Arrange: a broker, the server, a project with one label prompted on the striped disc.
-    let broker = Broker::start();
+    let broker = Broker::start(Access::Anonymous);
     let app = spawn_app().await;
     let project = app.post_project("live").await;
     let pid = id(&project);
@@ -214,7 +171,7 @@ async fn detections_of_a_prompted_shape_flow_to_mqtt_and_follow_api_changes() {
     assert_eq!(resp.status(), StatusCode::CREATED);
     let prompt: Value = resp.json().await.unwrap();
     let topic = "visprompt/test";
-    let sub = broker.subscribe(topic);
+    let sub = subscribe(&broker, topic);
     let sink = json!({ "active": true, "config": { "sink_type": "mqtt", "broker_host": "127.0.0.1", "broker_port": broker.port, "topic": topic } });
     assert_eq!(
         app.post_json(&format!("/api/v1/projects/{pid}/sinks"), &sink)
