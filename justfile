@@ -27,6 +27,11 @@ fuzz-api EXAMPLES="60":
 bench-api:
     tools/bench/api.sh
 
+# Frames/s and per-stage latency of the live pipeline (release): classical and pass-through
+# detectors, each against the same detector in a bare loop. SECONDS per run.
+bench-pipeline SECONDS="5":
+    cargo run -q --release -p visprompt-bench-pipeline -- {{SECONDS}}
+
 fmt:
     cargo fmt --all
 
