@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mp4::{MediaType, Mp4Reader, TrackType};
+use mp4::{MediaType, Mp4Reader, Mp4Track, TrackType};
 use tokio::time::Instant;
 use visprompt_runtime::{FrameSource, Navigation, RgbImage, SourceError, Thumbnail};
 
@@ -54,8 +54,9 @@ struct Decoding {
     length_size: usize,
     /// SPS and PPS in Annex B, fed before the first sample after every restart.
     parameter_sets: Vec<u8>,
-    /// Sample indices (from 0) of the key frames, ascending.
-    key_frames: Vec<usize>,
+    /// Sample indices (from 0) of the key frames, ascending; `None` when every sample is one
+    /// (a file without a sync-sample table), which needs no list as long as the file.
+    key_frames: Option<Vec<usize>>,
     decoder: H264Decoder,
     /// The next sample to feed, or `None` when the decoder must restart before going on.
     next_sample: Option<usize>,
@@ -72,8 +73,17 @@ impl Decoding {
 
     /// The key frame at or before `index`.
     fn key_frame_for(&self, index: usize) -> usize {
-        let slot = self.key_frames.partition_point(|&k| k <= index);
-        slot.checked_sub(1).map_or(0, |s| self.key_frames[s])
+        let Some(keys) = &self.key_frames else {
+            return index;
+        };
+        let slot = keys.partition_point(|&k| k <= index);
+        slot.checked_sub(1).map_or(0, |s| keys[s])
+    }
+
+    fn is_key_frame(&self, index: usize) -> bool {
+        self.key_frames
+            .as_ref()
+            .is_none_or(|keys| keys.binary_search(&index).is_ok())
     }
 
     /// The picture at display position `index`. Blocking.
@@ -129,13 +139,19 @@ impl Decoding {
     }
 
     fn feed(&mut self, index: usize, wanted: bool) -> Result<Output, SourceError> {
-        let sample = self
-            .reader
-            .read_sample(self.track_id, index as u32 + 1)
+        let (reader, track_id) = (&mut self.reader, self.track_id);
+        // The `mp4` crate unwraps and does unchecked arithmetic on table values while reading a
+        // sample; `open` refuses the values known to trip it, and this catches any it missed, so
+        // a hostile file costs one frame rather than the decoding thread.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reader.read_sample(track_id, index as u32 + 1)
+        }))
+        .map_err(|_| self.corrupt(index, "the demuxer failed on the sample table"))?;
+        let sample = read
             .map_err(|e| self.corrupt(index, e))?
             .ok_or_else(|| self.corrupt(index, "the sample is missing"))?;
         let mut annex_b = Vec::with_capacity(sample.bytes.len() + 64);
-        if self.key_frames.binary_search(&index).is_ok() {
+        if self.is_key_frame(index) {
             // Repeating the parameter sets at every key frame costs a few bytes and makes every
             // restart point self-contained.
             annex_b.extend_from_slice(&self.parameter_sets);
@@ -145,6 +161,112 @@ impl Decoding {
         self.decoder
             .decode(&annex_b, wanted)
             .map_err(|e| self.corrupt(index, e))
+    }
+}
+
+/// What `open` takes from a track's sample tables, after checking them against the file.
+///
+/// The `mp4` crate parses the tables as they are and later trusts them: it sizes buffers by them,
+/// divides by them and unwraps lookups in them. Every value it would trip on is refused here,
+/// before anything is allocated from it.
+struct SampleTable {
+    len: usize,
+    key_frames: Option<Vec<usize>>,
+    frame_duration: Duration,
+}
+
+impl SampleTable {
+    fn check(track: &Mp4Track, file_size: u64) -> Result<Self, String> {
+        let stbl = &track.trak.mdia.minf.stbl;
+        let stsz = &stbl.stsz;
+        let count = stsz.sample_count;
+        if count == 0 {
+            return Err("the video track has no frames".into());
+        }
+        // Each sample occupies at least one byte of the file (its fixed size, when the table
+        // gives one), so a count beyond that is a lie, whatever the table's own box size says.
+        let at_least = u64::from(stsz.sample_size.max(1));
+        if u64::from(count) * at_least > file_size {
+            return Err(format!(
+                "{count} frames of at least {at_least} bytes each cannot fit in {file_size} bytes"
+            ));
+        }
+        let largest = if stsz.sample_size != 0 {
+            stsz.sample_size
+        } else {
+            if stsz.sample_sizes.len() != count as usize {
+                return Err(format!(
+                    "the size table lists {} of {count} frames",
+                    stsz.sample_sizes.len()
+                ));
+            }
+            let total: u64 = stsz.sample_sizes.iter().map(|&s| u64::from(s)).sum();
+            if total > file_size {
+                return Err(format!(
+                    "the frames claim {total} bytes, more than the file's {file_size}"
+                ));
+            }
+            stsz.sample_sizes.iter().copied().max().unwrap_or(0)
+        };
+        if largest > MAX_SAMPLE_BYTES {
+            return Err(format!(
+                "a frame claims {largest} bytes, more than the {MAX_SAMPLE_BYTES} accepted"
+            ));
+        }
+        // The crate unwraps the time of every sample it reads.
+        let timed: u64 = stbl
+            .stts
+            .entries
+            .iter()
+            .map(|e| u64::from(e.sample_count))
+            .sum();
+        if timed < u64::from(count) {
+            return Err(format!("the time table covers {timed} of {count} frames"));
+        }
+        // It divides by `samples_per_chunk` and subtracts one from chunk numbers.
+        if stbl.stsc.entries.is_empty()
+            || stbl
+                .stsc
+                .entries
+                .iter()
+                .any(|e| e.samples_per_chunk == 0 || e.first_chunk == 0)
+        {
+            return Err("the sample-to-chunk table is empty or has an empty chunk".into());
+        }
+
+        let len = count as usize;
+        // Without a sync-sample table every sample is a key frame (ISO 14496-12). The table's
+        // length is bounded by its box, so collecting it is bounded by the file.
+        let key_frames = stbl.stss.as_ref().map(|stss| {
+            let mut keys: Vec<usize> = stss
+                .entries
+                .iter()
+                .filter_map(|&n| (n as usize).checked_sub(1))
+                .filter(|&i| i < len)
+                .collect();
+            // Searches assume ascending order, which a damaged table need not keep.
+            keys.sort_unstable();
+            keys.dedup();
+            keys
+        });
+
+        let mdhd = &track.trak.mdia.mdhd;
+        if mdhd.timescale == 0 {
+            return Err("the track's timescale is 0".into());
+        }
+        // In u128, `duration * 1e6` cannot overflow (a u64 times 2^20 at most).
+        let micros = u128::from(mdhd.duration) * 1_000_000
+            / (u128::from(mdhd.timescale) * u128::from(count));
+        let frame_duration = u64::try_from(micros)
+            .ok()
+            .map(Duration::from_micros)
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(10))
+            .unwrap_or(FALLBACK_FRAME);
+        Ok(Self {
+            len,
+            key_frames,
+            frame_duration,
+        })
     }
 }
 
@@ -175,8 +297,10 @@ impl std::fmt::Debug for VideoFileSource {
 impl VideoFileSource {
     /// Opens `path` and reads its sample tables (not its frames). Blocking.
     ///
-    /// Returns `Unavailable` naming the file when it cannot be read or is not an MP4 with frames,
-    /// and `Unsupported` when its video is not H.264.
+    /// Returns `Unavailable` naming the file when it cannot be read or is not an MP4 with a video
+    /// track, `Corrupt` when its sample tables cannot be true of the file (counts or sizes beyond
+    /// its length, a zero timescale), and `Unsupported` when its video is not H.264 or the file is
+    /// fragmented.
     pub fn open(path: &Path, options: VideoOptions) -> Result<Self, SourceError> {
         let shown = path.display();
         let unavailable = |why: &dyn std::fmt::Display| {
@@ -184,8 +308,11 @@ impl VideoFileSource {
         };
         let file = File::open(path).map_err(|e| unavailable(&e))?;
         let size = file.metadata().map_err(|e| unavailable(&e))?.len();
-        let reader = Mp4Reader::read_header(BufReader::new(file), size)
-            .map_err(|e| unavailable(&format!("not a readable MP4 file ({e})")))?;
+        // The parser is not hardened against hostile input; a panic in it is a bad file.
+        let reader =
+            std::panic::catch_unwind(|| Mp4Reader::read_header(BufReader::new(file), size))
+                .map_err(|_| unavailable(&"not a readable MP4 file (its boxes do not parse)"))?
+                .map_err(|e| unavailable(&format!("not a readable MP4 file ({e})")))?;
 
         let mut videos: Vec<_> = reader
             .tracks()
@@ -202,6 +329,15 @@ impl VideoFileSource {
                 .map_or_else(|_| "an unknown codec".to_string(), |b| b.to_string());
             return Err(SourceError::Unsupported(format!(
                 "video {shown} is {codec}; only H.264 can be decoded"
+            )));
+        }
+        // Fragments (`moof`/`trun`) carry their own sample sizes and counts, which the checks below
+        // do not see and which the `mp4` crate sums with a panic on overflow; they are refused
+        // before anything reads them.
+        if !track.trafs.is_empty() {
+            return Err(SourceError::Unsupported(format!(
+                "video {shown} is a fragmented MP4; only MP4 files with a complete sample table \
+                 can be played"
             )));
         }
         let stbl = &track.trak.mdia.minf.stbl;
@@ -221,35 +357,14 @@ impl VideoFileSource {
             &mut parameter_sets,
         );
 
-        let len = track.sample_count() as usize;
-        if len == 0 {
-            return Err(unavailable(&"the video track has no frames"));
-        }
-        let largest = stbl
-            .stsz
-            .sample_sizes
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(stbl.stsz.sample_size);
-        if largest > MAX_SAMPLE_BYTES {
-            return Err(unavailable(&format!(
-                "a frame claims {largest} bytes, more than the {MAX_SAMPLE_BYTES} accepted"
-            )));
-        }
-        // Without a sync-sample table every sample is a key frame (ISO 14496-12).
-        let key_frames = match &stbl.stss {
-            Some(stss) => stss
-                .entries
-                .iter()
-                .filter_map(|&n| (n as usize).checked_sub(1))
-                .filter(|&i| i < len)
-                .collect(),
-            None => (0..len).collect(),
-        };
-        let frame_duration = Some(track.duration() / len as u32)
-            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(10))
-            .unwrap_or(FALLBACK_FRAME);
+        let sample_table = SampleTable::check(track, size).map_err(|why| {
+            SourceError::Corrupt(format!("video {shown} has a damaged sample table: {why}"))
+        })?;
+        let SampleTable {
+            len,
+            key_frames,
+            frame_duration,
+        } = sample_table;
         let track_id = track.track_id();
         let decoding = Decoding {
             path: path.to_path_buf(),

@@ -329,3 +329,133 @@ async fn the_factory_opens_videos_inside_the_roots_and_names_bad_ones() {
         Ok(_) => panic!("a video outside the roots opened"),
     }
 }
+
+/// The offset of the box at `path` (such as `moov/trak/mdia/mdhd`) in an MP4 file, found by
+/// walking the box tree, so that patches land on the field they mean and never in frame data.
+fn find_box(data: &[u8], path: &[&[u8; 4]]) -> usize {
+    let (mut start, mut end, mut found) = (0, data.len(), 0);
+    for name in path {
+        let mut at = start;
+        loop {
+            assert!(at + 8 <= end, "no {} box", String::from_utf8_lossy(*name));
+            let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+            assert!(size >= 8, "a box of {size} bytes");
+            if &data[at + 4..at + 8] == *name {
+                (found, start, end) = (at, at + 8, at + size);
+                break;
+            }
+            at += size;
+        }
+    }
+    found
+}
+
+const STBL: [&[u8; 4]; 5] = [b"moov", b"trak", b"mdia", b"minf", b"stbl"];
+
+fn put_u32(data: &mut [u8], at: usize, value: u32) {
+    data[at..at + 4].copy_from_slice(&value.to_be_bytes());
+}
+
+/// The pattern video with `patch` applied to its bytes, written next to the original.
+fn patched_video(patch: impl FnOnce(&mut Vec<u8>)) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, path) = pattern_video();
+    let mut data = std::fs::read(&path).unwrap();
+    patch(&mut data);
+    let patched = dir.path().join("patched.mp4");
+    std::fs::write(&patched, data).unwrap();
+    (dir, patched)
+}
+
+/// Renames the sync-sample table so that readers skip it: every sample is then a key frame.
+fn drop_sync_table(data: &mut [u8]) {
+    let stss = find_box(data, &[STBL.as_slice(), &[b"stss"]].concat());
+    data[stss + 4..stss + 8].copy_from_slice(b"free");
+}
+
+#[tokio::test]
+async fn a_sample_count_the_file_cannot_hold_is_refused_before_anything_is_sized_by_it() {
+    let (_dir, original) = pattern_video();
+    let file_len = std::fs::metadata(&original).unwrap().len() as u32;
+    // A count just beyond the file, and the largest a table can claim; without a sync table a
+    // list of every sample would take 32 GiB for the latter.
+    for (sample_size, count) in [(1, file_len * 10), (1000, u32::MAX)] {
+        let (_dir, path) = patched_video(|data| {
+            let stsz = find_box(data, &[STBL.as_slice(), &[b"stsz"]].concat());
+            put_u32(data, stsz + 12, sample_size);
+            put_u32(data, stsz + 16, count);
+            drop_sync_table(data);
+        });
+        match VideoFileSource::open(&path, VideoOptions::default()) {
+            Err(SourceError::Corrupt(msg)) => {
+                assert!(msg.contains("cannot fit"), "{msg}");
+                assert!(msg.contains("patched.mp4"), "{msg}");
+            }
+            other => panic!("expected Corrupt for {count} samples, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_zero_timescale_is_refused_not_divided_by() {
+    let (_dir, path) = patched_video(|data| {
+        let mdhd = find_box(data, &[b"moov", b"trak", b"mdia", b"mdhd"]);
+        assert_eq!(data[mdhd + 8], 0, "a version 0 mdhd");
+        // Version 0: header, version and flags, creation and modification times, timescale.
+        put_u32(data, mdhd + 20, 0);
+    });
+    match VideoFileSource::open(&path, VideoOptions::default()) {
+        Err(SourceError::Corrupt(msg)) => assert!(msg.contains("timescale"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_fragmented_file_is_refused_as_unsupported() {
+    // A movie fragment for track 1 whose one sample claims 1.75 GiB: the sample tables checked
+    // at open say nothing about it, so it must not be read at all.
+    let mut moof = Vec::new();
+    let mfhd = [
+        &16u32.to_be_bytes()[..],
+        b"mfhd",
+        &[0; 4],
+        &1u32.to_be_bytes(),
+    ]
+    .concat();
+    let tfhd = [
+        &16u32.to_be_bytes()[..],
+        b"tfhd",
+        &[0; 4],
+        &1u32.to_be_bytes(),
+    ]
+    .concat();
+    // Flags 0x200: every sample has its size.
+    let trun = [
+        &20u32.to_be_bytes()[..],
+        b"trun",
+        &[0, 0, 2, 0],
+        &1u32.to_be_bytes(),
+        &0x7000_0000u32.to_be_bytes(),
+    ]
+    .concat();
+    let traf_len = 8 + tfhd.len() + trun.len();
+    let traf = [&(traf_len as u32).to_be_bytes()[..], b"traf", &tfhd, &trun].concat();
+    moof.extend_from_slice(&((8 + mfhd.len() + traf.len()) as u32).to_be_bytes());
+    moof.extend_from_slice(b"moof");
+    moof.extend_from_slice(&mfhd);
+    moof.extend_from_slice(&traf);
+    let (_dir, path) = patched_video(|data| data.extend_from_slice(&moof));
+    match VideoFileSource::open(&path, VideoOptions::default()) {
+        Err(SourceError::Unsupported(msg)) => assert!(msg.contains("fragmented"), "{msg}"),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_file_without_a_sync_table_plays_every_frame() {
+    let (_dir, path) = patched_video(|data| drop_sync_table(data));
+    let mut source = VideoFileSource::open(&path, VideoOptions { looping: false }).unwrap();
+    for i in 0..FRAMES {
+        assert_is_pattern_frame(&source.next_frame().await.unwrap().unwrap(), i);
+    }
+    assert!(source.next_frame().await.unwrap().is_none());
+}
