@@ -22,7 +22,8 @@ use crate::h264::{H264Decoder, Output, avc_to_annex_b, parameter_sets_to_annex_b
 /// the demuxer allocate gigabytes for one sample.
 const MAX_SAMPLE_BYTES: u32 = 64 << 20;
 
-/// Damaged frames skipped in a row before `next_frame` reports the damage.
+/// Damaged groups of pictures skipped in a row before `next_frame` reports the damage. Each skip
+/// jumps to the next key frame, so this counts runs of damage, not frames.
 const MAX_SKIPPED: usize = 100;
 
 /// Frame duration used when the file gives none (or an absurd one).
@@ -64,6 +65,8 @@ struct Decoding {
     next_output: usize,
     /// Pictures drained at the end of the stream, not yet handed out.
     drained: VecDeque<RgbImage>,
+    /// The sample that failed in the last [`Decoding::frame`] call, if one did.
+    damaged: Option<usize>,
 }
 
 impl Decoding {
@@ -86,8 +89,24 @@ impl Decoding {
             .is_none_or(|keys| keys.binary_search(&index).is_ok())
     }
 
+    /// Where to go on after [`Decoding::frame`] failed for `index`: the first key frame after
+    /// both `index` and the sample that failed, or `len` when none follows. Every picture before
+    /// it depends on the damaged one, and asking for them one by one would decode the group from
+    /// its key frame into the same damage each time.
+    fn resume_after(&self, index: usize) -> usize {
+        let damaged = self.damaged.map_or(index, |d| d.max(index));
+        match &self.key_frames {
+            None => damaged + 1,
+            Some(keys) => keys
+                .get(keys.partition_point(|&k| k <= damaged))
+                .copied()
+                .unwrap_or(self.len),
+        }
+    }
+
     /// The picture at display position `index`. Blocking.
     fn frame(&mut self, index: usize) -> Result<RgbImage, SourceError> {
+        self.damaged = None;
         let key = self.key_frame_for(index);
         // Going on is right when `index` lies ahead in the same run of pictures and no key frame
         // closer to it would be a shorter way there.
@@ -117,15 +136,27 @@ impl Decoding {
                 continue;
             }
             let Some(sample) = self.next_sample.filter(|&s| s < self.len) else {
-                let rest = self.decoder.drain().map_err(|e| self.corrupt(index, e))?;
+                // Whatever went wrong here concerns the end of the stream.
+                let last = self.len - 1;
+                let rest = self.decoder.drain().map_err(|e| {
+                    self.damaged = Some(last);
+                    self.corrupt(index, e)
+                })?;
                 if rest.is_empty() {
+                    self.damaged = Some(last);
                     return Err(self.corrupt(index, "the decoder returned no picture"));
                 }
                 self.drained.extend(rest);
                 continue;
             };
             let wanted = self.next_output == index;
-            let output = self.feed(sample, wanted)?;
+            let output = match self.feed(sample, wanted) {
+                Ok(output) => output,
+                Err(e) => {
+                    self.damaged = Some(sample);
+                    return Err(e);
+                }
+            };
             self.next_sample = Some(sample + 1);
             match output {
                 Output::Nothing => {}
@@ -378,6 +409,7 @@ impl VideoFileSource {
             next_sample: None,
             next_output: 0,
             drained: VecDeque::new(),
+            damaged: None,
         };
         Ok(Self {
             decoding: Some(Box::new(decoding)),
@@ -420,7 +452,8 @@ impl FrameSource for VideoFileSource {
             })?;
             let (decoding, result) = tokio::task::spawn_blocking(move || {
                 let result = decoding.frame(index);
-                (decoding, result)
+                let resume = decoding.resume_after(index);
+                (decoding, result.map_err(|e| (e, resume)))
             })
             .await
             .map_err(|e| SourceError::Unavailable(format!("the video decoder stopped: {e}")))?;
@@ -428,14 +461,20 @@ impl FrameSource for VideoFileSource {
             self.position = index + 1;
             match result {
                 Ok(picture) => break picture,
-                // A damaged frame is skipped: an error here would make the pipeline reopen the
-                // file and play it from the start, into the same damage. A run of them is
-                // reported, so a file that is damaged throughout does not spin.
-                Err(SourceError::Corrupt(error)) if skipped < MAX_SKIPPED => {
-                    tracing::warn!(message = "Skipping a video frame that does not decode.", %error);
+                // Damage is skipped up to the next key frame: an error here would make the
+                // pipeline reopen the file and play it from the start, into the same damage. A
+                // run of damaged groups is reported, so a file damaged throughout does not spin.
+                Err((SourceError::Corrupt(error), resume)) if skipped < MAX_SKIPPED => {
+                    tracing::warn!(
+                        message = "Skipping video frames up to the next key frame after damage.",
+                        %error,
+                        from = index,
+                        to = resume,
+                    );
+                    self.position = resume;
                     skipped += 1;
                 }
-                Err(e) => return Err(e),
+                Err((e, _)) => return Err(e),
             }
         };
 

@@ -22,15 +22,21 @@ const KEY_EVERY: u32 = 10;
 /// 25 frames a second, in a 1 kHz timescale.
 const FRAME_MS: u32 = 40;
 
+/// The left edge of the block in frame `i`: it moves 8 pixels a frame and wraps before it would
+/// leave the frame (or leave no grey to its right).
+fn block_x(i: u32) -> u32 {
+    8 * (i % 34)
+}
+
 /// Frame `i`: red, green and blue bars over the top half, and a white 32x32 block on grey in the
-/// bottom half whose left edge is at `8 * i`.
+/// bottom half whose left edge is at [`block_x`].
 fn pattern(i: u32) -> Vec<u8> {
     let mut rgb = Vec::with_capacity((WIDTH * HEIGHT * 3) as usize);
     for y in 0..HEIGHT {
         for x in 0..WIDTH {
             let px = if y < HEIGHT / 2 {
                 [[200, 30, 30], [30, 200, 30], [30, 30, 200]][(x * 3 / WIDTH) as usize]
-            } else if (140..172).contains(&y) && (8 * i..8 * i + 32).contains(&x) {
+            } else if (140..172).contains(&y) && (block_x(i)..block_x(i) + 32).contains(&x) {
                 [240, 240, 240]
             } else {
                 [110, 110, 110]
@@ -54,13 +60,18 @@ fn units(annex_b: &[u8]) -> Vec<Vec<u8>> {
 /// Encodes the pattern into an H.264 MP4 at `path`; the slice data of frame `damaged`, if any, is
 /// overwritten with noise (its NAL headers and lengths stay intact, as in a damaged file).
 fn write_pattern_video(path: &Path, damaged: Option<u32>) {
+    write_video(path, FRAMES, KEY_EVERY, damaged);
+}
+
+/// [`write_pattern_video`] with `frames` frames and a key frame every `key_every`.
+fn write_video(path: &Path, frames: u32, key_every: u32, damaged: Option<u32>) {
     let config = EncoderConfig::new()
         .bitrate(BitRate::from_bps(3_000_000))
-        .intra_frame_period(IntraFramePeriod::from_num_frames(KEY_EVERY));
+        .intra_frame_period(IntraFramePeriod::from_num_frames(key_every));
     let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config).unwrap();
     let (mut sps, mut pps) = (None, None);
     let mut samples = Vec::new();
-    for i in 0..FRAMES {
+    for i in 0..frames {
         let rgb = pattern(i);
         let yuv =
             YUVBuffer::from_rgb8_source(RgbSliceU8::new(&rgb, (WIDTH as usize, HEIGHT as usize)));
@@ -92,7 +103,7 @@ fn write_pattern_video(path: &Path, damaged: Option<u32>) {
     }
     assert_eq!(
         samples.iter().filter(|(_, sync)| *sync).count(),
-        3,
+        frames.div_ceil(key_every) as usize,
         "key frames"
     );
 
@@ -158,12 +169,12 @@ fn assert_is_pattern_frame(frame: &RgbImage, i: u32) {
             frame.pixel(x, 60)
         );
     }
-    let inside = frame.pixel(8 * i + 16, 156);
+    let inside = frame.pixel(block_x(i) + 16, 156);
     assert!(
         near(inside, [240, 240, 240], 24),
         "frame {i}: block {inside:?}"
     );
-    let beside = frame.pixel(8 * i + 48, 156);
+    let beside = frame.pixel(block_x(i) + 48, 156);
     assert!(
         near(beside, [110, 110, 110], 24),
         "frame {i}: right of the block {beside:?}"
@@ -193,25 +204,54 @@ async fn every_frame_decodes_to_the_pattern_in_order_then_the_video_ends() {
     assert!(source.next_frame().await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn a_damaged_frame_is_skipped_and_playback_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("damaged.mp4");
-    write_pattern_video(&path, Some(4));
-    let mut source = VideoFileSource::open(&path, VideoOptions { looping: false }).unwrap();
-    let mut frames = 0;
+/// Plays a video that does not loop to its end; damage must be skipped, never reported.
+async fn play_to_the_end(source: &mut VideoFileSource) -> Vec<RgbImage> {
+    let mut frames = Vec::new();
     while let Some(frame) = source
         .next_frame()
         .await
         .expect("damage is skipped, not reported")
     {
-        assert_eq!((frame.width(), frame.height()), (WIDTH, HEIGHT));
-        frames += 1;
+        frames.push(frame);
     }
-    assert!((20..FRAMES).contains(&frames), "{frames} frames");
-    // Frames after the next key frame are whole again.
+    frames
+}
+
+/// Checks that `frames` are exactly the pattern frames `expected`, in order.
+fn assert_frames(frames: &[RgbImage], expected: &[u32]) {
+    assert_eq!(frames.len(), expected.len(), "frames {expected:?}");
+    for (frame, &i) in frames.iter().zip(expected) {
+        assert_is_pattern_frame(frame, i);
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_frame_loses_the_rest_of_its_group_and_playback_goes_on_at_the_next_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.mp4");
+    write_pattern_video(&path, Some(4));
+    let mut source = VideoFileSource::open(&path, VideoOptions { looping: false }).unwrap();
+    let frames = play_to_the_end(&mut source).await;
+    // Frames 5 to 9 reference frame 4; the group ends at key frame 10.
+    let expected: Vec<u32> = (0..4).chain(KEY_EVERY..FRAMES).collect();
+    assert_frames(&frames, &expected);
+    // Frames after the next key frame are whole again when sought, too.
     source.navigation().unwrap().seek(12).unwrap();
     assert_is_pattern_frame(&source.next_frame().await.unwrap().unwrap(), 12);
+}
+
+#[tokio::test]
+async fn damage_early_in_a_group_longer_than_the_skip_limit_is_passed_in_one_step() {
+    // 115 frames depend on the damaged one, more than the number of skips in a row that count as
+    // a file damaged throughout.
+    let (frames, key_every) = (130, 120);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long-group.mp4");
+    write_video(&path, frames, key_every, Some(4));
+    let mut source = VideoFileSource::open(&path, VideoOptions { looping: false }).unwrap();
+    let played = play_to_the_end(&mut source).await;
+    let expected: Vec<u32> = (0..4).chain(key_every..frames).collect();
+    assert_frames(&played, &expected);
 }
 
 #[tokio::test]
