@@ -56,14 +56,33 @@ fn without_credentials(url: &Url) -> Url {
     shown
 }
 
+/// Parses an RTSP URL this client can open. The raw text never goes into a message: it may hold
+/// a password, and a URL that does not parse cannot be shown without it reliably.
+fn parse_url(raw_url: &str) -> Result<Url, SourceError> {
+    let url = Url::parse(raw_url)
+        .map_err(|e| SourceError::Unsupported(format!("the RTSP URL is not valid: {e}")))?;
+    match url.scheme() {
+        "rtsp" => Ok(url),
+        // retina speaks RTSP over plain TCP only.
+        "rtsps" => Err(SourceError::Unsupported(format!(
+            "RTSP over TLS (rtsps://) is not supported; use an rtsp:// URL for {}",
+            without_credentials(&url)
+        ))),
+        other => Err(SourceError::Unsupported(format!(
+            "the RTSP URL has scheme {other}://; only rtsp:// is supported"
+        ))),
+    }
+}
+
 impl RtspSource {
     /// Connects, asks for the first H.264 video stream and starts playing it.
     ///
     /// Returns `Unavailable` naming the URL (without credentials) when the server cannot be
-    /// reached or refuses, and `Unsupported` when it offers no H.264 video.
+    /// reached or refuses, and `Unsupported` when it offers no H.264 video or the URL cannot be
+    /// opened by this client at all (not a valid URL, or a scheme other than `rtsp://`): those
+    /// will not change by trying again.
     pub async fn open(raw_url: &str) -> Result<Self, SourceError> {
-        let url = Url::parse(raw_url)
-            .map_err(|e| SourceError::Unavailable(format!("{raw_url:?} is not a URL: {e}")))?;
+        let url = parse_url(raw_url)?;
         let shown = without_credentials(&url).to_string();
         let creds = (!url.username().is_empty()).then(|| Credentials {
             username: url.username().to_owned(),

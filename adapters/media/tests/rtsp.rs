@@ -189,3 +189,21 @@ async fn an_unknown_path_on_a_real_server_is_unavailable() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn urls_this_client_cannot_open_are_unsupported_without_their_credentials() {
+    for (url, says) in [
+        // Port out of range: the URL does not parse.
+        ("rtsp://admin:secret@cam:99999/x", "not valid"),
+        ("rtsps://admin:secret@127.0.0.1:1/x", "rtsps"),
+        ("http://admin:secret@127.0.0.1:1/x", "http"),
+    ] {
+        match RtspSource::open(url).await {
+            Err(SourceError::Unsupported(msg)) => {
+                assert!(msg.contains(says), "{url}: {msg}");
+                assert!(!msg.contains("secret"), "{url}: {msg}");
+            }
+            other => panic!("{url}: expected Unsupported, got {other:?}"),
+        }
+    }
+}
