@@ -280,13 +280,22 @@ impl Navigation for ImagesFolderSource {
         max_side: u32,
     ) -> Result<Vec<Thumbnail>, SourceError> {
         let end = offset.saturating_add(limit).min(self.stills.len());
-        (offset..end)
-            .map(|index| {
-                let still = &self.stills[index];
-                let image = shrink(&still.decode(self.confinement.as_deref())?, max_side);
-                Ok(Thumbnail { index, image })
-            })
-            .collect()
+        let mut thumbnails = Vec::with_capacity(end.saturating_sub(offset));
+        for index in offset..end {
+            match self.stills[index].decode(self.confinement.as_deref()) {
+                Ok(image) => thumbnails.push(Thumbnail {
+                    index,
+                    image: shrink(&image, max_side),
+                }),
+                // One file that does not decode leaves a gap in the page, as it is skipped in
+                // playback; a folder that cannot be read fails the page.
+                Err(SourceError::Corrupt(error)) => {
+                    tracing::warn!(message = "No thumbnail for an image that does not decode.", %error);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(thumbnails)
     }
 }
 

@@ -526,14 +526,26 @@ impl Navigation for VideoFileSource {
     ) -> Result<Vec<Thumbnail>, SourceError> {
         let end = offset.saturating_add(limit).min(self.len);
         let decoding = self.decoding()?;
-        (offset..end)
-            .map(|index| {
-                let picture = decoding.frame(index)?;
-                Ok(Thumbnail {
+        let mut thumbnails = Vec::with_capacity(end.saturating_sub(offset));
+        let mut index = offset;
+        while index < end {
+            match decoding.frame(index) {
+                Ok(picture) => thumbnails.push(Thumbnail {
                     index,
                     image: shrink(&picture, max_side),
-                })
-            })
-            .collect()
+                }),
+                // Damaged frames leave a gap in the page, as they do in playback, up to the next
+                // key frame: the frames between depend on the damage too.
+                Err(SourceError::Corrupt(error)) => {
+                    let resume = decoding.resume_after(index);
+                    tracing::warn!(message = "No thumbnails for damaged video frames.", %error, from = index, to = resume);
+                    index = resume;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            index += 1;
+        }
+        Ok(thumbnails)
     }
 }

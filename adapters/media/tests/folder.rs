@@ -99,6 +99,11 @@ async fn a_corrupt_file_is_reported_by_name_and_the_source_goes_on() {
     source.navigation().unwrap().seek(2).unwrap();
     let frame = source.next_frame().await.unwrap().unwrap();
     assert_eq!(frame.pixel(0, 0), [3, 100, 200]);
+
+    // The page of thumbnails has a gap where the corrupt file is, and the good ones around it.
+    let thumbs = source.navigation().unwrap().thumbnails(0, 3, 8).unwrap();
+    assert_eq!(thumbs.iter().map(|t| t.index).collect::<Vec<_>>(), [0, 2]);
+    assert_eq!(thumbs[1].image.pixel(0, 0), [3, 100, 200]);
 }
 
 #[tokio::test]

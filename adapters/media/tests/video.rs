@@ -238,6 +238,10 @@ async fn a_damaged_frame_loses_the_rest_of_its_group_and_playback_goes_on_at_the
     // Frames after the next key frame are whole again when sought, too.
     source.navigation().unwrap().seek(12).unwrap();
     assert_is_pattern_frame(&source.next_frame().await.unwrap().unwrap(), 12);
+    // Thumbnails leave out the same frames rather than failing the page.
+    let thumbs = source.navigation().unwrap().thumbnails(2, 10, 80).unwrap();
+    let indices: Vec<usize> = thumbs.iter().map(|t| t.index).collect();
+    assert_eq!(indices, [2, 3, 10, 11]);
 }
 
 #[tokio::test]
