@@ -5,18 +5,17 @@
 //! It does not watch the folder: files added after opening appear when the source is reopened.
 
 use std::cmp::Ordering;
-use std::io::{BufRead, Cursor, Seek};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use image::{ImageReader, Limits};
+use image::ImageReader;
 use visprompt_runtime::{FrameSource, Navigation, RgbImage, SourceError, SourceMode, Thumbnail};
 
 use visprompt_runtime::Confinement;
 
-/// The longest side an image may have; anything larger is refused before it is decoded.
-pub const MAX_SIDE: u32 = 16384;
+use crate::decode::{decode_bounded, shrink};
 
 /// File extensions recognised as images, compared without regard to case.
 const EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "bmp", "tiff", "tif", "webp"];
@@ -63,48 +62,6 @@ impl Still {
             }
         }
     }
-}
-
-/// Decodes with the format guessed from the content (not the extension, which may lie), refusing
-/// images larger than [`MAX_SIDE`] a side before their pixels are allocated.
-pub(crate) fn decode_bounded<R: BufRead + Seek>(
-    reader: ImageReader<R>,
-    name: &str,
-) -> Result<RgbImage, SourceError> {
-    let corrupt = |e: &dyn std::fmt::Display| SourceError::Corrupt(format!("{name}: {e}"));
-    let mut reader = reader.with_guessed_format().map_err(|e| corrupt(&e))?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    // Four bytes a pixel for the largest allowed image, plus decoder working space.
-    limits.max_alloc = Some(u64::from(MAX_SIDE) * u64::from(MAX_SIDE) * 4 + (64 << 20));
-    reader.limits(limits);
-    let decoded = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => SourceError::Corrupt(format!(
-            "{name}: the image is larger than {MAX_SIDE} pixels a side ({e})"
-        )),
-        other => corrupt(&other),
-    })?;
-    let rgb = decoded.into_rgb8();
-    let (width, height) = rgb.dimensions();
-    RgbImage::from_raw(width, height, rgb.into_raw()).map_err(|e| corrupt(&e))
-}
-
-/// A copy of `image` whose longest side is at most `max_side` pixels (never enlarged).
-pub(crate) fn shrink(image: &RgbImage, max_side: u32) -> RgbImage {
-    let (w, h) = (image.width(), image.height());
-    let longest = w.max(h);
-    let max_side = max_side.max(1);
-    if longest <= max_side {
-        return image.clone();
-    }
-    let scale = f64::from(max_side) / f64::from(longest);
-    let tw = ((f64::from(w) * scale).round() as u32).clamp(1, max_side);
-    let th = ((f64::from(h) * scale).round() as u32).clamp(1, max_side);
-    let buffer = image::RgbImage::from_raw(w, h, image.as_raw().to_vec())
-        .expect("an RgbImage always holds width * height * 3 bytes");
-    let small = image::imageops::thumbnail(&buffer, tw, th);
-    RgbImage::from_raw(tw, th, small.into_raw()).expect("thumbnail returns the size it was asked")
 }
 
 /// Orders names as people do: runs of digits compare by value, letters without regard to case.
@@ -285,7 +242,7 @@ impl Navigation for ImagesFolderSource {
             match self.stills[index].decode(self.confinement.as_deref()) {
                 Ok(image) => thumbnails.push(Thumbnail {
                     index,
-                    image: shrink(&image, max_side),
+                    image: shrink(image, max_side),
                 }),
                 // One file that does not decode leaves a gap in the page, as it is skipped in
                 // playback; a folder that cannot be read fails the page.
@@ -302,7 +259,6 @@ impl Navigation for ImagesFolderSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::ImageFormat as Codec;
 
     fn sorted(names: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
@@ -334,32 +290,6 @@ mod tests {
         }
         for name in ["a.txt", "b", "c.png.bak", "mp4"] {
             assert!(!is_image_name(name), "{name}");
-        }
-    }
-
-    #[test]
-    fn thumbnails_keep_the_aspect_ratio_and_never_enlarge() {
-        let big = RgbImage::new(400, 100);
-        let small = shrink(&big, 100);
-        assert_eq!((small.width(), small.height()), (100, 25));
-        let tiny = RgbImage::new(30, 20);
-        assert_eq!(shrink(&tiny, 100), tiny);
-    }
-
-    #[test]
-    fn an_image_larger_than_the_bound_is_refused_as_corrupt() {
-        let wide = image::RgbImage::new(MAX_SIDE + 1, 1);
-        let mut png = Cursor::new(Vec::new());
-        wide.write_to(&mut png, Codec::Png).unwrap();
-        let still = Still::Embedded {
-            name: "wide.png",
-            bytes: png.into_inner().leak(),
-        };
-        match still.decode(None) {
-            Err(SourceError::Corrupt(msg)) => {
-                assert!(msg.contains("wide.png") && msg.contains("larger"), "{msg}")
-            }
-            other => panic!("expected Corrupt, got {other:?}"),
         }
     }
 }

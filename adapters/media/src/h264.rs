@@ -8,6 +8,7 @@ use openh264::decoder::{Decoder, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
 use visprompt_runtime::RgbImage;
 
+use crate::decode::MAX_PIXELS;
 use crate::yuv::i420_to_rgb;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
@@ -35,7 +36,9 @@ pub(crate) struct H264Decoder {
 
 fn convert(yuv: &impl YUVSource) -> Result<RgbImage, String> {
     let (width, height) = yuv.dimensions();
-    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+    // The same total bound as still images: the detector sizes its buffers by the frame.
+    let too_many = (width as u64) * (height as u64) > MAX_PIXELS;
+    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE || too_many {
         return Err(format!("the decoder returned a {width}x{height} picture"));
     }
     Ok(i420_to_rgb(

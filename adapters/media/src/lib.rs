@@ -9,10 +9,12 @@
 //! - [`video`]: H.264 MP4 files, paced at their frame rate, looping, seekable.
 //! - [`rtsp`]: H.264 camera streams over RTSP.
 //! - [`v4l2`]: USB cameras through Video4Linux2 (Linux), and camera discovery.
+//! - `decode`: bounded still-image decoding and thumbnail shrinking shared by the sources.
 //! - `h264`, [`yuv`]: decoding and pixel-format conversion shared by the video sources.
 //! - [`factory`]: [`MediaSourceFactory`], configuration → source.
 
 pub mod dataset;
+mod decode;
 pub mod factory;
 pub mod folder;
 mod h264;
@@ -24,6 +26,7 @@ pub mod video;
 pub mod yuv;
 
 pub use dataset::{SAMPLE_DATASETS, SampleDataset, open_sample_dataset};
+pub use decode::MAX_PIXELS;
 pub use factory::MediaSourceFactory;
 pub use folder::ImagesFolderSource;
 pub use rtsp::RtspSource;

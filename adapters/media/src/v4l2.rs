@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use visprompt_runtime::{FrameSource, RgbImage, SourceError};
 
-use crate::folder::decode_bounded;
+use crate::decode::decode_bounded;
 use crate::yuv::yuyv_to_rgb;
 
 /// The frame size asked of the camera; the driver picks its nearest supported size.

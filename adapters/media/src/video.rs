@@ -15,7 +15,7 @@ use mp4::{MediaType, Mp4Reader, Mp4Track, TrackType};
 use tokio::time::Instant;
 use visprompt_runtime::{FrameSource, Navigation, RgbImage, SourceError, Thumbnail};
 
-use crate::folder::shrink;
+use crate::decode::shrink;
 use crate::h264::{H264Decoder, Output, avc_to_annex_b, parameter_sets_to_annex_b};
 
 /// The largest compressed frame accepted; the sample table of a hostile file could otherwise make
@@ -532,7 +532,7 @@ impl Navigation for VideoFileSource {
             match decoding.frame(index) {
                 Ok(picture) => thumbnails.push(Thumbnail {
                     index,
-                    image: shrink(&picture, max_side),
+                    image: shrink(picture, max_side),
                 }),
                 // Damaged frames leave a gap in the page, as they do in playback, up to the next
                 // key frame: the frames between depend on the damage too.
