@@ -1,9 +1,13 @@
 //! Detection on one frame: score every 4x4-pixel cell by which fitted class best explains its
 //! 12x12-pixel neighbourhood, keep the cells where a label's probability reaches the threshold,
-//! split them into instances, and refine each instance's edge pixel by pixel from colour.
+//! split them into instances, rank them on the cell grid, and refine each instance's edge pixel by
+//! pixel from colour, best first, until `max_detections` are kept. Only kept instances cost a
+//! frame-sized mask.
 
 use visprompt_domain::ClassicalParams;
-use visprompt_runtime::{BitMask, Detection, Detector, DetectorError, Reference, RgbImage};
+use visprompt_runtime::{
+    BitMask, BoundingBox, Detection, Detector, DetectorError, Reference, RgbImage,
+};
 
 use crate::features::{COLOUR_BINS, FeatureCodes, colour_of};
 use crate::grid::{CellMask, box3_sum};
@@ -106,42 +110,108 @@ impl ClassicalDetector {
         probabilities
     }
 
-    /// The pixels of one instance: inner cells whole, and on the cells along its edge (and one
-    /// cell beyond) the pixels whose colour belongs to the label rather than the background,
-    /// except in cells another label claims.
-    fn refine(
+    /// Visits every pixel of one instance: inner cells whole, and on the cells along its edge
+    /// (and one cell beyond) the pixels whose colour belongs to the label rather than the
+    /// background, except in cells another label claims. Only the instance's own cells are
+    /// visited, so an instance can be measured, and rejected, without a frame-sized mask.
+    fn for_each_pixel(
         &self,
         label: usize,
-        (region, (left, top)): (&CellMask, (usize, usize)),
-        claimed_by_others: &[bool],
+        outline: &Outline,
+        claimed_by_others: impl Fn(usize) -> bool,
         width: usize,
         height: usize,
-    ) -> BitMask {
-        let inner = region.erode();
-        let reach = region.dilate();
+        mut visit: impl FnMut(usize, usize),
+    ) {
         let colours = &self.label_colours[label];
         let codes = &self.features.codes;
         let grid_width = width.div_ceil(CELL);
-        let mut mask = BitMask::new(width as u32, height as u32);
+        let Outline {
+            region,
+            inner,
+            reach,
+            origin: (left, top),
+        } = outline;
         for ry in 0..region.height {
             for rx in 0..region.width {
                 let local = ry * region.width + rx;
                 let (cx, cy) = (rx + left, ry + top);
-                let claimed = claimed_by_others[cy * grid_width + cx];
-                if !reach.cells[local] || (claimed && !region.cells[local]) {
+                if !reach.cells[local]
+                    || (!region.cells[local] && claimed_by_others(cy * grid_width + cx))
+                {
                     continue;
                 }
                 let whole = inner.cells[local];
                 for y in cy * CELL..((cy + 1) * CELL).min(height) {
                     for x in cx * CELL..((cx + 1) * CELL).min(width) {
                         if whole || colours[colour_of(codes[y * width + x])] {
-                            mask.set(x as u32, y as u32, true);
+                            visit(x, y);
                         }
                     }
                 }
             }
         }
-        mask
+    }
+}
+
+/// One instance's cells cut out of the grid around it, with the erosion (cells kept whole) and
+/// dilation (cells refined pixel by pixel) that refinement needs.
+struct Outline {
+    region: CellMask,
+    inner: CellMask,
+    reach: CellMask,
+    /// The cut-out's top-left cell in the frame's grid.
+    origin: (usize, usize),
+}
+
+impl Outline {
+    fn around(cells: &[usize], grid_width: usize, grid_height: usize) -> Self {
+        let (region, origin) = CellMask::around(cells, grid_width, grid_height);
+        Self {
+            inner: region.erode(),
+            reach: region.dilate(),
+            region,
+            origin,
+        }
+    }
+}
+
+/// The area and tight box of a set of pixels, gathered one pixel at a time.
+struct Extent {
+    area: u64,
+    x_min: usize,
+    y_min: usize,
+    x_max: usize,
+    y_max: usize,
+}
+
+impl Extent {
+    fn new() -> Self {
+        Self {
+            area: 0,
+            x_min: usize::MAX,
+            y_min: usize::MAX,
+            x_max: 0,
+            y_max: 0,
+        }
+    }
+
+    fn add(&mut self, x: usize, y: usize) {
+        self.area += 1;
+        self.x_min = self.x_min.min(x);
+        self.y_min = self.y_min.min(y);
+        self.x_max = self.x_max.max(x);
+        self.y_max = self.y_max.max(y);
+    }
+
+    /// The box as [`BitMask::bounding_box`] gives it (maximum exclusive); `None` when empty.
+    fn bounding_box(&self) -> Option<BoundingBox> {
+        (self.area > 0).then(|| BoundingBox {
+            x_min: self.x_min as f32,
+            y_min: self.y_min as f32,
+            x_max: (self.x_max + 1) as f32,
+            y_max: (self.y_max + 1) as f32,
+        })
     }
 }
 
@@ -156,6 +226,15 @@ impl Detector for ClassicalDetector {
         let (cw, ch) = (width.div_ceil(CELL), height.div_ceil(CELL));
         let threshold = self.params.confidence_threshold as f32;
         let frame_pixels = (width * height) as f64;
+        let cap = self.params.max_detections as usize;
+        // How many labels reach the threshold in each cell, counted once for the frame: another
+        // label claims a cell when the count is more than the label's own vote there.
+        let mut claims = vec![0u32; cw * ch];
+        for probability in &probabilities {
+            for (count, &p) in claims.iter_mut().zip(probability) {
+                *count += u32::from(p >= threshold);
+            }
+        }
         let mut detections = Vec::new();
         for (j, label) in self.models.labels.iter().enumerate() {
             let probability = &probabilities[j];
@@ -164,33 +243,55 @@ impl Detector for ClassicalDetector {
                 height: ch,
                 cells: probability.iter().map(|&p| p >= threshold).collect(),
             };
-            let claimed_by_others: Vec<bool> = (0..cw * ch)
-                .map(|cell| {
-                    probabilities
-                        .iter()
-                        .enumerate()
-                        .any(|(k, p)| k != j && p[cell] >= threshold)
+            let claimed_by_others = |cell: usize| claims[cell] > u32::from(candidates.cells[cell]);
+            let min_pixels = MIN_AREA_RATIO * label.smallest_area_share * frame_pixels;
+            // Scores come from the cell grid alone, so instances can be ranked before any pixel is
+            // looked at and refinement can stop once the cap is reached. Dropping the ones too
+            // small to keep later, in rank order, keeps the same instances as refining them all
+            // would: the sort is stable, so ties keep the order of the components.
+            let mut ranked: Vec<(f32, Vec<usize>)> = candidates
+                .close()
+                .components()
+                .into_iter()
+                // The refined mask lies within the region grown by one cell, at most nine times
+                // its cells: a component too small even so needs no refining.
+                .filter(|cells| ((9 * cells.len() * CELL * CELL) as f64) >= min_pixels)
+                .map(|cells| {
+                    let score =
+                        cells.iter().map(|&c| probability[c]).sum::<f32>() / cells.len() as f32;
+                    (score, cells)
                 })
                 .collect();
-            let min_pixels = MIN_AREA_RATIO * label.smallest_area_share * frame_pixels;
-            let mut found: Vec<Detection> = Vec::new();
-            for cells in candidates.close().components() {
-                // Cheap rejection before refining: the refined mask lies within the region grown
-                // by one cell, at most nine times its cells.
-                if ((9 * cells.len() * CELL * CELL) as f64) < min_pixels {
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut accepted = 0;
+            for (score, cells) in ranked {
+                if accepted == cap {
+                    break;
+                }
+                let outline = Outline::around(&cells, cw, ch);
+                let mut extent = Extent::new();
+                self.for_each_pixel(j, &outline, claimed_by_others, width, height, |x, y| {
+                    extent.add(x, y)
+                });
+                let Some(bbox) = extent.bounding_box() else {
+                    continue;
+                };
+                if (extent.area as f64) < min_pixels {
                     continue;
                 }
-                let (region, origin) = CellMask::around(&cells, cw, ch);
-                let mask = self.refine(j, (&region, origin), &claimed_by_others, width, height);
-                if (mask.area() as f64) < min_pixels {
-                    continue;
-                }
-                let score = cells.iter().map(|&c| probability[c]).sum::<f32>() / cells.len() as f32;
-                found.extend(Detection::from_mask(label.label_id, score, mask));
+                // Only an instance that is kept gets a frame-sized mask.
+                let mut mask = BitMask::new(width as u32, height as u32);
+                self.for_each_pixel(j, &outline, claimed_by_others, width, height, |x, y| {
+                    mask.set(x as u32, y as u32, true)
+                });
+                detections.push(Detection {
+                    label_id: label.label_id,
+                    score,
+                    bbox,
+                    mask,
+                });
+                accepted += 1;
             }
-            found.sort_by(|a, b| b.score.total_cmp(&a.score));
-            found.truncate(self.params.max_detections as usize);
-            detections.extend(found);
         }
         Ok(detections)
     }

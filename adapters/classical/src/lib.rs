@@ -10,9 +10,9 @@
 //! annotation masks and, as the background class, outside all masks. Detection scores each 4x4
 //! cell by the mean log-likelihood of the codes in its 12x12 neighbourhood under every class,
 //! turns those into per-label probabilities, thresholds them at `confidence_threshold`, closes
-//! small gaps, splits the result into 8-connected instances, drops instances much smaller than
-//! the smallest annotation, refines each instance's edge pixel by pixel from colour, and keeps
-//! the `max_detections` best instances per label by mean probability.
+//! small gaps, splits the result into 8-connected instances and ranks them by mean probability.
+//! Instances are then refined in rank order, each edge pixel by pixel from colour, dropping those
+//! much smaller than the smallest annotation, until `max_detections` per label are kept.
 //!
 //! # Layout
 //!

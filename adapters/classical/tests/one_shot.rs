@@ -193,28 +193,41 @@ fn two_reference_frames_fit_one_detector() {
 
 #[test]
 fn at_most_max_detections_are_reported_per_label() {
-    // Two annotated copies of the same label on two frames, then a frame with one object: the
-    // cap is per label and the best instance survives it.
+    // A frame with two squares and one of each other kind, only the square labelled: the cap
+    // must be what decides how many squares are reported, and the best one must survive it.
     let scene = SyntheticScene::default();
     let label = LabelId::new();
     let labelled = [(ObjectKind::CheckeredSquare, label)];
-    let params = ClassicalParams {
-        confidence_threshold: 0.5,
-        max_detections: 1,
+    let references = [
+        reference(&scene, 0, &labelled),
+        reference(&scene, 99, &labelled),
+    ];
+    let detect_with_cap = |max_detections: u32, frame: &RgbImage| {
+        let params = ClassicalParams {
+            confidence_threshold: 0.5,
+            max_detections,
+        };
+        ClassicalDetectorFactory
+            .build(&model(AlgorithmParams::Classical(params)), &references)
+            .unwrap()
+            .detect(frame)
+            .unwrap()
     };
-    let mut detector = ClassicalDetectorFactory
-        .build(
-            &model(AlgorithmParams::Classical(params)),
-            &[
-                reference(&scene, 0, &labelled),
-                reference(&scene, 99, &labelled),
-            ],
-        )
+    let (frame, truths) = two_instances(&scene, ObjectKind::CheckeredSquare, 300);
+    let both = detect_with_cap(2, &frame);
+    assert_eq!(both.len(), 2);
+    for truth in &truths {
+        let iou = best_iou(&both, label, truth);
+        assert!(iou >= 0.8, "IoU {iou:.3}");
+    }
+    let one = detect_with_cap(1, &frame);
+    assert_eq!(one.len(), 1);
+    let best = both
+        .iter()
+        .max_by(|a, b| a.score.total_cmp(&b.score))
         .unwrap();
-    let detections = detector.detect(&scene.render(300)).unwrap();
-    assert_eq!(detections.len(), 1);
-    let truth = &scene.ground_truth(300)[1].1;
-    assert!(detections[0].mask.iou(truth) > 0.8);
+    assert_eq!(one[0].score, best.score);
+    assert_eq!(one[0].mask, best.mask);
 }
 
 #[test]
@@ -422,6 +435,24 @@ fn a_box_around_each_object_is_enough() {
     assert!(iou.iter().all(|&m| m >= 0.8), "{iou:.3?}");
 }
 
+/// Frame `t` of `scene` with a second `kind` pasted in from a later frame where it is well clear
+/// of the first (no object is more than 95 pixels across), and both instances' masks.
+fn two_instances(scene: &SyntheticScene, kind: ObjectKind, t: u64) -> (RgbImage, [BitMask; 2]) {
+    let mask_at = |t: u64| {
+        let truth = scene.ground_truth(t);
+        truth.into_iter().find(|(k, _)| *k == kind).unwrap().1
+    };
+    let (_, y) = scene.centre(kind, t);
+    let other = (t + 40..t + 400)
+        .find(|&u| (scene.centre(kind, u).1 - y).abs() > 130)
+        .expect("every object moves far enough within a few hundred frames");
+    let (first, second) = (mask_at(t), mask_at(other));
+    assert_eq!(first.intersection_area(&second), 0);
+    let mut frame = scene.render(t);
+    paste(&mut frame, &scene.render(other), &second);
+    (frame, [first, second])
+}
+
 /// Copies the pixels of `mask` from `from` onto `onto`.
 fn paste(onto: &mut RgbImage, from: &RgbImage, mask: &BitMask) {
     for y in 0..mask.height() {
@@ -438,21 +469,7 @@ fn every_instance_is_found_even_when_the_reference_leaves_some_unannotated() {
     // Two discs on the reference frame, only one annotated: the other one is "background" to
     // the fit. Then frames with two discs must give two detections.
     let scene = SyntheticScene::default().with_kinds(&[ObjectKind::StripedDisc]);
-    let disc_at = |t: u64| scene.ground_truth(t).remove(0).1;
-    // A frame whose disc is well clear of the disc at `t` (the disc is 95 pixels across).
-    let apart = |t: u64| {
-        let (_, y) = scene.centre(ObjectKind::StripedDisc, t);
-        (t + 40..t + 400)
-            .find(|&u| (scene.centre(ObjectKind::StripedDisc, u).1 - y).abs() > 130)
-            .expect("the disc moves far enough within a few hundred frames")
-    };
-    let two_discs = |t: u64| {
-        let other = apart(t);
-        assert_eq!(disc_at(t).intersection_area(&disc_at(other)), 0);
-        let mut frame = scene.render(t);
-        paste(&mut frame, &scene.render(other), &disc_at(other));
-        (frame, [disc_at(t), disc_at(other)])
-    };
+    let two_discs = |t: u64| two_instances(&scene, ObjectKind::StripedDisc, t);
     let label = LabelId::new();
     let (reference_image, [annotated, _]) = two_discs(0);
     let mut detector = build(&[Reference {
