@@ -1,18 +1,21 @@
 //! The USB-camera source: Video4Linux2 (`/dev/video{id}`) with memory-mapped streaming, in MJPEG
 //! (preferred: less USB bandwidth, higher frame rates) or YUYV, plus [`discover_cameras`].
 //! The few ioctls needed are declared here over `libc`, so the build needs no kernel headers or
-//! bindgen. A capture thread owns the device and hands decoded frames to the async side through a
-//! one-slot channel, newest frame first; dropping the source stops the thread and frees the device.
+//! bindgen. A capture thread owns the device and copies each frame into a one-slot mailbox that
+//! keeps the newest frame; the async side converts only the frames it takes, so a pipeline slower
+//! than the camera skips old frames without paying to decode them. Dropping the source wakes and
+//! joins the thread, so the device is free again when the drop returns.
 //! Linux on 64-bit targets only (the structure layouts below are those of LP64).
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use visprompt_runtime::{FrameSource, RgbImage, SourceError};
 
 use crate::decode::decode_bounded;
@@ -24,8 +27,12 @@ pub const REQUESTED_SIZE: (u32, u32) = (640, 480);
 /// How long the camera may deliver nothing before it counts as gone.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Buffers shared with the driver: enough for the driver to fill one while we convert another.
+/// Buffers shared with the driver: enough for the driver to fill one while we copy another.
 const BUFFER_COUNT: u32 = 4;
+
+/// How long dropping a source waits for its capture thread to finish. The thread is woken at
+/// once and only has to stop streaming, so this is a bound for a stuck driver, not a delay.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The kernel's ABI, `linux/videodev2.h`: only the fields and constants used here.
 mod sys {
@@ -496,29 +503,35 @@ impl Stream {
         formats
     }
 
-    /// Waits up to `wait` for a filled buffer and converts it. `Ok(None)`: nothing yet.
-    fn capture(&mut self, wait: Duration) -> Result<Option<RgbImage>, SourceError> {
-        let mut poll = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut poll, 1, wait.as_millis() as libc::c_int) };
+    /// Waits up to `wait` for a filled buffer and copies its bytes out, returning early with
+    /// `Ok(None)` when `wake` becomes readable or nothing came.
+    fn capture(&mut self, wake: &OwnedFd, wait: Duration) -> Result<Option<Vec<u8>>, SourceError> {
         let gone = |why: String| SourceError::Unavailable(format!("camera: {why}"));
-        if ready < 0 {
-            let err = std::io::Error::last_os_error();
-            return if err.raw_os_error() == Some(libc::EINTR) {
-                Ok(None)
-            } else {
-                Err(gone(err.to_string()))
-            };
+        let mut fds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        match poll(&mut fds, wait) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => return Err(gone(e.to_string())),
         }
-        if ready == 0 {
+        if fds[1].revents != 0 {
             return Ok(None);
         }
-        if poll.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+        if fds[0].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
             return Err(gone("the device went away".into()));
+        }
+        if fds[0].revents & libc::POLLIN == 0 {
+            return Ok(None);
         }
         let mut buf = sys::Buffer {
             type_: sys::BUF_TYPE_VIDEO_CAPTURE,
@@ -531,30 +544,189 @@ impl Stream {
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(None),
             Err(e) => return Err(gone(e.to_string())),
         }
-        let converted = self
+        let copied = self
             .buffers
             .get(buf.index as usize)
             .ok_or_else(|| gone(format!("the driver returned unknown buffer {}", buf.index)))
-            .and_then(|mapped| {
+            .map(|mapped| {
                 let used = (buf.bytesused as usize).min(mapped.len);
                 // SAFETY: the driver handed this buffer back and does not write it until QBUF.
-                let data = unsafe { std::slice::from_raw_parts(mapped.ptr as *const u8, used) };
-                convert_frame(self.format, data, self.width, self.height, self.stride)
+                unsafe { std::slice::from_raw_parts(mapped.ptr as *const u8, used) }.to_vec()
             });
         // SAFETY: QBUF takes the v4l2_buffer DQBUF filled in; the buffer goes back to the driver.
         unsafe { ioctl(&self.fd, sys::QBUF, &mut buf) }.map_err(|e| gone(e.to_string()))?;
-        converted.map(Some)
+        copied.map(Some)
+    }
+}
+
+/// Waits up to `wait` for any of `fds` to be ready. `Ok(false)`: none was (or a signal came).
+fn poll(fds: &mut [libc::pollfd], wait: Duration) -> std::io::Result<bool> {
+    let millis = wait.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `fds` is a valid slice of pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+    if ready < 0 {
+        let err = std::io::Error::last_os_error();
+        return if err.raw_os_error() == Some(libc::EINTR) {
+            Ok(false)
+        } else {
+            Err(err)
+        };
+    }
+    Ok(ready > 0)
+}
+
+/// A one-item mailbox from a producer thread to an async consumer that keeps the newest item:
+/// putting replaces whatever the consumer has not taken yet, so the consumer never sees a frame
+/// older than the newest one captured.
+struct Latest<T> {
+    state: Mutex<LatestState<T>>,
+    ready: Notify,
+}
+
+struct LatestState<T> {
+    item: Option<T>,
+    /// The producer is gone: once the item is taken, nothing more comes.
+    closed: bool,
+}
+
+impl<T> Latest<T> {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(LatestState {
+                item: None,
+                closed: false,
+            }),
+            ready: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LatestState<T>> {
+        // The state stays consistent even if a holder panicked: every change is one assignment.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts `item`, returning the one it replaced (which the consumer never saw).
+    fn put(&self, item: T) -> Option<T> {
+        let replaced = self.lock().item.replace(item);
+        // Stores a permit when the consumer is not waiting yet, so the wake-up is not lost.
+        self.ready.notify_one();
+        replaced
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// The newest item, waiting for one; `None` when the producer closed and nothing is left.
+    async fn take(&self) -> Option<T> {
+        loop {
+            {
+                let mut state = self.lock();
+                if let Some(item) = state.item.take() {
+                    return Some(item);
+                }
+                if state.closed {
+                    return None;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
+/// What a capture thread hands over: a frame's bytes, or the error that ended capture.
+type Captured = Result<Vec<u8>, SourceError>;
+
+/// A thread that runs `capture` until stopped, putting each frame into a [`Latest`] mailbox.
+/// Dropping it wakes the thread (through an eventfd that `capture` polls beside the device) and
+/// waits, up to [`JOIN_TIMEOUT`], for it to finish, so whatever the thread owns is released when
+/// the drop returns.
+struct CaptureThread {
+    stop: Arc<AtomicBool>,
+    wake: Arc<OwnedFd>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl CaptureThread {
+    /// `capture` gets the wake descriptor to poll; it returns `Ok(None)` when it has no frame.
+    fn spawn<F>(
+        name: String,
+        mailbox: Arc<Latest<Captured>>,
+        mut capture: F,
+    ) -> std::io::Result<Self>
+    where
+        F: FnMut(&OwnedFd) -> Result<Option<Vec<u8>>, SourceError> + Send + 'static,
+    {
+        // SAFETY: eventfd has no memory arguments; the result is checked and then owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and nothing else owns it.
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stopping, woken) = (Arc::clone(&stop), Arc::clone(&wake));
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            while !stopping.load(Ordering::Acquire) {
+                match capture(&woken) {
+                    Ok(None) => {}
+                    Ok(Some(frame)) => {
+                        mailbox.put(Ok(frame));
+                    }
+                    Err(e) => {
+                        mailbox.put(Err(e));
+                        break;
+                    }
+                }
+            }
+            // `capture` (and the device it owns) is dropped here, before the thread ends.
+            drop(capture);
+            mailbox.close();
+        })?;
+        Ok(Self {
+            stop,
+            wake,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for CaptureThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to an eventfd we own. A failure (the counter
+        // is full) still leaves it readable, which is all the thread needs.
+        let _ = unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        } else {
+            tracing::warn!(message = "A camera capture thread did not stop in time; leaving it.");
+        }
     }
 }
 
 /// A V4L2 camera streaming frames.
 pub struct V4l2Source {
     path: String,
-    /// Converted frames (or the error that ended capture). One slot: the capture thread drops a
-    /// frame rather than queue it when the pipeline is slower than the camera.
-    frames: mpsc::Receiver<Result<RgbImage, SourceError>>,
-    /// Tells the capture thread to stop; it also stops when `frames` is dropped.
-    stop: Arc<AtomicBool>,
+    /// The newest captured frame's bytes (or the error that ended capture), converted only when
+    /// taken.
+    frames: Arc<Latest<Captured>>,
+    /// How to read those bytes, as negotiated with the driver.
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    stride: usize,
+    /// Owns the device; dropped (stopped and joined) with the source.
+    _capture: CaptureThread,
 }
 
 impl std::fmt::Debug for V4l2Source {
@@ -573,65 +745,64 @@ impl V4l2Source {
     pub fn open(device_id: u32) -> Result<Self, SourceError> {
         let mut stream = Stream::start(device_id)?;
         let path = device_path(device_id);
-        let (tx, rx) = mpsc::channel(1);
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name(format!("v4l2-video{device_id}"))
-            .spawn(move || {
-                while !stopping.load(Ordering::Relaxed) && !tx.is_closed() {
-                    match stream.capture(Duration::from_millis(500)) {
-                        Ok(None) => {}
-                        Ok(Some(frame)) => {
-                            // A full slot means the consumer has not taken the last frame: drop
-                            // this one rather than queue it.
-                            let _ = tx.try_send(Ok(frame));
-                        }
-                        Err(SourceError::Corrupt(msg)) => {
-                            tracing::warn!(message = "Dropped a camera frame.", error = %msg);
-                        }
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(e));
-                            break;
-                        }
-                    }
-                }
-            })
-            .map_err(|e| {
-                SourceError::Unavailable(format!("camera {path}: no capture thread: {e}"))
-            })?;
+        let (format, width, height, stride) =
+            (stream.format, stream.width, stream.height, stream.stride);
+        let frames = Arc::new(Latest::new());
+        // The poll wait only bounds how long a silent camera goes unnoticed by the loop; a stop
+        // wakes the thread at once through the eventfd.
+        let capture = CaptureThread::spawn(
+            format!("v4l2-video{device_id}"),
+            Arc::clone(&frames),
+            move |wake| stream.capture(wake, Duration::from_millis(500)),
+        )
+        .map_err(|e| SourceError::Unavailable(format!("camera {path}: no capture thread: {e}")))?;
         Ok(Self {
             path,
-            frames: rx,
-            stop,
+            frames,
+            format,
+            width,
+            height,
+            stride,
+            _capture: capture,
         })
-    }
-}
-
-impl Drop for V4l2Source {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
 #[async_trait]
 impl FrameSource for V4l2Source {
     async fn next_frame(&mut self) -> Result<Option<RgbImage>, SourceError> {
-        match tokio::time::timeout(FRAME_TIMEOUT, self.frames.recv()).await {
-            Ok(Some(Ok(frame))) => Ok(Some(frame)),
-            Ok(Some(Err(SourceError::Unavailable(why)))) => Err(SourceError::Unavailable(format!(
-                "camera {}: {why}",
-                self.path
-            ))),
-            Ok(Some(Err(other))) => Err(other),
-            Ok(None) => Err(SourceError::Unavailable(format!(
-                "camera {}: capture stopped",
-                self.path
-            ))),
-            Err(_) => Err(SourceError::Unavailable(format!(
-                "camera {}: no frame for {FRAME_TIMEOUT:?}",
-                self.path
-            ))),
+        let unavailable = |why: &dyn std::fmt::Display| {
+            SourceError::Unavailable(format!("camera {}: {why}", self.path))
+        };
+        // Damaged frames are skipped, but only until the deadline: a camera sending nothing
+        // usable for that long counts as gone, as one sending nothing does.
+        let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
+        loop {
+            let data = match tokio::time::timeout_at(deadline, self.frames.take()).await {
+                Ok(Some(Ok(data))) => data,
+                Ok(Some(Err(SourceError::Unavailable(why)))) => return Err(unavailable(&why)),
+                Ok(Some(Err(other))) => return Err(other),
+                Ok(None) => return Err(unavailable(&"capture stopped")),
+                Err(_) => {
+                    return Err(unavailable(&format!(
+                        "no usable frame for {FRAME_TIMEOUT:?}"
+                    )));
+                }
+            };
+            let (format, width, height, stride) =
+                (self.format, self.width, self.height, self.stride);
+            let converted = tokio::task::spawn_blocking(move || {
+                convert_frame(format, &data, width, height, stride)
+            })
+            .await
+            .map_err(|e| unavailable(&format!("the frame decoder stopped: {e}")))?;
+            match converted {
+                Ok(frame) => return Ok(Some(frame)),
+                Err(SourceError::Corrupt(error)) => {
+                    tracing::warn!(message = "Skipping a camera frame that does not decode.", %error);
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }
@@ -681,5 +852,116 @@ mod tests {
             convert_frame(PixelFormat::Yuyv, &data[..10], 2, 2, 8),
             Err(SourceError::Corrupt(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_mailbox_keeps_the_newest_item_and_ends_when_closed() {
+        let mailbox = Latest::new();
+        assert_eq!(mailbox.put(1), None);
+        // The consumer never saw 1: it is replaced, not queued.
+        assert_eq!(mailbox.put(2), Some(1));
+        assert_eq!(mailbox.take().await, Some(2));
+
+        let mailbox = Arc::new(mailbox);
+        let waiting = tokio::spawn({
+            let mailbox = Arc::clone(&mailbox);
+            async move { mailbox.take().await }
+        });
+        let producer = Arc::clone(&mailbox);
+        std::thread::spawn(move || producer.put(3)).join().unwrap();
+        assert_eq!(waiting.await.unwrap(), Some(3));
+
+        mailbox.put(4);
+        mailbox.close();
+        // What was put before closing is still handed out, then nothing.
+        assert_eq!(mailbox.take().await, Some(4));
+        assert_eq!(mailbox.take().await, None);
+    }
+
+    /// Blocks like a camera with nothing to send, until `wake` is signalled.
+    fn sleep_until_woken(wake: &OwnedFd) {
+        let mut fds = [libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        assert!(
+            poll(&mut fds, Duration::from_secs(60)).unwrap(),
+            "not woken"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_capture_thread_hands_over_the_newest_of_the_frames_not_taken() {
+        let mailbox = Arc::new(Latest::new());
+        let (put_all, all_put) = std::sync::mpsc::channel();
+        let mut count = 0u8;
+        let _thread =
+            CaptureThread::spawn("test-capture".into(), Arc::clone(&mailbox), move |wake| {
+                count += 1;
+                if count <= 5 {
+                    return Ok(Some(vec![count]));
+                }
+                // Frame 5 is in the mailbox by the time the thread asks for a sixth.
+                let _ = put_all.send(());
+                sleep_until_woken(wake);
+                Ok(None)
+            })
+            .unwrap();
+        all_put.recv().unwrap();
+        assert_eq!(mailbox.take().await.unwrap().unwrap(), [5]);
+    }
+
+    #[test]
+    fn dropping_the_capture_thread_wakes_it_and_waits_until_it_has_let_go() {
+        /// Stands for the device: sets its flag when the thread drops it.
+        struct Device(Arc<AtomicBool>);
+        impl Drop for Device {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let released = Arc::new(AtomicBool::new(false));
+        let device = Device(Arc::clone(&released));
+        let mailbox = Arc::new(Latest::new());
+        let (started, running) = std::sync::mpsc::channel();
+        let thread =
+            CaptureThread::spawn("test-capture".into(), Arc::clone(&mailbox), move |wake| {
+                let _device = &device;
+                let _ = started.send(());
+                // Without the wake-up this would hold the thread (and the device) for a minute,
+                // far past the join bound.
+                sleep_until_woken(wake);
+                Ok(None)
+            })
+            .unwrap();
+        running.recv().unwrap();
+        drop(thread);
+        assert!(
+            released.load(Ordering::SeqCst),
+            "the device outlived the drop"
+        );
+        assert!(
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(mailbox.take())
+                .is_none(),
+            "the mailbox is closed"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_ends_capture_and_is_handed_over() {
+        let mailbox = Arc::new(Latest::new());
+        let _thread = CaptureThread::spawn("test-capture".into(), Arc::clone(&mailbox), |_| {
+            Err(SourceError::Unavailable("unplugged".into()))
+        })
+        .unwrap();
+        match mailbox.take().await {
+            Some(Err(SourceError::Unavailable(why))) => assert_eq!(why, "unplugged"),
+            other => panic!("expected the error, got {other:?}"),
+        }
+        assert!(mailbox.take().await.is_none());
     }
 }
