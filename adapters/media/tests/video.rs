@@ -2,9 +2,12 @@
 //! `mp4` crate from frames whose content is known exactly, and one written by x264 and
 //! GStreamer's mp4mux (High profile, B-frames) checked in under `tests/fixtures/`.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{assert_smpte_bars, near};
 use mp4::{
     AvcConfig, FourCC, MediaConfig, Mp4Config, Mp4Sample, Mp4Writer, TrackConfig, TrackType,
 };
@@ -147,12 +150,6 @@ fn write_video(path: &Path, frames: u32, key_every: u32, damaged: Option<u32>) {
             .unwrap();
     }
     writer.write_end().unwrap();
-}
-
-fn near(got: [u8; 3], want: [u8; 3], tolerance: i16) -> bool {
-    got.iter()
-        .zip(want)
-        .all(|(&g, w)| (i16::from(g) - i16::from(w)).abs() <= tolerance)
 }
 
 /// Checks that `frame` is pattern frame `i`: its bars, and its block where it should be.
@@ -311,27 +308,9 @@ async fn a_video_from_x264_and_mp4mux_decodes_to_colour_bars() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smpte-high.mp4");
     let mut source = VideoFileSource::open(&path, VideoOptions { looping: false }).unwrap();
     assert_eq!(source.navigation().unwrap().len(), 30);
-    // SMPTE bars at 75 %: grey, yellow, cyan, green, magenta, red, blue.
-    let bars = [
-        [191, 191, 191],
-        [191, 191, 0],
-        [0, 191, 191],
-        [0, 191, 0],
-        [191, 0, 191],
-        [191, 0, 0],
-        [0, 0, 191],
-    ];
     let mut frames = 0;
     while let Some(frame) = source.next_frame().await.unwrap() {
-        assert_eq!((frame.width(), frame.height()), (320, 240));
-        for (k, bar) in bars.iter().enumerate() {
-            let x = (2 * k as u32 + 1) * 320 / 14;
-            assert!(
-                near(frame.pixel(x, 120), *bar, 16),
-                "frame {frames}, bar {k}: {:?}",
-                frame.pixel(x, 120)
-            );
-        }
+        assert_smpte_bars(&frame, 16);
         frames += 1;
     }
     assert_eq!(frames, 30);
