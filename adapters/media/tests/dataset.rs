@@ -1,8 +1,8 @@
 //! The bundled sample dataset opened through the factory.
 
 use visprompt_domain::{MediaRoots, SourceConfig};
-use visprompt_media::{MediaSourceFactory, SAMPLE_DATASETS};
-use visprompt_runtime::{SourceError, SourceFactory, SourceMode};
+use visprompt_media::{MediaSourceFactory, SAMPLE_DATASETS, SyntheticScene};
+use visprompt_runtime::{FrameSource, SourceError, SourceFactory, SourceMode};
 
 #[tokio::test]
 async fn no_id_opens_the_first_dataset_and_every_frame_decodes() {
@@ -53,5 +53,20 @@ async fn a_dataset_is_found_by_its_id_and_an_unknown_id_is_unavailable() {
         Err(SourceError::Unavailable(msg)) => assert!(msg.contains(&unknown.to_string()), "{msg}"),
         Err(other) => panic!("expected Unavailable, got {other:?}"),
         Ok(_) => panic!("an unknown dataset opened"),
+    }
+}
+
+#[tokio::test]
+async fn the_bundled_frames_are_renders_of_the_synthetic_scene() {
+    // The settings of examples/make_sample_dataset.rs: a checked-in frame that differs was not
+    // made by it (or the scene changed since, and the frames need regenerating).
+    let (seed, step) = (2024, 40);
+    let scene = SyntheticScene::new(320, 240, seed)
+        .with_sensor_noise(SyntheticScene::DEFAULT_NOISE / 2, seed);
+    let mut source = visprompt_media::open_sample_dataset(None).unwrap();
+    for k in 0..source.navigation().unwrap().len() {
+        source.navigation().unwrap().seek(k).unwrap();
+        let frame = source.next_frame().await.unwrap().unwrap();
+        assert!(frame == scene.render(k as u64 * step), "frame {k}");
     }
 }
