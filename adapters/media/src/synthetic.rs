@@ -174,8 +174,13 @@ impl SyntheticScene {
         (t + period - stagger % period) % period >= hidden
     }
 
-    /// The same scene with sensor noise of at most `amplitude` grey levels per channel (0: none).
+    /// The most sensor noise a scene takes, in grey levels: the noise is stored as `i8`.
+    pub const MAX_NOISE: u8 = 127;
+
+    /// The same scene with sensor noise of at most `amplitude` grey levels per channel (0: none),
+    /// `amplitude` being capped at [`Self::MAX_NOISE`].
     pub fn with_sensor_noise(mut self, amplitude: u8, seed: u64) -> Self {
+        let amplitude = amplitude.min(Self::MAX_NOISE);
         if amplitude == 0 {
             self.noise = Arc::from([]);
             return self;
@@ -188,7 +193,10 @@ impl SyntheticScene {
             let bits = rng.next();
             for byte in bits.to_le_bytes() {
                 // Multiply-shift maps a byte onto 0..span without the bias of `%` on small spans.
-                noise.push(((u64::from(byte) * span) >> 8) as i8 - amplitude as i8);
+                // In i16: the draw goes up to 2 * amplitude, past i8 above 63; the difference is
+                // within +-amplitude, which i8 holds once amplitude is capped.
+                let draw = ((u64::from(byte) * span) >> 8) as i16;
+                noise.push((draw - i16::from(amplitude)) as i8);
             }
         }
         noise.truncate(len);
@@ -625,5 +633,30 @@ mod tests {
         }
         // The first frame comes at once, the next three a period apart each.
         assert_eq!(start.elapsed(), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn strong_sensor_noise_stays_within_its_amplitude_on_both_sides() {
+        let quiet = SyntheticScene::new(64, 64, 3).with_sensor_noise(0, 3);
+        for (amplitude, bound) in [(100u8, 100u8), (255, SyntheticScene::MAX_NOISE)] {
+            let noisy = quiet.clone().with_sensor_noise(amplitude, 3);
+            let (clean, frame) = (quiet.render(5), noisy.render(5));
+            let (mut lowest, mut highest) = (0i16, 0i16);
+            for (&c, &n) in clean.as_raw().iter().zip(frame.as_raw()) {
+                let d = i16::from(n) - i16::from(c);
+                assert!(
+                    d.unsigned_abs() <= u16::from(bound),
+                    "{amplitude}: {c} became {n}"
+                );
+                (lowest, highest) = (lowest.min(d), highest.max(d));
+            }
+            // Saturation at 0 and 255 only shortens a step; the spread still reaches near the
+            // bound on both sides.
+            let near_bound = i16::from(bound) * 9 / 10;
+            assert!(
+                lowest <= -near_bound && highest >= near_bound,
+                "{amplitude}: {lowest}..{highest}"
+            );
+        }
     }
 }
