@@ -305,6 +305,8 @@ impl SampleTable {
 pub struct VideoFileSource {
     /// `None` only while a decode runs on a blocking thread, or after that thread panicked.
     decoding: Option<Box<Decoding>>,
+    /// A second decoder for thumbnails, so browsing does not restart playback decoding.
+    thumbnailing: Option<Box<Decoding>>,
     path: PathBuf,
     len: usize,
     position: usize,
@@ -333,6 +335,40 @@ impl VideoFileSource {
     /// its length, a zero timescale), and `Unsupported` when its video is not H.264 or the file is
     /// fragmented.
     pub fn open(path: &Path, options: VideoOptions) -> Result<Self, SourceError> {
+        let (decoding, frame_duration) = Decoding::open(path)?;
+        Ok(Self {
+            len: decoding.len,
+            decoding: Some(Box::new(decoding)),
+            thumbnailing: None,
+            path: path.to_path_buf(),
+            position: 0,
+            options,
+            frame_duration,
+            due: None,
+        })
+    }
+
+    /// The demuxer and decoder for thumbnails, opened on first use: a page of thumbnails moves
+    /// this one around the file and leaves the playback decoder where it was.
+    fn thumbnailing(&mut self) -> Result<&mut Decoding, SourceError> {
+        if self.thumbnailing.is_none() {
+            let (decoding, _) = Decoding::open(&self.path)?;
+            if decoding.len != self.len {
+                return Err(SourceError::Unavailable(format!(
+                    "video {} changed since it was opened; reopen the source",
+                    self.path.display()
+                )));
+            }
+            self.thumbnailing = Some(Box::new(decoding));
+        }
+        Ok(self.thumbnailing.as_deref_mut().expect("set above"))
+    }
+}
+
+impl Decoding {
+    /// Opens `path` and reads its sample tables (not its frames), as
+    /// [`VideoFileSource::open`] describes; also returns how long each frame is shown.
+    fn open(path: &Path) -> Result<(Self, Duration), SourceError> {
         let shown = path.display();
         let unavailable = |why: &dyn std::fmt::Display| {
             SourceError::Unavailable(format!("cannot open video {shown}: {why}"))
@@ -411,24 +447,7 @@ impl VideoFileSource {
             drained: VecDeque::new(),
             damaged: None,
         };
-        Ok(Self {
-            decoding: Some(Box::new(decoding)),
-            path: path.to_path_buf(),
-            len,
-            position: 0,
-            options,
-            frame_duration,
-            due: None,
-        })
-    }
-
-    fn decoding(&mut self) -> Result<&mut Decoding, SourceError> {
-        self.decoding.as_deref_mut().ok_or_else(|| {
-            SourceError::Unavailable(format!(
-                "the decoder of {} stopped; reopen the source",
-                self.path.display()
-            ))
-        })
+        Ok((decoding, frame_duration))
     }
 }
 
@@ -525,7 +544,7 @@ impl Navigation for VideoFileSource {
         max_side: u32,
     ) -> Result<Vec<Thumbnail>, SourceError> {
         let end = offset.saturating_add(limit).min(self.len);
-        let decoding = self.decoding()?;
+        let decoding = self.thumbnailing()?;
         let mut thumbnails = Vec::with_capacity(end.saturating_sub(offset));
         let mut index = offset;
         while index < end {
@@ -547,5 +566,37 @@ impl Navigation for VideoFileSource {
             index += 1;
         }
         Ok(thumbnails)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the playback decoder stands: the next sample it feeds and picture it hands out.
+    fn playback(source: &VideoFileSource) -> (Option<usize>, usize) {
+        let decoding = source.decoding.as_deref().expect("no decode is running");
+        (decoding.next_sample, decoding.next_output)
+    }
+
+    #[tokio::test]
+    async fn browsing_thumbnails_leaves_the_playback_decoder_where_it_was() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smpte-high.mp4");
+        let mut source = VideoFileSource::open(&path, VideoOptions::default()).unwrap();
+        for _ in 0..3 {
+            source.next_frame().await.unwrap().unwrap();
+        }
+        let before = playback(&source);
+        assert!(before.0.is_some() && before.1 >= 3, "{before:?}");
+        let thumbs = source.thumbnails(20, 5, 40).unwrap();
+        assert_eq!(
+            thumbs.iter().map(|t| t.index).collect::<Vec<_>>(),
+            [20, 21, 22, 23, 24]
+        );
+        // Playback goes on from frame 3 without a restart at a key frame.
+        assert_eq!(playback(&source), before);
+        assert_eq!(source.position(), 3);
+        source.next_frame().await.unwrap().unwrap();
+        assert_eq!(playback(&source).1, before.1 + 1);
     }
 }
