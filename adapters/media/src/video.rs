@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -307,6 +307,8 @@ pub struct VideoFileSource {
     decoding: Option<Box<Decoding>>,
     /// A second decoder for thumbnails, so browsing does not restart playback decoding.
     thumbnailing: Option<Box<Decoding>>,
+    /// The file as opened, for the thumbnail decoder.
+    file: File,
     path: PathBuf,
     len: usize,
     position: usize,
@@ -335,8 +337,15 @@ impl VideoFileSource {
     /// its length, a zero timescale), and `Unsupported` when its video is not H.264 or the file is
     /// fragmented.
     pub fn open(path: &Path, options: VideoOptions) -> Result<Self, SourceError> {
-        let (decoding, frame_duration) = Decoding::open(path)?;
+        let file = File::open(path).map_err(|e| {
+            SourceError::Unavailable(format!("cannot open video {}: {e}", path.display()))
+        })?;
+        let kept = file.try_clone().map_err(|e| {
+            SourceError::Unavailable(format!("cannot open video {}: {e}", path.display()))
+        })?;
+        let (decoding, frame_duration) = Decoding::open(path, file)?;
         Ok(Self {
+            file: kept,
             len: decoding.len,
             decoding: Some(Box::new(decoding)),
             thumbnailing: None,
@@ -352,13 +361,16 @@ impl VideoFileSource {
     /// this one around the file and leaves the playback decoder where it was.
     fn thumbnailing(&mut self) -> Result<&mut Decoding, SourceError> {
         if self.thumbnailing.is_none() {
-            let (decoding, _) = Decoding::open(&self.path)?;
-            if decoding.len != self.len {
-                return Err(SourceError::Unavailable(format!(
-                    "video {} changed since it was opened; reopen the source",
-                    self.path.display()
-                )));
-            }
+            let unavailable = |e: std::io::Error| {
+                SourceError::Unavailable(format!("cannot open video {}: {e}", self.path.display()))
+            };
+            // The file already open, not the path again: the path was checked against the media
+            // roots when the source was opened and may lead elsewhere by now. The descriptors
+            // share one file offset, which is harmless because every read seeks first and the
+            // two decoders never run at once (both need `&mut self`).
+            let mut file = self.file.try_clone().map_err(unavailable)?;
+            file.seek(SeekFrom::Start(0)).map_err(unavailable)?;
+            let (decoding, _) = Decoding::open(&self.path, file)?;
             self.thumbnailing = Some(Box::new(decoding));
         }
         Ok(self.thumbnailing.as_deref_mut().expect("set above"))
@@ -366,14 +378,13 @@ impl VideoFileSource {
 }
 
 impl Decoding {
-    /// Opens `path` and reads its sample tables (not its frames), as
+    /// Reads the sample tables (not the frames) of `file`, opened from `path`, as
     /// [`VideoFileSource::open`] describes; also returns how long each frame is shown.
-    fn open(path: &Path) -> Result<(Self, Duration), SourceError> {
+    fn open(path: &Path, file: File) -> Result<(Self, Duration), SourceError> {
         let shown = path.display();
         let unavailable = |why: &dyn std::fmt::Display| {
             SourceError::Unavailable(format!("cannot open video {shown}: {why}"))
         };
-        let file = File::open(path).map_err(|e| unavailable(&e))?;
         let size = file.metadata().map_err(|e| unavailable(&e))?.len();
         // The parser is not hardened against hostile input; a panic in it is a bad file.
         let reader =

@@ -482,3 +482,26 @@ async fn a_file_without_a_sync_table_plays_every_frame() {
     }
     assert!(source.next_frame().await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn thumbnails_come_from_the_file_that_was_opened_even_after_its_path_changes() {
+    let (dir, path) = pattern_video();
+    let mut source = VideoFileSource::open(&path, VideoOptions::default()).unwrap();
+    // The path now leads to another video; the one checked against the media roots at open
+    // time is still the one read.
+    let other = dir.path().join("other.mp4");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smpte-high.mp4"),
+        &other,
+    )
+    .unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let thumbs = source
+        .navigation()
+        .unwrap()
+        .thumbnails(0, 2, WIDTH)
+        .unwrap();
+    assert_eq!(thumbs.len(), 2);
+    assert_is_pattern_frame(&thumbs[0].image, 0);
+    assert_is_pattern_frame(&thumbs[1].image, 1);
+}
