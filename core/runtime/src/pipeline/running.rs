@@ -344,14 +344,21 @@ async fn run_source(
             }
             Err(e) => e,
         };
-        tracing::warn!(message = "Source failed; retrying.", source_id = %spec.id, error = %error, retry_in = ?backoff);
         stats.source_state(ComponentState::Error {
             message: error.to_string(),
         });
+        // What this build cannot open (an unsupported scheme, a malformed URL) will not open on a
+        // retry either: report it and wait for the configuration to change.
+        let final_error = matches!(error, SourceError::Unsupported(_));
+        if final_error {
+            tracing::warn!(message = "Source cannot be opened.", source_id = %spec.id, error = %error);
+        } else {
+            tracing::warn!(message = "Source failed; retrying.", source_id = %spec.id, error = %error, retry_in = ?backoff);
+        }
         let until = tokio::time::Instant::now() + backoff;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(until) => break,
+                _ = tokio::time::sleep_until(until), if !final_error => break,
                 cmd = control.recv() => match cmd {
                     Some(cmd) => cmd.refuse(|| SourceError::Unavailable(format!("the source is not available: {error}"))),
                     None => return,

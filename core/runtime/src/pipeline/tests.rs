@@ -304,6 +304,36 @@ async fn a_source_that_cannot_open_reports_an_error_and_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_this_build_cannot_open_is_an_error_and_not_retried() {
+    struct Unsupported(Mutex<u32>);
+    #[async_trait]
+    impl SourceFactory for Unsupported {
+        async fn open(&self, _: &SourceConfig) -> Result<Box<dyn FrameSource>, SourceError> {
+            *self.0.lock().unwrap() += 1;
+            Err(SourceError::Unsupported("rtsps is not supported".into()))
+        }
+    }
+    let factory = Arc::new(Unsupported(Mutex::new(0)));
+    let outputs = PipelineOutputs::default();
+    let pipeline = RunningPipeline::start(
+        spec(ProjectId::new()),
+        outputs,
+        factory.clone(),
+        Arc::new(RecordingSinks::default()),
+    )
+    .await;
+    let stats = pipeline.stats().clone();
+    eventually("the error shows", || {
+        matches!(&stats.snapshot().state, PipelineState::Error { message } if message.contains("rtsps"))
+    })
+    .await;
+    // Longer than the first retry delay (0.5 s): a retry would have opened it again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(*factory.0.lock().unwrap(), 1);
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_change_swaps_the_source_and_keeps_subscribers() {
     let factory = ScriptedFactory::new(vec![Ok(Duration::from_millis(2))]);
     let first = spec(ProjectId::new());

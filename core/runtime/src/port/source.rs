@@ -27,7 +27,9 @@ pub enum SourceError {
     /// A navigation request outside the source's frames.
     #[error("index {index} is out of range: the source has {len} frames")]
     OutOfRange { index: usize, len: usize },
-    /// The source cannot do what was asked (seek a camera, list a stream's frames).
+    /// The source cannot do what was asked (seek a camera, list a stream's frames), or cannot be
+    /// opened by this build at all (a scheme it does not speak). From `open` it is final: the
+    /// pipeline reports it and does not retry until the configuration changes.
     #[error("{0}")]
     Unsupported(String),
 }
