@@ -1,5 +1,15 @@
 //! The archive's manifest: one serde type per entity, versioned by [`FORMAT_VERSION`]. These
 //! types are the archive format; changing a field means a new version and a reader for the old.
+//!
+//! # Versions
+//!
+//! - 1: the first format.
+//! - 2: adds the classical detector's `min_area` and the MQTT sink's `qos` and `tls`. Version 2 is
+//!   version 1 plus fields, so one reader serves both: a field missing from a version 1 archive
+//!   takes the value that version 1 implied (`min_area` 0.2, QoS 0, no TLS), through serde
+//!   defaults. The number still changes so that a build that only knows version 1 refuses a
+//!   version 2 archive instead of importing it without the new fields (a TLS sink silently turned
+//!   into a plain one).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,7 +19,7 @@ use visprompt_domain::*;
 use crate::ArchiveError;
 
 /// The version this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const FORMAT_NAME: &str = "visprompt-project";
 
 #[derive(Serialize, Deserialize)]
@@ -164,6 +174,12 @@ enum SinkConfigEntry {
         broker_port: u16,
         topic: String,
         username: Option<String>,
+        /// Since version 2; the level as MQTT numbers it.
+        #[serde(default)]
+        qos: u8,
+        /// Since version 2.
+        #[serde(default)]
+        tls: bool,
     },
     Webhook {
         url: String,
@@ -229,7 +245,17 @@ enum ParamsEntry {
     Classical {
         confidence_threshold: f64,
         max_detections: u32,
+        /// Since version 2.
+        #[serde(default = "version_1_min_area")]
+        min_area: f64,
     },
+}
+
+/// The share of the smallest reference below which version 1 dropped instances; it was fixed
+/// then, so it is what a version 1 archive means. Deliberately not read from the domain's
+/// default, which may change without changing what old archives meant.
+fn version_1_min_area() -> f64 {
+    0.2
 }
 
 pub(crate) fn frame_file(frame: &Frame) -> String {
@@ -569,6 +595,8 @@ fn sink_entry(s: &Sink) -> SinkEntry {
             broker_port: m.broker_port,
             topic: m.topic.clone(),
             username: m.username.clone(),
+            qos: m.qos.level(),
+            tls: m.tls,
         },
         SinkConfig::Webhook { url } => SinkConfigEntry::Webhook { url: url.clone() },
         SinkConfig::File { path } => SinkConfigEntry::File { path: path.clone() },
@@ -590,12 +618,16 @@ fn sink(pid: ProjectId, s: SinkEntry) -> Result<Sink, DomainError> {
             broker_port,
             topic,
             username,
+            qos,
+            tls,
         } => SinkConfig::Mqtt(MqttSink {
             broker_host,
             broker_port,
             topic,
             username,
             password: None,
+            qos: MqttQos::from_level(i64::from(qos)).map_err(|e| e.in_field("config"))?,
+            tls,
         }),
         SinkConfigEntry::Webhook { url } => SinkConfig::Webhook { url },
         SinkConfigEntry::File { path } => SinkConfig::File { path },
@@ -644,6 +676,7 @@ fn model_entry(m: &ModelConfig) -> ModelEntry {
         AlgorithmParams::Classical(p) => ParamsEntry::Classical {
             confidence_threshold: p.confidence_threshold,
             max_detections: p.max_detections,
+            min_area: p.min_area,
         },
     };
     ModelEntry {
@@ -740,9 +773,11 @@ fn model(pid: ProjectId, m: ModelEntry) -> Result<ModelConfig, DomainError> {
         ParamsEntry::Classical {
             confidence_threshold,
             max_detections,
+            min_area,
         } => AlgorithmParams::Classical(ClassicalParams {
             confidence_threshold,
             max_detections,
+            min_area,
         }),
     };
     Ok(ModelConfig {

@@ -3,7 +3,7 @@
 use std::io::{Cursor, Write};
 
 use chrono::{SubsecRound, Utc};
-use visprompt_archive::{ArchiveError, ArchiveLimits, read_archive, write_archive};
+use visprompt_archive::{ArchiveError, ArchiveLimits, FORMAT_VERSION, read_archive, write_archive};
 use visprompt_domain::*;
 use zip::write::SimpleFileOptions;
 
@@ -106,6 +106,17 @@ fn bundle() -> ProjectBundle {
             topic: "t".into(),
             username: Some("u".into()),
             password: None,
+            qos: MqttQos::AtMostOnce,
+            tls: false,
+        }),
+        SinkConfig::Mqtt(MqttSink {
+            broker_host: "secure.broker".into(),
+            broker_port: 8883,
+            topic: "t/2".into(),
+            username: None,
+            password: None,
+            qos: MqttQos::ExactlyOnce,
+            tls: true,
         }),
         SinkConfig::Webhook {
             url: "http://h/x".into(),
@@ -133,7 +144,14 @@ fn bundle() -> ProjectBundle {
             name: DisplayName::parse(a.display_name()).unwrap(),
             active: *a == Algorithm::Matcher,
             device: Device::Cuda(1),
-            params: a.default_params(),
+            params: match a.default_params() {
+                // Not the default, so that the round trip shows the value is carried.
+                AlgorithmParams::Classical(p) => AlgorithmParams::Classical(ClassicalParams {
+                    min_area: 0.35,
+                    ..p
+                }),
+                other => other,
+            },
             created_at: at,
             updated_at: at,
         })
@@ -256,6 +274,80 @@ fn an_invalid_value_inside_is_refused_with_its_path() {
     match err {
         ArchiveError::Invalid(DomainError::Invalid { field, .. }) => {
             assert_eq!(field, "labels[0].color")
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+/// A manifest as format version 1 wrote it: an MQTT sink and a classical model, neither with the
+/// fields version 2 added.
+const VERSION_1_MANIFEST: &[u8] = br#"{"format":"visprompt-project","version":1,
+  "project":{"id":"7c1f7a7e-2f9c-4a55-9d3e-0b3f1f7f0c11","name":"x","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"},
+  "sinks":[{"id":"7c1f7a7e-2f9c-4a55-9d3e-0b3f1f7f0c13","name":"broker","active":true,
+    "config":{"sink_type":"mqtt","broker_host":"broker","broker_port":1883,"topic":"t","username":null},
+    "created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}],
+  "models":[{"id":"7c1f7a7e-2f9c-4a55-9d3e-0b3f1f7f0c14","name":"Classical","active":true,"device":"cpu",
+    "config":{"algorithm":"classical","confidence_threshold":0.6,"max_detections":7},
+    "created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}]}"#;
+
+#[test]
+fn this_build_writes_format_version_2() {
+    assert_eq!(FORMAT_VERSION, 2);
+    let archive = write_archive(&bundle());
+    let mut zip = zip::ZipArchive::new(Cursor::new(archive)).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_reader(zip.by_name("manifest.json").unwrap()).unwrap();
+    assert_eq!(manifest["version"], 2);
+    assert_eq!(manifest["sinks"][1]["config"]["qos"], 2);
+    assert_eq!(manifest["sinks"][1]["config"]["tls"], true);
+}
+
+#[test]
+fn a_version_1_archive_imports_with_what_version_1_meant_for_the_new_fields() {
+    let read = read_archive(
+        &zip_of(&[("manifest.json", VERSION_1_MANIFEST)]),
+        ArchiveLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        read.sinks[0].config,
+        SinkConfig::Mqtt(MqttSink {
+            broker_host: "broker".into(),
+            broker_port: 1883,
+            topic: "t".into(),
+            username: None,
+            password: None,
+            qos: MqttQos::AtMostOnce,
+            tls: false,
+        })
+    );
+    assert_eq!(
+        read.models[0].params,
+        AlgorithmParams::Classical(ClassicalParams {
+            confidence_threshold: 0.6,
+            max_detections: 7,
+            min_area: 0.2,
+        })
+    );
+}
+
+#[test]
+fn a_qos_level_above_2_is_refused_with_its_path() {
+    let json = String::from_utf8(VERSION_1_MANIFEST.to_vec())
+        .unwrap()
+        .replace(r#""version":1"#, r#""version":2"#)
+        .replace(
+            r#""username":null"#,
+            r#""username":null,"qos":3,"tls":true"#,
+        );
+    let err = read_archive(
+        &zip_of(&[("manifest.json", json.as_bytes())]),
+        ArchiveLimits::default(),
+    )
+    .unwrap_err();
+    match err {
+        ArchiveError::Invalid(DomainError::Invalid { field, .. }) => {
+            assert_eq!(field, "sinks[0].config.qos")
         }
         other => panic!("unexpected {other}"),
     }

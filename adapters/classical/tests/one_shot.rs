@@ -206,6 +206,7 @@ fn at_most_max_detections_are_reported_per_label() {
         let params = ClassicalParams {
             confidence_threshold: 0.5,
             max_detections,
+            ..ClassicalParams::default()
         };
         ClassicalDetectorFactory
             .build(&model(AlgorithmParams::Classical(params)), &references)

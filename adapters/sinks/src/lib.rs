@@ -6,7 +6,7 @@
 //! # Layout
 //!
 //! - [`Sinks`]: the [`SinkFactory`] that turns a stored [`SinkConfig`] into a running sink.
-//! - [`settings`]: process-wide knobs (QoS, TLS, queue sizes, time-outs, rotation size).
+//! - [`settings`]: process-wide knobs (a private CA, queue sizes, time-outs, rotation size).
 //! - [`mqtt`], [`webhook`], [`file`]: one adapter per technology.
 //! - `backoff`, `tls`: the retry schedule and the rustls client set-up the adapters share.
 //!
@@ -26,9 +26,7 @@ use visprompt_runtime::{Confinement, ResultSink, SinkError, SinkFactory, SinkHea
 
 pub use file::FileSink;
 pub use mqtt::MqttSink;
-pub use settings::{
-    BackoffSettings, FileSettings, MqttQos, MqttSettings, MqttTls, SinkSettings, WebhookSettings,
-};
+pub use settings::{BackoffSettings, FileSettings, MqttSettings, SinkSettings, WebhookSettings};
 pub use webhook::WebhookSink;
 
 /// Makes ring the process-wide rustls provider, for HTTP clients built without an explicit TLS

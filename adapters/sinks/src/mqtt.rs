@@ -1,7 +1,8 @@
 //! The MQTT sink: one message per result on the configured topic, through rumqttc. The client's
 //! event loop runs in its own task, which reconnects with back-off when the broker goes away;
 //! `publish` only puts a message in the client's bounded request queue and drops it when that is
-//! full, so a dead broker never slows the pipeline.
+//! full, so a dead broker never slows the pipeline. QoS and TLS come from the sink's stored
+//! configuration; only a private CA for TLS is a process-wide setting.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,10 +14,11 @@ use rumqttc::{
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use visprompt_domain::MqttQos;
 use visprompt_runtime::{FrameResult, ResultSink, SinkError, SinkHealth, SinkHealthReporter};
 
 use crate::backoff::Backoff;
-use crate::settings::{BackoffSettings, MqttQos, MqttSettings, MqttTls};
+use crate::settings::{BackoffSettings, MqttSettings};
 
 /// Room for the fixed header, the topic length and a packet id around topic and payload.
 const PACKET_OVERHEAD: usize = 16;
@@ -68,12 +70,7 @@ impl MqttSink {
         if let Some(username) = &broker.username {
             options.set_credentials(username, broker.password.as_deref().unwrap_or(""));
         }
-        let use_tls = match settings.tls {
-            MqttTls::Off => false,
-            MqttTls::OnPort8883 => broker.broker_port == 8883,
-            MqttTls::On => true,
-        };
-        if use_tls {
+        if broker.tls {
             let config = crate::tls::client_config(settings.ca_file.as_deref())?;
             options.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::new(config))));
         }
@@ -93,7 +90,7 @@ impl MqttSink {
         Ok(Self {
             client,
             topic: broker.topic.clone(),
-            qos: match settings.qos {
+            qos: match broker.qos {
                 MqttQos::AtMostOnce => QoS::AtMostOnce,
                 MqttQos::AtLeastOnce => QoS::AtLeastOnce,
                 MqttQos::ExactlyOnce => QoS::ExactlyOnce,

@@ -1,7 +1,8 @@
-//! Process-wide sink settings: what the stored sink configuration does not say (QoS, TLS, queue
-//! sizes, time-outs, rotation). The server maps its `sinks` settings section onto these; the
-//! defaults are what a sink gets when nothing is configured. The close time-outs stay under the
-//! two seconds the pipeline gives a sink task to stop before aborting it.
+//! Process-wide sink settings: what the stored sink configuration does not say (a private CA,
+//! queue sizes, time-outs, rotation); QoS and whether to use TLS are per sink, in the stored
+//! configuration. The server maps its `sinks` settings section onto these; the defaults are what
+//! a sink gets when nothing is configured. The close time-outs stay under the two seconds the
+//! pipeline gives a sink task to stop before aborting it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,38 +33,11 @@ impl Default for BackoffSettings {
     }
 }
 
-/// MQTT delivery guarantee for published results.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MqttQos {
-    /// QoS 0, the default: a live result that arrives late is worth less than the next one, and
-    /// QoS 0 keeps no state in the client or the broker.
-    #[default]
-    AtMostOnce,
-    /// QoS 1.
-    AtLeastOnce,
-    /// QoS 2.
-    ExactlyOnce,
-}
-
-/// When the MQTT connection uses TLS. The stored sink configuration has no TLS field, so the
-/// default follows the registered port convention (1883 plain, 8883 TLS).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MqttTls {
-    /// Plain TCP whatever the port.
-    Off,
-    /// TLS when the broker port is 8883, plain TCP otherwise.
-    #[default]
-    OnPort8883,
-    /// TLS whatever the port.
-    On,
-}
-
 #[derive(Clone, Debug)]
 pub struct MqttSettings {
-    pub qos: MqttQos,
-    pub tls: MqttTls,
-    /// PEM file with the certificate authorities that sign the broker's certificate; when unset,
-    /// the operating system's trusted roots are used.
+    /// PEM file with the certificate authorities that sign the brokers' certificates, for the
+    /// sinks whose configuration asks for TLS; when unset, the operating system's trusted roots
+    /// are used. For private CAs (and the tests); a broker with a public certificate needs none.
     pub ca_file: Option<PathBuf>,
     /// Requests the client keeps for its event loop; `publish` drops a result when it is full
     /// (for example while the broker is down) instead of waiting.
@@ -80,8 +54,6 @@ pub struct MqttSettings {
 impl Default for MqttSettings {
     fn default() -> Self {
         Self {
-            qos: MqttQos::default(),
-            tls: MqttTls::default(),
             ca_file: None,
             queue_capacity: 64,
             keep_alive: Duration::from_secs(30),

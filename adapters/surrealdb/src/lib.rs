@@ -13,6 +13,7 @@
 //! - `projects.rs`, `labels.rs`, `frames.rs`, `prompts.rs`, `sources.rs`, `sinks.rs`, `models.rs`:
 //!   the SurrealQL of each aggregate.
 //! - `repository.rs`: the [`Repository`] implementation, one line per method.
+//! - `upgrade_tests.rs`: databases left by earlier schema versions, migrated and read back.
 
 mod exec;
 mod frames;
@@ -25,6 +26,8 @@ mod repository;
 mod schema;
 mod sinks;
 mod sources;
+#[cfg(test)]
+mod upgrade_tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;

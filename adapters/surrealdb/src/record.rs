@@ -9,8 +9,8 @@ use uuid::Uuid;
 use visprompt_domain::{
     AlgorithmParams, Annotation, ClassicalParams, Color, Device, DisplayName, DomainError,
     EncoderModel, Frame, FrameId, FrameSize, ImageFormat, Label, LabelId, LabelName, MatcherParams,
-    ModelConfig, ModelConfigId, MqttSink, PerDinoParams, Phrase, Point, Precision, Project,
-    ProjectId, ProjectName, Prompt, PromptContent, PromptId, Rle, SamModel, Shape, Sink,
+    ModelConfig, ModelConfigId, MqttQos, MqttSink, PerDinoParams, Phrase, Point, Precision,
+    Project, ProjectId, ProjectName, Prompt, PromptContent, PromptId, Rle, SamModel, Shape, Sink,
     SinkConfig, SinkId, SoftMatcherParams, Source, SourceConfig, SourceId, StoredFrame, TextPhrase,
     Timestamp,
 };
@@ -564,6 +564,10 @@ pub(crate) enum SinkConfigDoc {
         topic: String,
         username: Option<String>,
         password: Option<String>,
+        /// The MQTT level, 0 to 2; schema version 2 added it (rows before it got 0).
+        qos: i64,
+        /// Schema version 2 added it (rows before it got `false`).
+        tls: bool,
     },
     Webhook {
         url: String,
@@ -582,6 +586,8 @@ impl SinkDoc {
                 topic: m.topic.clone(),
                 username: m.username.clone(),
                 password: m.password.clone(),
+                qos: i64::from(m.qos.level()),
+                tls: m.tls,
             },
             SinkConfig::Webhook { url } => SinkConfigDoc::Webhook { url: url.clone() },
             SinkConfig::File { path } => SinkConfigDoc::File { path: path.clone() },
@@ -606,6 +612,8 @@ impl SinkDoc {
                 topic,
                 username,
                 password,
+                qos,
+                tls,
             } => SinkConfig::Mqtt(MqttSink {
                 broker_host,
                 broker_port: u16::try_from(broker_port).map_err(|_| {
@@ -614,6 +622,8 @@ impl SinkDoc {
                 topic,
                 username,
                 password,
+                qos: stored(E, MqttQos::from_level(qos))?,
+                tls,
             }),
             SinkConfigDoc::Webhook { url } => SinkConfig::Webhook { url },
             SinkConfigDoc::File { path } => SinkConfig::File { path },
@@ -700,6 +710,8 @@ pub(crate) enum ParamsDoc {
     Classical {
         confidence_threshold: f64,
         max_detections: i64,
+        /// Schema version 2 added it (rows before it got 0.2, the detector's former fixed value).
+        min_area: f64,
     },
 }
 
@@ -756,6 +768,7 @@ impl ParamsDoc {
             AlgorithmParams::Classical(p) => ParamsDoc::Classical {
                 confidence_threshold: p.confidence_threshold,
                 max_detections: n(p.max_detections),
+                min_area: p.min_area,
             },
         }
     }
@@ -832,9 +845,11 @@ impl ParamsDoc {
             ParamsDoc::Classical {
                 confidence_threshold,
                 max_detections,
+                min_area,
             } => AlgorithmParams::Classical(ClassicalParams {
                 confidence_threshold,
                 max_detections: n("max_detections", max_detections)?,
+                min_area,
             }),
         })
     }

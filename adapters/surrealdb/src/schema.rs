@@ -15,7 +15,7 @@ use crate::exec::primary_error;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` (1-based) brings the schema from version `i - 1` to `i`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DETECTOR_AND_MQTT_PARAMS];
 
 /// Tables, fields and indexes of the first release.
 ///
@@ -144,6 +144,40 @@ DEFINE INDEX IF NOT EXISTS model_project ON model FIELDS project;
 DEFINE INDEX IF NOT EXISTS model_name ON model FIELDS project, name UNIQUE;
 "#;
 
+/// Adds the classical detector's `min_area` and the MQTT sink's `qos` and `tls`.
+///
+/// The field types are redefined first, so that each row the backfill rewrites is checked against
+/// the new shape, which lists the new keys, rather than the old one, which does not. Defining a
+/// field does not re-check the rows already stored; inside this one transaction nothing reads
+/// them before the backfill has rewritten them. `qos` is typed as its three levels, so the
+/// database refuses any other number. The backfilled values are the domain's defaults: `min_area`
+/// 0.2 (the share the detector used before it was configurable), QoS 0 and no TLS (how every
+/// sink connected before).
+const V2_DETECTOR_AND_MQTT_PARAMS: &str = r#"
+DEFINE FIELD OVERWRITE config ON sink TYPE
+      { kind: 'mqtt', broker_host: string, broker_port: int, topic: string,
+        username: option<string>, password: option<string>, qos: 0 | 1 | 2, tls: bool }
+    | { kind: 'webhook', url: string }
+    | { kind: 'file', path: string };
+UPDATE sink MERGE { config: { qos: 0, tls: false } } WHERE config.kind = 'mqtt' RETURN NONE;
+
+DEFINE FIELD OVERWRITE params ON model TYPE
+      { algorithm: 'matcher', sam_model: string, encoder_model: string, precision: string,
+        num_foreground_points: int, num_background_points: int, confidence_threshold: float,
+        use_mask_refinement: bool, similarity_threshold: option<float>, num_grid_cells: int }
+    | { algorithm: 'perdino', sam_model: string, encoder_model: string, precision: string,
+        num_foreground_points: int, num_background_points: int, num_grid_cells: int,
+        point_selection_threshold: float, confidence_threshold: float }
+    | { algorithm: 'soft_matcher', sam_model: string, encoder_model: string, precision: string,
+        num_foreground_points: int, num_background_points: int, confidence_threshold: float,
+        use_sampling: bool, use_spatial_sampling: bool, approximate_matching: bool,
+        softmatching_score_threshold: float, softmatching_bidirectional: bool }
+    | { algorithm: 'classical', confidence_threshold: float, max_detections: int,
+        min_area: float };
+UPDATE model MERGE { params: { min_area: 0.2 } } WHERE params.algorithm = 'classical'
+    RETURN NONE;
+"#;
+
 /// Creates the version record's table if needed; harmless to repeat.
 const ENSURE_VERSION_TABLE: &str = "
 DEFINE TABLE IF NOT EXISTS schema_version SCHEMAFULL;
@@ -182,6 +216,14 @@ const MAX_ATTEMPTS: u32 = 20;
 
 /// Applies every migration the database has not seen, in order; returns the resulting version.
 pub(crate) async fn migrate(db: &Surreal<Any>) -> Result<i64, StoreError> {
+    migrate_to(db, SCHEMA_VERSION).await
+}
+
+/// Applies the missing migrations up to version `target` only. Start-up always goes to
+/// [`SCHEMA_VERSION`]; a lower target lets the upgrade tests build a database as an earlier
+/// release left it.
+pub(crate) async fn migrate_to(db: &Surreal<Any>, target: i64) -> Result<i64, StoreError> {
+    debug_assert!((0..=SCHEMA_VERSION).contains(&target));
     let mut attempt = 1;
     while let Err(source) = run(db, ENSURE_VERSION_TABLE, 0).await {
         if !is_concurrent_migration(&source) || attempt >= MAX_ATTEMPTS {
@@ -199,7 +241,7 @@ pub(crate) async fn migrate(db: &Surreal<Any>) -> Result<i64, StoreError> {
                 supported: SCHEMA_VERSION,
             });
         }
-        if found == SCHEMA_VERSION {
+        if found >= target {
             return Ok(found);
         }
         let to = found + 1;

@@ -18,7 +18,7 @@ pub use project::Project;
 pub use prompt::{
     Annotation, FrameSize, Point, Prompt, PromptContent, PromptKind, Rle, Shape, TextPhrase,
 };
-pub use sink::{MqttSink, Sink, SinkConfig, SinkKind};
+pub use sink::{MqttQos, MqttSink, Sink, SinkConfig, SinkKind};
 pub use source::{Source, SourceConfig, SourceKind};
 
 /// When a thing was created and last changed (UTC).

@@ -1,14 +1,12 @@
 //! The MQTT sink against a real Mosquitto broker: delivery, credentials, a broker that is down at
-//! start or dies mid-run, QoS, TLS.
+//! start or dies mid-run, QoS and TLS as each sink's configuration asks.
 
 use std::time::{Duration, Instant};
 
 use rumqttc::QoS;
-use visprompt_domain::{MqttSink as MqttConfig, SinkConfig};
+use visprompt_domain::{MqttQos, MqttSink as MqttConfig, SinkConfig};
 use visprompt_runtime::{ResultSink, SinkError, SinkFactory, SinkHealth, SinkHealthReporter};
-use visprompt_sinks::{
-    BackoffSettings, MqttQos, MqttSettings, MqttSink, MqttTls, SinkSettings, Sinks,
-};
+use visprompt_sinks::{BackoffSettings, MqttSettings, MqttSink, SinkSettings, Sinks};
 
 use crate::support::{
     Access, Broker, Fixture, Subscriber, free_port, is_retrying, parse, wait_for_health,
@@ -25,6 +23,16 @@ fn config(port: u16, topic: &str, access: &Access) -> MqttConfig {
         topic: topic.into(),
         username,
         password,
+        qos: MqttQos::default(),
+        tls: false,
+    }
+}
+
+/// [`config`] over TLS.
+fn tls_config(port: u16, topic: &str) -> MqttConfig {
+    MqttConfig {
+        tls: true,
+        ..config(port, topic, &Access::Anonymous)
     }
 }
 
@@ -324,7 +332,7 @@ fn make_certificates(
 }
 
 #[tokio::test]
-async fn tls_connects_with_the_configured_ca_and_is_refused_without_it() {
+async fn a_sink_configured_for_tls_connects_with_the_configured_ca_and_is_refused_without_it() {
     // Arrange: one plain listener for the subscriber, one TLS listener for the sinks.
     let certificates = tempfile::tempdir().unwrap();
     let (ca, cert, key) = make_certificates(certificates.path());
@@ -344,29 +352,26 @@ async fn tls_connects_with_the_configured_ca_and_is_refused_without_it() {
     let fixture = Fixture::new();
     let trusted = SinkHealthReporter::default();
     let untrusted = SinkHealthReporter::default();
-
-    // Act
-    let mut sink = MqttSink::start(
-        &config(tls_port, &topic, &Access::Anonymous),
-        &MqttSettings {
-            tls: MqttTls::On,
+    let with_ca = Sinks::new(SinkSettings {
+        mqtt: MqttSettings {
             ca_file: Some(ca),
             ..MqttSettings::default()
         },
-        quick_backoff(),
-        trusted.clone(),
-    )
-    .unwrap();
-    let mut stranger = MqttSink::start(
-        &config(tls_port, &topic, &Access::Anonymous),
-        &MqttSettings {
-            tls: MqttTls::On,
-            ..MqttSettings::default()
-        },
-        quick_backoff(),
-        untrusted.clone(),
-    )
-    .unwrap();
+        backoff: quick_backoff(),
+        ..SinkSettings::default()
+    });
+    let system_roots = Sinks::new(SinkSettings {
+        backoff: quick_backoff(),
+        ..SinkSettings::default()
+    });
+
+    // Act: TLS is chosen by the stored configuration, on a port that is not 8883.
+    let config = SinkConfig::Mqtt(tls_config(tls_port, &topic));
+    let mut sink = with_ca.build(&config, trusted.clone()).await.unwrap();
+    let mut stranger = system_roots
+        .build(&config, untrusted.clone())
+        .await
+        .unwrap();
 
     // Assert
     wait_for_health(&trusted, Duration::from_secs(5), |h| {
@@ -387,28 +392,60 @@ async fn tls_connects_with_the_configured_ca_and_is_refused_without_it() {
 }
 
 #[tokio::test]
-async fn results_go_out_at_qos_0_unless_the_settings_ask_for_more() {
-    // Arrange: the subscriber asks for QoS 1, so it gets what each sink publishes with.
+async fn a_sink_not_configured_for_tls_speaks_plain_mqtt_even_with_a_ca_set() {
+    // Arrange: a TLS-only listener, and a CA that would let a TLS client in.
+    let certificates = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certificates(certificates.path());
+    let tls_port = free_port();
+    let _broker = Broker::start_with(
+        free_port(),
+        Access::Anonymous,
+        Some(crate::support::TlsListener {
+            port: tls_port,
+            ca: ca.clone(),
+            cert,
+            key,
+        }),
+    );
+    let health = SinkHealthReporter::default();
+    let sinks = Sinks::new(SinkSettings {
+        mqtt: MqttSettings {
+            ca_file: Some(ca),
+            ..MqttSettings::default()
+        },
+        backoff: quick_backoff(),
+        ..SinkSettings::default()
+    });
+
+    // Act: `tls` left false, so the process-wide CA does not turn TLS on.
+    let config = SinkConfig::Mqtt(config(tls_port, &topic(), &Access::Anonymous));
+    let mut sink = sinks.build(&config, health.clone()).await.unwrap();
+
+    // Assert: the TLS listener cannot make sense of plain MQTT.
+    wait_for_health(&health, Duration::from_secs(5), is_retrying).await;
+    sink.close().await;
+}
+
+#[tokio::test]
+async fn results_go_out_at_the_qos_each_sink_is_configured_with() {
+    // Arrange: the subscriber asks for QoS 1, so a message reaches it at the lower of that and
+    // the level the sink published with.
     let broker = Broker::start(Access::Anonymous);
     let topic = topic();
     let mut subscriber = Subscriber::connect(broker.port, &topic, &Access::Anonymous).await;
     let fixture = Fixture::new();
+    let factory = Sinks::new(SinkSettings {
+        backoff: quick_backoff(),
+        ..SinkSettings::default()
+    });
     let mut sinks = Vec::new();
-    for settings in [
-        MqttSettings::default(),
-        MqttSettings {
-            qos: MqttQos::AtLeastOnce,
-            ..MqttSettings::default()
-        },
-    ] {
+    for qos in MqttQos::ALL {
         let health = SinkHealthReporter::default();
-        let sink = MqttSink::start(
-            &config(broker.port, &topic, &Access::Anonymous),
-            &settings,
-            quick_backoff(),
-            health.clone(),
-        )
-        .unwrap();
+        let config = SinkConfig::Mqtt(MqttConfig {
+            qos,
+            ..config(broker.port, &topic, &Access::Anonymous)
+        });
+        let sink = factory.build(&config, health.clone()).await.unwrap();
         wait_for_health(&health, Duration::from_secs(5), |h| {
             *h == SinkHealth::Connected
         })
@@ -416,19 +453,17 @@ async fn results_go_out_at_qos_0_unless_the_settings_ask_for_more() {
         sinks.push(sink);
     }
 
-    // Act / Assert
-    sinks[0].publish(&fixture.result(1)).await.unwrap();
-    let (qos, message) = subscriber.next_with_qos().await;
-    assert_eq!(
-        (qos, parse(&message)["frame"]["sequence"].as_u64()),
-        (QoS::AtMostOnce, Some(1))
-    );
-    sinks[1].publish(&fixture.result(2)).await.unwrap();
-    let (qos, message) = subscriber.next_with_qos().await;
-    assert_eq!(
-        (qos, parse(&message)["frame"]["sequence"].as_u64()),
-        (QoS::AtLeastOnce, Some(2))
-    );
+    // Act / Assert: QoS 0 and 1 arrive as published; QoS 2 completes its handshake with the
+    // broker and arrives at the subscriber's QoS 1.
+    let expected = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtLeastOnce];
+    for (seq, (sink, expected)) in (1..).zip(sinks.iter_mut().zip(expected)) {
+        sink.publish(&fixture.result(seq)).await.unwrap();
+        let (qos, message) = subscriber.next_with_qos().await;
+        assert_eq!(
+            (qos, parse(&message)["frame"]["sequence"].as_u64()),
+            (expected, Some(seq))
+        );
+    }
     for sink in &mut sinks {
         sink.close().await;
     }
@@ -463,9 +498,9 @@ async fn a_topic_with_wildcards_is_invalid_and_a_closed_sink_refuses_to_publish(
 }
 
 #[tokio::test]
-async fn an_unreadable_ca_file_is_invalid() {
+async fn an_unreadable_ca_file_is_invalid_for_a_tls_sink() {
     let result = MqttSink::start(
-        &config(8883, "t", &Access::Anonymous),
+        &tls_config(8883, "t"),
         &MqttSettings {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..MqttSettings::default()

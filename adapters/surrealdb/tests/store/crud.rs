@@ -491,6 +491,8 @@ async fn sinks_are_active_independently(engine: Engine) {
         topic: "t".into(),
         username: Some("u".into()),
         password: None,
+        qos: MqttQos::ExactlyOnce,
+        tls: false,
     });
     mqtt.updated_at = at(10);
     store.update_sink(&mqtt).await.unwrap();

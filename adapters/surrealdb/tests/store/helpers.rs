@@ -425,7 +425,8 @@ pub fn source(project: ProjectId, config: SourceConfig, seconds: i64) -> Source 
     }
 }
 
-/// One sink of every kind (MQTT with and without credentials), in creation order; none active.
+/// One sink of every kind (MQTT with and without credentials, with the default QoS and plain, and
+/// with QoS 1 and TLS), in creation order; none active.
 pub fn sinks(project: ProjectId) -> Vec<Sink> {
     let configs = [
         SinkConfig::Mqtt(MqttSink {
@@ -434,6 +435,8 @@ pub fn sinks(project: ProjectId) -> Vec<Sink> {
             topic: "visprompt/predictions".into(),
             username: None,
             password: None,
+            qos: MqttQos::AtMostOnce,
+            tls: false,
         }),
         SinkConfig::Mqtt(MqttSink {
             broker_host: "10.0.0.2".into(),
@@ -441,6 +444,8 @@ pub fn sinks(project: ProjectId) -> Vec<Sink> {
             topic: "a/b".into(),
             username: Some("user".into()),
             password: Some("secret".into()),
+            qos: MqttQos::AtLeastOnce,
+            tls: true,
         }),
         SinkConfig::Webhook {
             url: "https://example.com/hook".into(),
@@ -487,6 +492,7 @@ pub fn models(project: ProjectId) -> Vec<ModelConfig> {
         AlgorithmParams::Classical(ClassicalParams {
             confidence_threshold: 0.25,
             max_detections: 7,
+            min_area: 0.05,
         }),
     ];
     let devices = [Device::Auto, Device::Cpu, Device::Cuda(1), Device::Xpu(0)];

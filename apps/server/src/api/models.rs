@@ -258,6 +258,13 @@ pub struct ClassicalConfig {
         validator(minimum(value = "1"), maximum(value = "1000"))
     )]
     pub max_detections: u32,
+    /// The smallest instance reported, as a fraction of the area of the smallest annotated
+    /// reference object, 0.01 to 1 (default 0.2). Smaller blobs are dropped as noise.
+    #[oai(
+        default = "c_min_area",
+        validator(minimum(value = "0.01"), maximum(value = "1"))
+    )]
+    pub min_area: f64,
 }
 
 fn c_conf() -> f64 {
@@ -265,6 +272,9 @@ fn c_conf() -> f64 {
 }
 fn c_max() -> u32 {
     ClassicalParams::default().max_detections
+}
+fn c_min_area() -> f64 {
+    ClassicalParams::default().min_area
 }
 
 #[derive(Debug, Clone, Union)]
@@ -320,6 +330,7 @@ impl From<ModelConfigBody> for AlgorithmParams {
             ModelConfigBody::Classical(c) => AlgorithmParams::Classical(ClassicalParams {
                 confidence_threshold: c.confidence_threshold,
                 max_detections: c.max_detections,
+                min_area: c.min_area,
             }),
         }
     }
@@ -365,6 +376,7 @@ impl From<AlgorithmParams> for ModelConfigBody {
             AlgorithmParams::Classical(p) => Self::Classical(ClassicalConfig {
                 confidence_threshold: p.confidence_threshold,
                 max_detections: p.max_detections,
+                min_area: p.min_area,
             }),
         }
     }

@@ -6,7 +6,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use uuid::Uuid;
 use visprompt_domain::{
-    DisplayName, MqttSink, NewSink, ProjectId, Service, Sink, SinkConfig, SinkId,
+    DisplayName, DomainError, MqttQos, MqttSink, NewSink, ProjectId, Service, Sink, SinkConfig,
+    SinkId,
 };
 
 use crate::api::common::{Pagination, location, page};
@@ -38,6 +39,13 @@ pub struct MqttSinkBody {
     pub username: Option<Text>,
     #[oai(validator(max_length = 1024), write_only)]
     pub password: Option<Text>,
+    /// Delivery guarantee: 0 at most once (the default), 1 at least once, 2 exactly once.
+    #[oai(default, validator(minimum(value = "0"), maximum(value = "2")))]
+    pub qos: i64,
+    /// Connect with TLS, verifying the broker's certificate against the system's trusted roots
+    /// (usually on port 8883). Default false.
+    #[oai(default)]
+    pub tls: bool,
 }
 
 /// An HTTP(S) endpoint that receives each prediction as a JSON POST.
@@ -78,6 +86,9 @@ pub struct MqttSinkView {
     #[oai(skip_serializing_if_is_none)]
     pub username: Option<String>,
     pub password_set: bool,
+    /// 0 at most once, 1 at least once, 2 exactly once.
+    pub qos: i64,
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, Union)]
@@ -91,21 +102,27 @@ pub enum SinkConfigView {
     File(FileSinkBody),
 }
 
-impl From<SinkConfigBody> for SinkConfig {
-    fn from(b: SinkConfigBody) -> Self {
-        match b {
+impl TryFrom<SinkConfigBody> for SinkConfig {
+    type Error = DomainError;
+
+    /// Fails only on a QoS level the schema's range should already have refused; the domain
+    /// parses it anyway, so this does not depend on that range being declared.
+    fn try_from(b: SinkConfigBody) -> Result<Self, DomainError> {
+        Ok(match b {
             SinkConfigBody::Mqtt(m) => SinkConfig::Mqtt(MqttSink {
                 broker_host: m.broker_host.into(),
                 broker_port: m.broker_port,
                 topic: m.topic.into(),
                 username: m.username.map(Into::into),
                 password: m.password.map(Into::into),
+                qos: MqttQos::from_level(m.qos).map_err(|e| e.in_field("config"))?,
+                tls: m.tls,
             }),
             SinkConfigBody::Webhook(w) => SinkConfig::Webhook { url: w.url.into() },
             SinkConfigBody::File(f) => SinkConfig::File {
                 path: f.path.into(),
             },
-        }
+        })
     }
 }
 
@@ -118,6 +135,8 @@ impl From<SinkConfig> for SinkConfigView {
                 topic: m.topic,
                 username: m.username,
                 password_set: m.password.is_some(),
+                qos: i64::from(m.qos.level()),
+                tls: m.tls,
             }),
             SinkConfig::Webhook { url } => Self::Webhook(WebhookSinkBody { url: url.into() }),
             SinkConfig::File { path } => Self::File(FileSinkBody { path: path.into() }),
@@ -175,7 +194,7 @@ fn new_sink(body: SinkBody) -> Result<NewSink, ApiError> {
     Ok(NewSink {
         name: body.name.as_deref().map(DisplayName::parse).transpose()?,
         active: body.active,
-        config: body.config.into(),
+        config: body.config.try_into()?,
     })
 }
 

@@ -117,6 +117,42 @@ async fn out_of_range_parameters_and_unknown_devices_are_refused() {
 }
 
 #[tokio::test]
+async fn the_classical_min_area_defaults_to_a_fifth_and_round_trips() {
+    let app = spawn_app().await;
+    let pid = id(&app.post_project("p").await);
+    let models = format!("/api/v1/projects/{pid}/models");
+    let body = json!({ "name": "coarse", "config": { "model_type": "classical" } });
+    let created: Value = app.post_json(&models, &body).await.json().await.unwrap();
+    assert_eq!(created["config"]["min_area"], 0.2);
+    let path = format!("{models}/{}", id(&created));
+    for min_area in [0.01, 0.35, 1.0] {
+        let body = json!({ "name": "coarse", "config": { "model_type": "classical", "min_area": min_area } });
+        let updated: Value = app.put_json(&path, &body).await.json().await.unwrap();
+        assert_eq!(updated["config"]["min_area"], min_area);
+        let read: Value = app.get(&path).await.json().await.unwrap();
+        assert_eq!(read["config"]["min_area"], min_area);
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_min_area_outside_one_percent_to_one_is_refused_by_name() {
+    let app = spawn_app().await;
+    let pid = id(&app.post_project("p").await);
+    for min_area in [0.0, 0.009, -0.2, 1.01, 5.0] {
+        let body =
+            json!({ "name": "x", "config": { "model_type": "classical", "min_area": min_area } });
+        let resp = app
+            .post_json(&format!("/api/v1/projects/{pid}/models"), &body)
+            .await;
+        let err = assert_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_value").await;
+        // Named as poem names every range-checked field inside the `config` union.
+        assert_eq!(err["field"], "min_area", "{min_area} {err}");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn supported_models_list_every_algorithm_with_its_defaults() {
     let app = spawn_app().await;
     let list: Value = app
@@ -133,6 +169,7 @@ async fn supported_models_list_every_algorithm_with_its_defaults() {
         .collect();
     assert_eq!(types, ["matcher", "perdino", "soft_matcher", "classical"]);
     assert_eq!(list["models"][3]["needs_weights"], false);
+    assert_eq!(list["models"][3]["default_config"]["min_area"], 0.2);
     assert_eq!(
         list["models"][2]["default_config"]["confidence_threshold"],
         0.42

@@ -263,6 +263,16 @@ pub struct ClassicalParams {
     pub confidence_threshold: f64,
     /// At most this many detections per frame and label.
     pub max_detections: u32,
+    /// The smallest instance reported, as a fraction of the area of the smallest annotated
+    /// reference object: 0.01 to 1 inclusive. Smaller blobs are treated as noise. 1 is allowed
+    /// (report only objects at least as large as the smallest example); 0 is not, since it would
+    /// report single stray cells.
+    pub min_area: f64,
+}
+
+impl ClassicalParams {
+    /// The accepted range of `min_area`, both ends included.
+    pub const MIN_AREA_RANGE: (f64, f64) = (0.01, 1.0);
 }
 
 impl Default for ClassicalParams {
@@ -270,6 +280,9 @@ impl Default for ClassicalParams {
         Self {
             confidence_threshold: 0.5,
             max_detections: 20,
+            // The share the detector used before it was configurable, so existing projects
+            // keep their behaviour.
+            min_area: 0.2,
         }
     }
 }
@@ -284,6 +297,17 @@ pub enum AlgorithmParams {
 
 fn in_range_u32(field: &str, v: u32, min: u32, max: u32) -> Result<(), DomainError> {
     if v < min || v > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be {min} to {max}, got {v}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Closed interval `[min, max]`; NaN is refused because no comparison holds for it.
+fn in_range_f64(field: &str, v: f64, min: f64, max: f64) -> Result<(), DomainError> {
+    if !(v >= min && v <= max) {
         return Err(DomainError::invalid(
             field,
             format!("must be {min} to {max}, got {v}"),
@@ -343,7 +367,9 @@ impl AlgorithmParams {
             }
             AlgorithmParams::Classical(p) => {
                 unit_open("confidence_threshold", p.confidence_threshold)?;
-                in_range_u32("max_detections", p.max_detections, 1, 1000)
+                in_range_u32("max_detections", p.max_detections, 1, 1000)?;
+                let (min, max) = ClassicalParams::MIN_AREA_RANGE;
+                in_range_f64("min_area", p.min_area, min, max)
             }
         }
     }
@@ -387,6 +413,27 @@ mod tests {
         assert!(AlgorithmParams::Matcher(p.clone()).check().is_err());
         p.confidence_threshold = f64::NAN;
         assert!(AlgorithmParams::Matcher(p).check().is_err());
+    }
+
+    #[test]
+    fn min_area_is_accepted_from_one_percent_to_one_inclusive() {
+        let check = |min_area| {
+            AlgorithmParams::Classical(ClassicalParams {
+                min_area,
+                ..ClassicalParams::default()
+            })
+            .check()
+        };
+        for ok in [0.01, 0.2, 0.5, 1.0] {
+            check(ok).unwrap();
+        }
+        for bad in [0.0, 0.009, -0.5, 1.0001, 2.0, f64::NAN, f64::INFINITY] {
+            let err = check(bad).unwrap_err();
+            assert!(
+                matches!(&err, DomainError::Invalid { field, .. } if field == "min_area"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -32,6 +32,45 @@ impl SinkKind {
     }
 }
 
+/// The MQTT delivery guarantee a sink publishes with. Higher levels cost round trips per message;
+/// the default is the cheapest, since a lost prediction is superseded by the next frame's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MqttQos {
+    /// QoS 0: sent once, never acknowledged.
+    #[default]
+    AtMostOnce,
+    /// QoS 1: resent until acknowledged; may arrive twice.
+    AtLeastOnce,
+    /// QoS 2: a four-step handshake delivers each message exactly once.
+    ExactlyOnce,
+}
+
+impl MqttQos {
+    pub const ALL: [MqttQos; 3] = [
+        MqttQos::AtMostOnce,
+        MqttQos::AtLeastOnce,
+        MqttQos::ExactlyOnce,
+    ];
+
+    /// The level as MQTT numbers it (0, 1 or 2).
+    pub const fn level(&self) -> u8 {
+        match self {
+            MqttQos::AtMostOnce => 0,
+            MqttQos::AtLeastOnce => 1,
+            MqttQos::ExactlyOnce => 2,
+        }
+    }
+
+    /// The level numbered `level`; anything but 0, 1 or 2 is invalid and reported as `qos`,
+    /// the field's name in the API, the store and the archive alike.
+    pub fn from_level(level: i64) -> Result<Self, DomainError> {
+        Self::ALL
+            .into_iter()
+            .find(|q| i64::from(q.level()) == level)
+            .ok_or_else(|| DomainError::invalid("qos", format!("must be 0, 1 or 2, got {level}")))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MqttSink {
     pub broker_host: String,
@@ -40,6 +79,10 @@ pub struct MqttSink {
     pub username: Option<String>,
     /// Never returned by the API; only whether one is set.
     pub password: Option<String>,
+    pub qos: MqttQos,
+    /// Connect with TLS, verifying the broker's certificate against the system's trusted roots.
+    /// Off by default because a plain local broker is the common first setup.
+    pub tls: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +178,8 @@ mod tests {
             topic: topic.into(),
             username: None,
             password: None,
+            qos: MqttQos::default(),
+            tls: false,
         })
     }
 
@@ -151,6 +196,21 @@ mod tests {
         assert!(mqtt("h", 1883, "a/+/b").check().is_err());
         assert!(mqtt("h", 1883, "a/#").check().is_err());
         assert!(mqtt("h", 1883, "").check().is_err());
+    }
+
+    #[test]
+    fn qos_levels_are_zero_one_or_two_and_anything_else_names_the_field() {
+        for q in MqttQos::ALL {
+            assert_eq!(MqttQos::from_level(i64::from(q.level())).unwrap(), q);
+        }
+        assert_eq!(MqttQos::default().level(), 0);
+        for bad in [-1, 3, 255, i64::MAX] {
+            let err = MqttQos::from_level(bad).unwrap_err();
+            assert!(
+                matches!(&err, DomainError::Invalid { field, .. } if field == "qos"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
