@@ -25,9 +25,6 @@ const EVIDENCE_SCALE: f32 = 4.0;
 /// object, and most of any frame is background.
 const BACKGROUND_PRIOR: f32 = 1.0;
 
-/// Instances smaller than this share of the smallest annotated instance are dropped as noise.
-const MIN_AREA_RATIO: f64 = 0.2;
-
 /// The weights-free detector, fitted from annotated references; see the crate docs for the
 /// method.
 pub struct ClassicalDetector {
@@ -244,7 +241,8 @@ impl Detector for ClassicalDetector {
                 cells: probability.iter().map(|&p| p >= threshold).collect(),
             };
             let claimed_by_others = |cell: usize| claims[cell] > u32::from(candidates.cells[cell]);
-            let min_pixels = MIN_AREA_RATIO * label.smallest_area_share * frame_pixels;
+            // `min_area` is a share of the smallest annotated instance: smaller finds are noise.
+            let min_pixels = self.params.min_area * label.smallest_area_share * frame_pixels;
             // Scores come from the cell grid alone, so instances can be ranked before any pixel is
             // looked at and refinement can stop once the cap is reached. Dropping the ones too
             // small to keep later, in rank order, keeps the same instances as refining them all

@@ -12,7 +12,7 @@
 //! turns those into per-label probabilities, thresholds them at `confidence_threshold`, closes
 //! small gaps, splits the result into 8-connected instances and ranks them by mean probability.
 //! Instances are then refined in rank order, each edge pixel by pixel from colour, dropping those
-//! much smaller than the smallest annotation, until `max_detections` per label are kept.
+//! smaller than `min_area` times the smallest annotation, until `max_detections` per label are kept.
 //!
 //! # Layout
 //!

@@ -491,3 +491,48 @@ fn every_instance_is_found_even_when_the_reference_leaves_some_unannotated() {
         }
     }
 }
+
+#[test]
+fn instances_smaller_than_min_area_of_the_annotation_are_dropped() {
+    // The disc of frame 300, its lower part hidden behind background: about a third remains.
+    let scene = SyntheticScene::default();
+    let label = LabelId::new();
+    let references = [reference(&scene, 0, &[(ObjectKind::StripedDisc, label)])];
+    let t = 300;
+    let disc = scene
+        .ground_truth(t)
+        .into_iter()
+        .find(|(k, _)| *k == ObjectKind::StripedDisc)
+        .unwrap()
+        .1;
+    let top = disc.bounding_box().unwrap();
+    let cut = top.y_min + (top.y_max - top.y_min) * 0.4;
+    let hidden = BitMask::from_fn(disc.width(), disc.height(), |x, y| {
+        disc.get(x, y) && y as f32 >= cut
+    });
+    let mut frame = scene.render(t);
+    let without_disc = scene
+        .clone()
+        .with_kinds(&[ObjectKind::CheckeredSquare, ObjectKind::DottedTriangle])
+        .render(t);
+    paste(&mut frame, &without_disc, &hidden);
+    let visible = disc.area() - hidden.area();
+    let share = visible as f64 / disc.area() as f64;
+    assert!((0.2..0.45).contains(&share), "visible share {share:.2}");
+
+    let detect = |min_area: f64| {
+        let params = ClassicalParams {
+            min_area,
+            ..ClassicalParams::default()
+        };
+        ClassicalDetectorFactory
+            .build(&model(AlgorithmParams::Classical(params)), &references)
+            .unwrap()
+            .detect(&frame)
+            .unwrap()
+    };
+    let kept = detect(0.1);
+    assert_eq!(kept.len(), 1, "the visible part is found with min_area 0.1");
+    assert!(kept[0].mask.area() as f64 >= 0.8 * visible as f64);
+    assert!(detect(0.6).is_empty(), "and dropped with min_area 0.6");
+}
