@@ -147,11 +147,24 @@ struct SourceEntry {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "source_type", rename_all = "snake_case")]
 enum SourceConfigEntry {
-    UsbCamera { device_id: u32 },
-    VideoFile { video_path: String },
-    ImagesFolder { images_folder_path: String },
-    Rtsp { url: String },
-    SampleDataset { dataset_id: Option<Uuid> },
+    UsbCamera {
+        device_id: u32,
+    },
+    VideoFile {
+        video_path: String,
+        /// Format 2 archives written before the field existed looped, as every video did.
+        #[serde(rename = "loop", default = "looping_by_default")]
+        looping: bool,
+    },
+    ImagesFolder {
+        images_folder_path: String,
+    },
+    Rtsp {
+        url: String,
+    },
+    SampleDataset {
+        dataset_id: Option<Uuid>,
+    },
     Synthetic {},
 }
 
@@ -254,6 +267,10 @@ enum ParamsEntry {
 /// The share of the smallest reference below which version 1 dropped instances; it was fixed
 /// then, so it is what a version 1 archive means. Deliberately not read from the domain's
 /// default, which may change without changing what old archives meant.
+fn looping_by_default() -> bool {
+    true
+}
+
 fn version_1_min_area() -> f64 {
     0.2
 }
@@ -542,8 +559,12 @@ fn source_entry(s: &Source) -> SourceEntry {
         SourceConfig::UsbCamera { device_id } => SourceConfigEntry::UsbCamera {
             device_id: *device_id,
         },
-        SourceConfig::VideoFile { video_path } => SourceConfigEntry::VideoFile {
+        SourceConfig::VideoFile {
+            video_path,
+            looping,
+        } => SourceConfigEntry::VideoFile {
             video_path: video_path.clone(),
+            looping: *looping,
         },
         SourceConfig::ImagesFolder { images_folder_path } => SourceConfigEntry::ImagesFolder {
             images_folder_path: images_folder_path.clone(),
@@ -567,7 +588,13 @@ fn source_entry(s: &Source) -> SourceEntry {
 fn source(pid: ProjectId, s: SourceEntry) -> Result<Source, DomainError> {
     let config = match s.config {
         SourceConfigEntry::UsbCamera { device_id } => SourceConfig::UsbCamera { device_id },
-        SourceConfigEntry::VideoFile { video_path } => SourceConfig::VideoFile { video_path },
+        SourceConfigEntry::VideoFile {
+            video_path,
+            looping,
+        } => SourceConfig::VideoFile {
+            video_path,
+            looping,
+        },
         SourceConfigEntry::ImagesFolder { images_folder_path } => {
             SourceConfig::ImagesFolder { images_folder_path }
         }

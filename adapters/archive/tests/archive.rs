@@ -76,6 +76,7 @@ fn bundle() -> ProjectBundle {
     let sources = [
         SourceConfig::UsbCamera { device_id: 2 },
         SourceConfig::VideoFile {
+            looping: false,
             video_path: "/srv/a.mp4".into(),
         },
         SourceConfig::ImagesFolder {

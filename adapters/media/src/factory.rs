@@ -55,12 +55,16 @@ impl SourceFactory for MediaSourceFactory {
                 .await?;
                 Ok(Box::new(source))
             }
-            SourceConfig::VideoFile { video_path } => {
+            SourceConfig::VideoFile {
+                video_path,
+                looping,
+            } => {
+                let options = VideoOptions { looping: *looping };
                 let confinement = self.confinement.clone();
                 let raw = video_path.clone();
                 let source = blocking(move || {
                     let path = confinement.resolve(Path::new(&raw))?;
-                    VideoFileSource::open(&path, VideoOptions::default())
+                    VideoFileSource::open(&path, options)
                 })
                 .await?;
                 Ok(Box::new(source))

@@ -316,6 +316,28 @@ async fn a_video_from_x264_and_mp4mux_decodes_to_colour_bars() {
     assert_eq!(frames, 30);
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_factory_honours_the_stored_looping_setting() {
+    let (dir, path) = pattern_video();
+    let factory = MediaSourceFactory::new(MediaRoots::new(vec![dir.path().to_path_buf()]).unwrap());
+    for looping in [false, true] {
+        let config = SourceConfig::VideoFile {
+            video_path: path.display().to_string(),
+            looping,
+        };
+        let mut source = factory.open(&config).await.unwrap();
+        let mut frames = 0;
+        while frames < 2 * FRAMES {
+            match source.next_frame().await.unwrap() {
+                Some(_) => frames += 1,
+                None => break,
+            }
+        }
+        let expected = if looping { 2 * FRAMES } else { FRAMES };
+        assert_eq!(frames, expected, "looping {looping}");
+    }
+}
+
 #[tokio::test]
 async fn the_factory_opens_videos_inside_the_roots_and_names_bad_ones() {
     let (dir, path) = pattern_video();
@@ -323,6 +345,7 @@ async fn the_factory_opens_videos_inside_the_roots_and_names_bad_ones() {
     let open = |p: &Path| {
         let config = SourceConfig::VideoFile {
             video_path: p.display().to_string(),
+            looping: true,
         };
         let factory = factory.clone();
         async move { factory.open(&config).await }

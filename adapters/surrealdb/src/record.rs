@@ -473,7 +473,7 @@ pub(crate) struct SourceRow {
 #[surreal(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum SourceConfigDoc {
     UsbCamera { device_id: i64 },
-    VideoFile { video_path: String },
+    VideoFile { video_path: String, looping: bool },
     ImagesFolder { images_folder_path: String },
     Rtsp { url: String },
     SampleDataset { dataset_id: Option<Uuid> },
@@ -486,8 +486,12 @@ impl SourceDoc {
             SourceConfig::UsbCamera { device_id } => SourceConfigDoc::UsbCamera {
                 device_id: i64::from(*device_id),
             },
-            SourceConfig::VideoFile { video_path } => SourceConfigDoc::VideoFile {
+            SourceConfig::VideoFile {
+                video_path,
+                looping,
+            } => SourceConfigDoc::VideoFile {
                 video_path: video_path.clone(),
+                looping: *looping,
             },
             SourceConfig::ImagesFolder { images_folder_path } => SourceConfigDoc::ImagesFolder {
                 images_folder_path: images_folder_path.clone(),
@@ -517,7 +521,13 @@ impl SourceRow {
             SourceConfigDoc::UsbCamera { device_id } => SourceConfig::UsbCamera {
                 device_id: to_u32(E, "device_id", device_id)?,
             },
-            SourceConfigDoc::VideoFile { video_path } => SourceConfig::VideoFile { video_path },
+            SourceConfigDoc::VideoFile {
+                video_path,
+                looping,
+            } => SourceConfig::VideoFile {
+                video_path,
+                looping,
+            },
             SourceConfigDoc::ImagesFolder { images_folder_path } => {
                 SourceConfig::ImagesFolder { images_folder_path }
             }

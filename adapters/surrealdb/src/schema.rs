@@ -15,7 +15,7 @@ use crate::exec::primary_error;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` (1-based) brings the schema from version `i - 1` to `i`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DETECTOR_AND_MQTT_PARAMS];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DETECTOR_AND_MQTT_PARAMS, V3_VIDEO_LOOPING];
 
 /// Tables, fields and indexes of the first release.
 ///
@@ -176,6 +176,18 @@ DEFINE FIELD OVERWRITE params ON model TYPE
         min_area: float };
 UPDATE model MERGE { params: { min_area: 0.2 } } WHERE params.algorithm = 'classical'
     RETURN NONE;
+"#;
+
+/// Video file sources say whether they loop; existing ones keep looping, as they always did.
+const V3_VIDEO_LOOPING: &str = r#"
+DEFINE FIELD OVERWRITE config ON source TYPE
+      { kind: 'usb_camera', device_id: int }
+    | { kind: 'video_file', video_path: string, looping: bool }
+    | { kind: 'images_folder', images_folder_path: string }
+    | { kind: 'rtsp', url: string }
+    | { kind: 'sample_dataset', dataset_id: option<uuid> }
+    | { kind: 'synthetic' };
+UPDATE source MERGE { config: { looping: true } } WHERE config.kind = 'video_file' RETURN NONE;
 "#;
 
 /// Creates the version record's table if needed; harmless to repeat.

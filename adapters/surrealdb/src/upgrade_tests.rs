@@ -12,7 +12,7 @@ use surrealdb::engine::any::Any;
 use uuid::Uuid;
 use visprompt_domain::{
     AlgorithmParams, ClassicalParams, MatcherParams, ModelConfigId, MqttQos, MqttSink, ProjectId,
-    SinkConfig, SinkId,
+    SinkConfig, SinkId, SourceConfig, SourceId,
 };
 
 use crate::SurrealRepository;
@@ -40,6 +40,7 @@ struct Ids {
     webhook: SinkId,
     classical: ModelConfigId,
     matcher: ModelConfigId,
+    video: SourceId,
 }
 
 /// Writes a project with an MQTT and a webhook sink and a classical and a matcher model, in the
@@ -51,6 +52,7 @@ async fn fill_as_version_1(db: &Surreal<Any>) -> Ids {
         webhook: SinkId::from_uuid(Uuid::new_v4()),
         classical: ModelConfigId::from_uuid(Uuid::new_v4()),
         matcher: ModelConfigId::from_uuid(Uuid::new_v4()),
+        video: SourceId::from_uuid(Uuid::new_v4()),
     };
     let project = format!("project:u'{}'", ids.project.as_uuid());
     let script = format!(
@@ -74,7 +76,11 @@ CREATE model:u'{matcher}' CONTENT {{ project: {project}, name: 'Matcher', device
         num_grid_cells: 8 }},
     created_at: d'2026-01-01T00:00:00Z', updated_at: d'2026-01-01T00:00:00Z' }};
 UPDATE {project} SET active_model = model:u'{classical}';
+CREATE source:u'{video}' CONTENT {{ project: {project}, name: 'clip',
+    config: {{ kind: 'video_file', video_path: '/srv/media/clip.mp4' }},
+    created_at: d'2026-01-01T00:00:00Z', updated_at: d'2026-01-01T00:00:00Z' }};
 "#,
+        video = ids.video.as_uuid(),
         mqtt = ids.mqtt.as_uuid(),
         webhook = ids.webhook.as_uuid(),
         classical = ids.classical.as_uuid(),
@@ -133,6 +139,15 @@ async fn rows_of_schema_version_1_read_back_with_the_new_parameters_defaulted() 
     assert_eq!(
         matcher.unwrap().params,
         AlgorithmParams::Matcher(MatcherParams::default())
+    );
+    // Migration 3: videos loop, as every video did before the setting existed.
+    let video = repo.get_source(ids.project, ids.video).await.unwrap();
+    assert_eq!(
+        video.unwrap().config,
+        SourceConfig::VideoFile {
+            video_path: "/srv/media/clip.mp4".into(),
+            looping: true,
+        }
     );
 }
 

@@ -392,6 +392,7 @@ pub fn sources(project: ProjectId) -> Vec<Source> {
     let configs = [
         SourceConfig::UsbCamera { device_id: 2 },
         SourceConfig::VideoFile {
+            looping: false,
             video_path: "/media/clip.mp4".into(),
         },
         SourceConfig::ImagesFolder {

@@ -26,6 +26,13 @@ pub struct UsbCameraSource {
 pub struct VideoFileSource {
     #[oai(validator(min_length = 1, max_length = 4096))]
     pub video_path: Text,
+    /// Start again at the end (default); `false` keeps the last frame.
+    #[oai(rename = "loop", default = "looping_by_default")]
+    pub looping: bool,
+}
+
+fn looping_by_default() -> bool {
+    true
 }
 
 /// A folder of images on the server, inside the media roots.
@@ -82,6 +89,7 @@ impl From<SourceConfigBody> for SourceConfig {
             },
             SourceConfigBody::VideoFile(c) => SourceConfig::VideoFile {
                 video_path: c.video_path.into(),
+                looping: c.looping,
             },
             SourceConfigBody::ImagesFolder(c) => SourceConfig::ImagesFolder {
                 images_folder_path: c.images_folder_path.into(),
@@ -99,8 +107,12 @@ impl From<SourceConfig> for SourceConfigBody {
     fn from(c: SourceConfig) -> Self {
         match c {
             SourceConfig::UsbCamera { device_id } => Self::UsbCamera(UsbCameraSource { device_id }),
-            SourceConfig::VideoFile { video_path } => Self::VideoFile(VideoFileSource {
+            SourceConfig::VideoFile {
+                video_path,
+                looping,
+            } => Self::VideoFile(VideoFileSource {
                 video_path: video_path.into(),
+                looping,
             }),
             SourceConfig::ImagesFolder { images_folder_path } => {
                 Self::ImagesFolder(ImagesFolderSource {

@@ -172,3 +172,41 @@ async fn a_bad_rtsp_url_is_refused() {
     assert_eq!(err["field"], "config.url");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_video_loops_unless_told_not_to() {
+    let app = spawn_app().await;
+    let pid = id(&app.post_project("p").await);
+    let path = format!("{}/a.mp4", app.media_root.path().display());
+    let create = |config: Value| {
+        let app = &app;
+        let pid = pid.clone();
+        async move {
+            let resp = app
+                .post_json(
+                    &format!("/api/v1/projects/{pid}/sources"),
+                    &json!({ "config": config }),
+                )
+                .await;
+            assert_eq!(resp.status(), StatusCode::CREATED);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let default = create(json!({ "source_type": "video_file", "video_path": path })).await;
+    assert_eq!(default["config"]["loop"], true);
+    let once =
+        create(json!({ "source_type": "video_file", "video_path": path, "loop": false })).await;
+    assert_eq!(once["config"]["loop"], false);
+    let body = assert_error(
+        app.post_json(
+            &format!("/api/v1/projects/{pid}/sources"),
+            &json!({ "config": { "source_type": "video_file", "video_path": path, "loop": "no" } }),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    assert!(body["message"].as_str().unwrap().contains("boolean"), "{body}");
+    app.shutdown().await;
+}

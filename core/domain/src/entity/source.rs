@@ -45,8 +45,9 @@ impl SourceKind {
 pub enum SourceConfig {
     /// A V4L2 camera, `/dev/video{device_id}`.
     UsbCamera { device_id: u32 },
-    /// A video file on the server, inside one of the media roots.
-    VideoFile { video_path: String },
+    /// A video file on the server, inside one of the media roots; `looping` starts it again at
+    /// the end, otherwise the last frame stays.
+    VideoFile { video_path: String, looping: bool },
     /// A folder of images on the server, inside one of the media roots.
     ImagesFolder { images_folder_path: String },
     /// An RTSP (or RTSPS) camera stream.
@@ -90,7 +91,7 @@ impl SourceConfig {
     /// The server-side path this source reads, if any.
     pub fn media_path(&self) -> Option<(&'static str, &str)> {
         match self {
-            SourceConfig::VideoFile { video_path } => Some(("video_path", video_path)),
+            SourceConfig::VideoFile { video_path, .. } => Some(("video_path", video_path)),
             SourceConfig::ImagesFolder { images_folder_path } => {
                 Some(("images_folder_path", images_folder_path))
             }

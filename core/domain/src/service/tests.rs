@@ -236,6 +236,7 @@ async fn a_video_source_outside_the_media_roots_is_refused_before_storing() {
         name: None,
         active: true,
         config: SourceConfig::VideoFile {
+            looping: true,
             video_path: "/etc/shadow".into(),
         },
     };
