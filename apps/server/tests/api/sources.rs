@@ -207,6 +207,9 @@ async fn a_video_loops_unless_told_not_to() {
         "bad_request",
     )
     .await;
-    assert!(body["message"].as_str().unwrap().contains("boolean"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("boolean"),
+        "{body}"
+    );
     app.shutdown().await;
 }
