@@ -1,0 +1,1 @@
+//! Image encoders: DINOv2 (with and without registers) and DINOv3 vision transformers.

@@ -1,0 +1,1 @@
+//! Promptable segmenters: SAM, SAM-HQ (TinyViT and ViT-B) and MobileSAM.
