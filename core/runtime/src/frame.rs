@@ -58,6 +58,24 @@ impl LabelTable {
         }
     }
 
+    /// A table from `(id, name, colour)` entries, for callers that hold no domain labels.
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = (LabelId, &'a str, Color)>) -> Self {
+        Self {
+            labels: entries
+                .into_iter()
+                .map(|(id, name, color)| {
+                    (
+                        id,
+                        LabelInfo {
+                            name: name.to_owned(),
+                            color,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
     pub fn get(&self, id: LabelId) -> Option<&LabelInfo> {
         self.labels.get(&id)
     }
