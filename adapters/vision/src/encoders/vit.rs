@@ -1,0 +1,252 @@
+//! The transformer layer DINOv2 and DINOv3 share: pre-norm attention and feed-forward blocks
+//! with LayerScale, written for speed on the CPU.
+//!
+//! Layouts: activations stay 2-D, `[batch · tokens, hidden]`, between blocks, so every linear
+//! layer is one plain GEMM. At load time, q/k/v become one `[3·C, C]` projection (a missing key
+//! or query bias becomes zeros), the attention scale `1/√d` is folded into the query weights and
+//! the LayerScale factors into the output projections; the maths is the same as transformers',
+//! the rounding differs only in the last bits.
+
+use candle_core::{D, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::config::{Activation, EncoderConfig, Family, MlpKind};
+use super::rope::Rope;
+
+/// A linear layer on 2-D input, weight stored `[out, in]` as in the checkpoints.
+pub(crate) struct Dense {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Dense {
+    pub(crate) fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Dense { weight, bias }
+    }
+
+    pub(crate) fn load(vb: &VarBuilder, out: usize, inp: usize, bias: bool) -> Result<Self> {
+        let weight = vb.get((out, inp), "weight")?;
+        let bias = if bias {
+            Some(vb.get(out, "bias")?)
+        } else {
+            None
+        };
+        Ok(Dense { weight, bias })
+    }
+
+    /// Multiplies the output channels by `scale` (per channel), weight and bias alike.
+    fn scaled_rows(self, scale: &Tensor) -> Result<Self> {
+        let weight = self.weight.broadcast_mul(&scale.unsqueeze(1)?)?;
+        let bias = self.bias.map(|b| b.mul(scale)).transpose()?;
+        Ok(Dense { weight, bias })
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// LayerNorm over the last dimension.
+pub(crate) struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl Norm {
+    pub(crate) fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        Ok(Norm {
+            weight: vb.get(size, "weight")?,
+            bias: vb.get(size, "bias")?,
+            eps: eps as f32,
+        })
+    }
+}
+
+impl Module for Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
+    match act {
+        Activation::Gelu => x.gelu_erf(),
+        Activation::Silu => x.silu(),
+    }
+}
+
+enum Mlp {
+    Plain {
+        fc1: Dense,
+        fc2: Dense,
+    },
+    /// `gate_up` computes gate (first half of the outputs) and up (second half) in one GEMM.
+    Gated {
+        gate_up: Dense,
+        down: Dense,
+        hidden: usize,
+    },
+}
+
+/// One transformer layer.
+pub(crate) struct Block {
+    norm1: Norm,
+    qkv: Dense,
+    out: Dense,
+    norm2: Norm,
+    mlp: Mlp,
+    activation: Activation,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Block {
+    /// Loads layer weights under `vb` (`encoder.layer.N` for DINOv2, `layer.N` for DINOv3).
+    pub(crate) fn load(cfg: &EncoderConfig, vb: VarBuilder) -> Result<Self> {
+        let c = cfg.hidden_size;
+        let dev = vb.device().clone();
+        let dtype = vb.dtype();
+        let (q, k, v, o) = match cfg.family {
+            Family::Dinov2 | Family::Dinov2WithRegisters => {
+                let a = vb.pp("attention");
+                (
+                    Dense::load(&a.pp("attention.query"), c, c, cfg.query_bias)?,
+                    Dense::load(&a.pp("attention.key"), c, c, cfg.key_bias)?,
+                    Dense::load(&a.pp("attention.value"), c, c, cfg.value_bias)?,
+                    Dense::load(&a.pp("output.dense"), c, c, cfg.proj_bias)?,
+                )
+            }
+            Family::Dinov3 => {
+                let a = vb.pp("attention");
+                (
+                    Dense::load(&a.pp("q_proj"), c, c, cfg.query_bias)?,
+                    Dense::load(&a.pp("k_proj"), c, c, cfg.key_bias)?,
+                    Dense::load(&a.pp("v_proj"), c, c, cfg.value_bias)?,
+                    Dense::load(&a.pp("o_proj"), c, c, cfg.proj_bias)?,
+                )
+            }
+        };
+        let scale = (cfg.head_dim() as f64).powf(-0.5);
+        let zeros = Tensor::zeros(c, dtype, &dev)?;
+        let bias_or_zero = |b: Option<Tensor>| b.unwrap_or_else(|| zeros.clone());
+        let any_bias = q.bias.is_some() || k.bias.is_some() || v.bias.is_some();
+        let qkv_w = Tensor::cat(&[(q.weight * scale)?, k.weight, v.weight], 0)?;
+        let qkv_b = if any_bias {
+            let qb = bias_or_zero(q.bias).affine(scale, 0.0)?;
+            Some(Tensor::cat(
+                &[qb, bias_or_zero(k.bias), bias_or_zero(v.bias)],
+                0,
+            )?)
+        } else {
+            None
+        };
+        let qkv = Dense::new(qkv_w.contiguous()?, qkv_b);
+        let ls1 = vb.pp("layer_scale1").get(c, "lambda1")?;
+        let ls2 = vb.pp("layer_scale2").get(c, "lambda1")?;
+        let out = o.scaled_rows(&ls1)?;
+        let h = cfg.intermediate_size;
+        let mlp = match (cfg.family, cfg.mlp) {
+            (Family::Dinov3, MlpKind::Plain) => Mlp::Plain {
+                fc1: Dense::load(&vb.pp("mlp.up_proj"), h, c, cfg.mlp_bias)?,
+                fc2: Dense::load(&vb.pp("mlp.down_proj"), c, h, cfg.mlp_bias)?.scaled_rows(&ls2)?,
+            },
+            (Family::Dinov3, MlpKind::Gated) => {
+                let gate = Dense::load(&vb.pp("mlp.gate_proj"), h, c, cfg.mlp_bias)?;
+                let up = Dense::load(&vb.pp("mlp.up_proj"), h, c, cfg.mlp_bias)?;
+                let w = Tensor::cat(&[gate.weight, up.weight], 0)?;
+                let b = match (gate.bias, up.bias) {
+                    (Some(g), Some(u)) => Some(Tensor::cat(&[g, u], 0)?),
+                    _ => None,
+                };
+                Mlp::Gated {
+                    gate_up: Dense::new(w, b),
+                    down: Dense::load(&vb.pp("mlp.down_proj"), c, h, cfg.mlp_bias)?
+                        .scaled_rows(&ls2)?,
+                    hidden: h,
+                }
+            }
+            (_, MlpKind::Plain) => Mlp::Plain {
+                fc1: Dense::load(&vb.pp("mlp.fc1"), h, c, true)?,
+                fc2: Dense::load(&vb.pp("mlp.fc2"), c, h, true)?.scaled_rows(&ls2)?,
+            },
+            (_, MlpKind::Gated) => Mlp::Gated {
+                // DINOv2's SwiGLU stores gate and up stacked, gate first: the fused layout.
+                gate_up: Dense::load(&vb.pp("mlp.weights_in"), 2 * h, c, true)?,
+                down: Dense::load(&vb.pp("mlp.weights_out"), c, h, true)?.scaled_rows(&ls2)?,
+                hidden: h,
+            },
+        };
+        Ok(Block {
+            norm1: Norm::load(&vb.pp("norm1"), c, cfg.layer_norm_eps)?,
+            qkv,
+            out,
+            norm2: Norm::load(&vb.pp("norm2"), c, cfg.layer_norm_eps)?,
+            mlp,
+            activation: cfg.activation,
+            heads: cfg.num_heads,
+            head_dim: cfg.head_dim(),
+        })
+    }
+
+    /// `x`: `[batch · tokens, hidden]`, contiguous. Returns the same shape.
+    pub(crate) fn forward(&self, x: &Tensor, batch: usize, rope: Option<&Rope>) -> Result<Tensor> {
+        let h = self.norm1.forward(x)?;
+        let h = self.attention(&h, batch, rope)?;
+        let x = (x + h)?;
+        let h = self.norm2.forward(&x)?;
+        let h = match &self.mlp {
+            Mlp::Plain { fc1, fc2 } => {
+                fc2.forward(&activate(&fc1.forward(&h)?, self.activation)?)?
+            }
+            Mlp::Gated {
+                gate_up,
+                down,
+                hidden,
+            } => {
+                let gu = gate_up.forward(&h)?;
+                let gate = activate(&gu.narrow(D::Minus1, 0, *hidden)?, self.activation)?;
+                let up = gu.narrow(D::Minus1, *hidden, *hidden)?;
+                down.forward(&(gate * up)?)?
+            }
+        };
+        x + h
+    }
+
+    fn attention(&self, x: &Tensor, batch: usize, rope: Option<&Rope>) -> Result<Tensor> {
+        let (rows, c) = x.dims2()?;
+        let n = rows / batch;
+        let (heads, d) = (self.heads, self.head_dim);
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((batch, n, 3, heads, d))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        let mut q = qkv.get(0)?;
+        let mut k = qkv.get(1)?;
+        let v = qkv.get(2)?;
+        if let Some(rope) = rope {
+            q = rope.apply(&q)?;
+            k = rope.apply(&k)?;
+        }
+        let q = q.reshape((batch * heads, n, d))?;
+        let k = k.reshape((batch * heads, n, d))?;
+        let v = v.reshape((batch * heads, n, d))?;
+        let scores = q.matmul(&k.t()?)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&v)?;
+        let ctx = ctx
+            .reshape((batch, heads, n, d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((rows, c))?;
+        self.out.forward(&ctx)
+    }
+}
