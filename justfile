@@ -2,9 +2,47 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Start the server with its embedded defaults (on-disk database under ./.data).
+# WebRTC networking as in docs/deployment.md. Each can be given before the recipe, as in
+# `just webrtc-advertise-ip=203.0.113.10 run-image`, or after it, as in
+# `just run enable-stun=true`; empty means not given.
+webrtc-advertise-ip := ""
+enable-stun := ""
+enable-coturn := ""
+coturn-port := ""
+webrtc-ports := ""
+# The container image of build-image and run-image.
+image := "visprompt:latest"
+
+_webrtc-args := trim(
+    (if webrtc-advertise-ip != "" { "webrtc-advertise-ip=" + quote(webrtc-advertise-ip) + " " } else { "" }) +
+    (if enable-stun != "" { "enable-stun=" + quote(enable-stun) + " " } else { "" }) +
+    (if enable-coturn != "" { "enable-coturn=" + quote(enable-coturn) + " " } else { "" }) +
+    (if coturn-port != "" { "coturn-port=" + quote(coturn-port) + " " } else { "" }) +
+    (if webrtc-ports != "" { "webrtc-ports=" + quote(webrtc-ports) } else { "" })
+)
+
+# Optional webrtc-advertise-ip=IP, enable-stun=true, enable-coturn=true, webrtc-ports=MIN-MAX,
+# dry-run=true (tools/run/server.sh lists all); NAME=value sets a variable; other arguments go to
+# the server binary.
+[doc("Start the server with its embedded defaults (on-disk database under ./.data); WebRTC key=value options as in docs/deployment.md.")]
 run *ARGS:
-    cargo run --release -p visprompt-server -- {{ARGS}}
+    tools/run/server.sh {{ trim(_webrtc-args + " " + ARGS) }}
+
+# TURN REST credentials (the shared secret that `run enable-coturn=true` uses too) unless
+# coturn-user=USER:PASSWORD; tools/coturn/run.sh lists all options.
+[doc("A local coturn TURN server, TCP only, on coturn-port (443), in the foreground.")]
+run-coturn *ARGS:
+    tools/coturn/run.sh {{ trim((if coturn-port != "" { "coturn-port=" + quote(coturn-port) + " " } else { "" }) + ARGS) }}
+
+# The container image (needs a Docker engine with BuildKit); extra ARGS go to `docker build`.
+build-image *ARGS:
+    docker build {{ARGS}} -t {{image}} .
+
+# Same WebRTC arguments as `run`; without webrtc-advertise-ip or enable-stun=true the machine's
+# outbound address is advertised. tools/run/image.sh lists all options.
+[doc("Run the image: -p 9100:9100 and the UDP media range one to one, data in a volume.")]
+run-image *ARGS:
+    tools/run/image.sh {{ trim("image=" + quote(image) + " " + trim(_webrtc-args + " " + ARGS)) }}
 
 # Every test: unit, integration (embedded and remote database), API, OpenAPI drift, contract fuzzing.
 test: build-test-tools
@@ -29,6 +67,7 @@ bench-api:
 
 # Frames/s and per-stage latency of the live pipeline (release): classical and pass-through
 # detectors, each against the same detector in a bare loop. SECONDS per run.
+[doc("Frames/s and per-stage latency of the live pipeline (release build); SECONDS per run.")]
 bench-pipeline SECONDS="5":
     cargo run -q --release -p visprompt-bench-pipeline -- {{SECONDS}}
 
