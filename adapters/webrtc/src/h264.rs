@@ -28,7 +28,7 @@ pub enum CodecError {
     Decode(String),
 }
 
-/// One encoded picture: Annex B NAL units.
+/// One encoded picture: Annex B NAL units (empty when the rate control skipped the frame).
 #[derive(Clone, Debug)]
 pub struct EncodedFrame {
     pub data: Vec<u8>,
@@ -76,7 +76,9 @@ impl H264Encoder {
             .rate_control_mode(RateControlMode::Bitrate)
             .bitrate(BitRate::from_bps(bps))
             .max_frame_rate(FrameRate::from_hz(self.frame_rate))
-            .skip_frames(false)
+            // OpenH264 holds the bitrate only if it may skip frames; a skipped frame yields no
+            // data and the next one carries on.
+            .skip_frames(true)
             .complexity(Complexity::Low)
             .intra_frame_period(IntraFramePeriod::from_num_frames(
                 self.frame_rate.round() as u32

@@ -219,7 +219,7 @@ impl Peers {
                 .settings
                 .ice_servers_for("visprompt", SystemTime::now())
                 .into_iter()
-                .filter(|s| usable_by_our_peer(s))
+                .filter(usable_by_our_peer)
                 .map(|s| RTCIceServer {
                     urls: s.urls,
                     username: s.username.unwrap_or_default(),
@@ -261,16 +261,18 @@ impl Peers {
         connection: &Arc<RTCPeerConnection>,
         sdp: String,
     ) -> Result<String, OfferError> {
+        // The track goes in before the offer is applied, so that the browser's receive-only
+        // video section is matched to our sending transceiver.
+        let sender = connection
+            .add_track(self.track.clone() as Arc<dyn TrackLocal + Send + Sync>)
+            .await
+            .map_err(internal)?;
         let offer =
             RTCSessionDescription::offer(sdp).map_err(|e| OfferError::BadSdp(e.to_string()))?;
         connection
             .set_remote_description(offer)
             .await
             .map_err(|e| OfferError::BadSdp(e.to_string()))?;
-        let sender = connection
-            .add_track(self.track.clone() as Arc<dyn TrackLocal + Send + Sync>)
-            .await
-            .map_err(|_| OfferError::NoH264Video)?;
         // RTCP from the browser: a lost picture asks for a key frame.
         let key_frames = self.key_frames.clone();
         tokio::spawn(async move {

@@ -89,10 +89,10 @@ pub(crate) async fn run(
             frame = frames.next() => {
                 let Some(frame) = frame else { return };
                 let newest = outputs.results.latest();
+                let captured_at = frame.captured_at;
                 let duration = previous_capture
                     .map_or(Duration::from_millis(33), |p| frame.captured_at.saturating_duration_since(p))
                     .clamp(Duration::from_millis(1), Duration::from_secs(1));
-                previous_capture = Some(frame.captured_at);
                 let mut enc = encoder.take().expect("the encoder is put back after each frame");
                 if key_frames.swap(false, Ordering::Relaxed) {
                     enc.request_key_frame();
@@ -107,6 +107,11 @@ pub(crate) async fn run(
                 .expect("encoding does not panic");
                 encoder = Some(enc);
                 let Some(encoded) = encoded else { continue };
+                if encoded.data.is_empty() {
+                    // Skipped by the rate control; its time goes to the next sample.
+                    continue;
+                }
+                previous_capture = Some(captured_at);
                 stats.encode_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
                 stats.key_frames.fetch_add(u64::from(encoded.key_frame), Ordering::Relaxed);
