@@ -187,11 +187,30 @@ def preprocess_case() -> None:
     save_file(io, str(d / "io.safetensors"))
 
 
+def pth_case() -> None:
+    """Small PyTorch checkpoints for the `.pth` reader (`weights::load_pth`): a plain state dict,
+    and the same wrapped in {"model": ...} as some training scripts save them."""
+    gen = torch.Generator().manual_seed(31)
+    state = {
+        "image_encoder.patch_embed.proj.weight": torch.randn((4, 3, 2, 2), generator=gen),
+        "image_encoder.neck.0.bias": torch.arange(5, dtype=torch.float32) * 0.5,
+        "mask_decoder.iou_token.weight": torch.randn((1, 6), generator=gen).to(torch.float16),
+        # a non-contiguous view, as state dicts sometimes hold
+        "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix": torch.randn((3, 2), generator=gen).t(),
+    }
+    d = OUT / "pth"
+    d.mkdir(parents=True, exist_ok=True)
+    torch.save(state, d / "state_dict.pth")
+    torch.save({"model": state, "epoch": 3}, d / "wrapped.pth")
+    save_file({k: v.contiguous().float() for k, v in state.items()}, str(d / "expected.safetensors"))
+
+
 def main() -> int:
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
     encoder_cases()
     preprocess_case()
+    pth_case()
     meta = {
         "torch": torch.__version__,
         "transformers": T.__version__,
