@@ -112,7 +112,7 @@ impl LiveView {
     }
 
     /// Hangs up every viewer and stops the stream.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.task.abort();
         self.peers.close_all().await;
     }

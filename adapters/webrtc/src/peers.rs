@@ -415,7 +415,13 @@ fn setting_engine(
     // mDNS would open port 5353 outside the media range; browsers' .local candidates are
     // answered by peer-reflexive discovery instead.
     engine.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
-    engine.set_network_types(vec![NetworkType::Udp4, NetworkType::Udp6]);
+    // A 1:1 NAT maps one address family; candidates of the other would leak internal
+    // addresses, so only the advertised family is gathered.
+    engine.set_network_types(match settings.advertise_ip {
+        Some(std::net::IpAddr::V4(_)) => vec![NetworkType::Udp4],
+        Some(std::net::IpAddr::V6(_)) => vec![NetworkType::Udp6],
+        None => vec![NetworkType::Udp4, NetworkType::Udp6],
+    });
     if let Some(ip) = settings.advertise_ip {
         engine.set_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
     }

@@ -65,6 +65,10 @@ impl StreamStats {
     }
 }
 
+/// How long a still picture (a paused or navigable source) waits before it is sent again, so
+/// that viewers joining later see it and new detections on it show up.
+const REPEAT_STILL: Duration = Duration::from_millis(500);
+
 pub(crate) async fn run(
     peers: Arc<Peers>,
     outputs: PipelineOutputs,
@@ -75,64 +79,112 @@ pub(crate) async fn run(
     let mut viewers = peers.viewer_count();
     let mut frames = outputs.frames.subscribe();
     let mut results = outputs.results.subscribe();
-    let mut encoder = Some(H264Encoder::new(30.0));
-    let mut previous_capture: Option<Instant> = None;
+    let mut encoding = Encoding {
+        encoder: Some(H264Encoder::new(30.0)),
+        previous_capture: None,
+        last_sent: Instant::now(),
+        style,
+        key_frames,
+        stats,
+    };
     loop {
         if *viewers.borrow_and_update() == 0 {
             if viewers.changed().await.is_err() {
                 return;
             }
-            key_frames.store(true, Ordering::Relaxed);
+            encoding.key_frames.store(true, Ordering::Relaxed);
             continue;
         }
+        let repeat_at = tokio::time::Instant::from_std(encoding.last_sent + REPEAT_STILL);
         tokio::select! {
             frame = frames.next() => {
                 let Some(frame) = frame else { return };
-                let newest = outputs.results.latest();
-                let captured_at = frame.captured_at;
-                let duration = previous_capture
-                    .map_or(Duration::from_millis(33), |p| frame.captured_at.saturating_duration_since(p))
-                    .clamp(Duration::from_millis(1), Duration::from_secs(1));
-                let mut enc = encoder.take().expect("the encoder is put back after each frame");
-                if key_frames.swap(false, Ordering::Relaxed) {
-                    enc.request_key_frame();
-                }
-                let started = Instant::now();
-                let (enc, encoded) = tokio::task::spawn_blocking(move || {
-                    let encoded = compose(&frame, newest.as_deref(), &style)
-                        .and_then(|image| enc_frame(&mut enc, &image));
-                    (enc, encoded)
-                })
-                .await
-                .expect("encoding does not panic");
-                encoder = Some(enc);
-                let Some(encoded) = encoded else { continue };
-                if encoded.data.is_empty() {
-                    // Skipped by the rate control; its time goes to the next sample.
-                    continue;
-                }
-                previous_capture = Some(captured_at);
-                stats.encode_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
-                stats.key_frames.fetch_add(u64::from(encoded.key_frame), Ordering::Relaxed);
-                stats.bytes_sent.fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
-                let sample = Sample {
-                    data: Bytes::from(encoded.data),
-                    timestamp: SystemTime::now(),
-                    duration,
-                    ..Default::default()
-                };
-                if let Err(e) = peers.track().write_sample(&sample).await {
-                    tracing::debug!("writing a video sample: {e}");
+                let duration = encoding.previous_capture
+                    .map_or(Duration::from_millis(33), |p| frame.captured_at.saturating_duration_since(p));
+                encoding.previous_capture = Some(frame.captured_at);
+                encoding.send(&peers, (*frame).clone(), outputs.results.latest(), duration).await;
+            }
+            () = tokio::time::sleep_until(repeat_at) => {
+                match outputs.frames.latest() {
+                    Some(frame) => {
+                        let duration = encoding.last_sent.elapsed();
+                        encoding.send(&peers, (*frame).clone(), outputs.results.latest(), duration).await;
+                    }
+                    None => encoding.last_sent = Instant::now(),
                 }
             }
             result = results.next() => {
                 let Some(result) = result else { return };
-                send_predictions(&peers, &result, &stats).await;
+                send_predictions(&peers, &result, &encoding.stats).await;
             }
             changed = viewers.changed() => {
                 if changed.is_err() { return }
             }
+        }
+    }
+}
+
+/// The encoder and what the stream remembers between frames.
+struct Encoding {
+    encoder: Option<H264Encoder>,
+    previous_capture: Option<Instant>,
+    last_sent: Instant,
+    style: OverlayStyle,
+    key_frames: Arc<AtomicBool>,
+    stats: Arc<StreamStats>,
+}
+
+impl Encoding {
+    /// Draws, encodes (off the async threads) and writes one frame to the shared track.
+    async fn send(
+        &mut self,
+        peers: &Peers,
+        frame: VideoFrame,
+        newest: Option<Arc<FrameResult>>,
+        duration: Duration,
+    ) {
+        self.last_sent = Instant::now();
+        let mut enc = self
+            .encoder
+            .take()
+            .expect("the encoder is put back after each frame");
+        if self.key_frames.swap(false, Ordering::Relaxed) {
+            enc.request_key_frame();
+        }
+        let style = self.style;
+        let started = Instant::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            let encoded = compose(&frame, newest.as_deref(), &style)
+                .and_then(|image| enc_frame(&mut enc, &image));
+            (enc, encoded)
+        })
+        .await;
+        // Cancelled only when the runtime shuts down; a fresh encoder is then as good as any.
+        let (enc, encoded) = joined.unwrap_or_else(|_| (H264Encoder::new(30.0), None));
+        self.encoder = Some(enc);
+        // Nothing, or skipped by the rate control: its time goes to the next sample.
+        let Some(encoded) = encoded.filter(|e| !e.data.is_empty()) else {
+            return;
+        };
+        let stats = &self.stats;
+        stats
+            .encode_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+        stats
+            .key_frames
+            .fetch_add(u64::from(encoded.key_frame), Ordering::Relaxed);
+        stats
+            .bytes_sent
+            .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
+        let sample = Sample {
+            data: Bytes::from(encoded.data),
+            timestamp: SystemTime::now(),
+            duration: duration.clamp(Duration::from_millis(1), Duration::from_secs(1)),
+            ..Default::default()
+        };
+        if let Err(e) = peers.track().write_sample(&sample).await {
+            tracing::debug!("writing a video sample: {e}");
         }
     }
 }

@@ -31,6 +31,8 @@ use webrtc::rtp_transceiver::rtp_codec::{
 };
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 
+pub use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState as ConnectionState;
+
 use crate::h264::H264Decoder;
 use crate::peers::H264_FMTP;
 use crate::settings::IceServer;

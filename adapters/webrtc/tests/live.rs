@@ -160,6 +160,28 @@ async fn a_viewer_sees_the_label_colour_on_the_object_and_gets_the_predictions()
     assert!(json["frame"]["captured_at"].is_string(), "{json}");
 
     assert!(live.stats().frames_encoded > 0);
+
+    // A source of another size goes on in the same stream, from a fresh key frame.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut resized = None;
+    while Instant::now() < deadline && resized.is_none() {
+        seq += 1;
+        let frame = VideoFrame {
+            seq,
+            captured_at: Instant::now(),
+            timestamp: chrono::Utc::now(),
+            image: Arc::new(RgbImage::new(160, 120)),
+            index: None,
+        };
+        outputs.frames.publish(Arc::new(frame));
+        if let Some(f) = viewer.next_frame(Duration::from_millis(33)).await
+            && f.image.width() == 160
+        {
+            resized = Some(f);
+        }
+    }
+    let resized = resized.unwrap_or_else(|| panic!("no 160x120 frame; stream {:?}", live.stats()));
+    assert_eq!(resized.image.height(), 120);
     viewer.close().await;
     live.shutdown().await;
 }

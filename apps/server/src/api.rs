@@ -16,6 +16,7 @@ pub mod sinks;
 pub mod sources;
 pub mod system;
 pub mod text;
+pub mod webrtc;
 
 use std::sync::Arc;
 
@@ -45,6 +46,9 @@ pub enum ApiTags {
     Pipeline,
     /// Health and system information.
     System,
+    /// The WebRTC live view: signalling and ICE servers.
+    #[oai(rename = "WebRTC")]
+    WebRtc,
 }
 
 /// The answer of every successful delete.
@@ -63,6 +67,8 @@ pub struct AppState {
     pub codec: Arc<dyn FrameCodec>,
     /// Every stored change, for the event stream.
     pub changes: broadcast::Sender<Change>,
+    /// The WebRTC live view.
+    pub live: Arc<visprompt_webrtc::LiveView>,
 }
 
 pub type Api = (
@@ -70,6 +76,7 @@ pub type Api = (
         pipeline::PipelineApi,
         navigation::NavigationApi,
         discovery::DiscoveryApi,
+        webrtc::WebRtcApi,
     ),
     system::SystemApi,
     projects::ProjectsApi,
@@ -97,6 +104,10 @@ pub fn open_api(state: AppState, archive_limits: ArchiveLimits) -> OpenApiServic
                 codec: state.codec.clone(),
             },
             discovery::DiscoveryApi,
+            webrtc::WebRtcApi {
+                service: service.clone(),
+                live: state.live.clone(),
+            },
         ),
         system::SystemApi,
         projects::ProjectsApi {

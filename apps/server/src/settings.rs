@@ -30,6 +30,24 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("MEDIA_ROOTS", "media.roots"),
     ("LOG_LEVEL", "log.level"),
     ("DEMO_PROJECT", "demo.seed_project"),
+    ("WEBRTC_ADVERTISE_IP", "webrtc.advertise_ip"),
+    ("ICE_SERVERS", "webrtc.ice_servers"),
+    ("WEBRTC_PORT_RANGE", "webrtc.port_range"),
+    ("TURN_SHARED_SECRET", "webrtc.turn_shared_secret"),
+    ("TURN_URLS", "webrtc.turn_urls"),
+    ("TURN_CREDENTIAL_TTL", "webrtc.turn_credential_ttl"),
+    ("WEBRTC_LOOPBACK_ONLY", "webrtc.loopback_only"),
+    ("WEBRTC_MAX_VIEWERS", "webrtc.max_viewers"),
+];
+
+/// Variables taken as plain text, never parsed as numbers, lists or tables: JSON and ranges
+/// would otherwise be half-understood by the generic parser before our own sees them.
+const TEXT_ENV_KEYS: &[&str] = &[
+    "ICE_SERVERS",
+    "TURN_URLS",
+    "WEBRTC_PORT_RANGE",
+    "WEBRTC_ADVERTISE_IP",
+    "TURN_SHARED_SECRET",
 ];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -40,6 +58,7 @@ pub struct Settings {
     pub media: MediaSettings,
     pub log: LogSettings,
     pub demo: DemoSettings,
+    pub webrtc: WebRtcSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -106,6 +125,35 @@ pub struct DemoSettings {
     pub seed_project: bool,
 }
 
+/// The live view's networking, with the names of the reference deployment guide; validated by
+/// the WebRTC adapter (see `visprompt_webrtc::settings`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcSection {
+    /// Address written into our ICE host candidates (NAT 1:1, Docker).
+    #[serde(default, deserialize_with = "optional_text")]
+    pub advertise_ip: Option<String>,
+    /// JSON list of `{"urls", "username"?, "credential"?}` STUN/TURN servers.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub ice_servers: Option<String>,
+    /// UDP media ports, `MIN-MAX`.
+    #[serde(deserialize_with = "text")]
+    pub port_range: String,
+    /// TURN REST API: the secret shared with the TURN server (coturn `static-auth-secret`).
+    #[serde(default, deserialize_with = "optional_text")]
+    pub turn_shared_secret: Option<String>,
+    /// Comma-separated `turn:`/`turns:` URLs the shared secret is for.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub turn_urls: Option<String>,
+    /// Lifetime of issued TURN credentials, seconds.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub turn_credential_ttl: Option<String>,
+    /// Offer only loopback candidates (one-machine setups and tests).
+    pub loopback_only: bool,
+    /// Most viewers connected at once.
+    pub max_viewers: usize,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -133,6 +181,16 @@ impl Default for Settings {
                 level: "info".into(),
             },
             demo: DemoSettings { seed_project: true },
+            webrtc: WebRtcSection {
+                advertise_ip: None,
+                ice_servers: None,
+                port_range: "50000-50050".into(),
+                turn_shared_secret: None,
+                turn_urls: None,
+                turn_credential_ttl: None,
+                loopback_only: false,
+                max_viewers: 32,
+            },
         }
     }
 }
@@ -217,8 +275,11 @@ impl Settings {
         let mut dict = figment::value::Dict::new();
         for (var, key) in ENV_KEYS {
             if let Some((_, value)) = env.iter().find(|(k, _)| k == var) {
-                let parsed: figment::value::Value =
-                    value.parse().expect("parsing a value is infallible");
+                let parsed: figment::value::Value = if TEXT_ENV_KEYS.contains(var) {
+                    value.clone().into()
+                } else {
+                    value.parse().expect("parsing a value is infallible")
+                };
                 let nested = key.split('.').rev().fold(parsed, |inner, part| {
                     let mut d = figment::value::Dict::new();
                     d.insert(part.to_owned(), inner);
@@ -264,7 +325,33 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| SettingsError::new("log.level", e.to_string()))?;
         self.media_roots()?;
+        self.webrtc()?;
+        if self.webrtc.max_viewers == 0 {
+            return Err(SettingsError::new("webrtc.max_viewers", "must be above 0"));
+        }
         Ok(())
+    }
+
+    /// The live view's networking, validated.
+    pub fn webrtc(&self) -> Result<visprompt_webrtc::WebRtcSettings, SettingsError> {
+        let w = &self.webrtc;
+        visprompt_webrtc::WebRtcSettings::from_raw(&visprompt_webrtc::RawWebRtcSettings {
+            advertise_ip: w.advertise_ip.clone(),
+            ice_servers: w.ice_servers.clone(),
+            port_range: Some(w.port_range.clone()),
+            turn_shared_secret: w.turn_shared_secret.clone(),
+            turn_urls: w.turn_urls.clone(),
+            turn_credential_ttl: w.turn_credential_ttl.clone(),
+        })
+        .map_err(|e| SettingsError::new("webrtc", e.to_string()))
+    }
+
+    pub fn peer_limits(&self) -> visprompt_webrtc::PeerLimits {
+        visprompt_webrtc::PeerLimits {
+            max_viewers: self.webrtc.max_viewers,
+            loopback_only: self.webrtc.loopback_only,
+            ..visprompt_webrtc::PeerLimits::default()
+        }
     }
 
     /// The media roots as absolute paths.

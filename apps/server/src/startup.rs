@@ -20,6 +20,7 @@ use visprompt_runtime::{
 };
 use visprompt_sinks::Sinks;
 use visprompt_surrealdb::SurrealRepository;
+use visprompt_webrtc::{LiveView, OverlayStyle, PeerLimits, WebRtcSettings};
 
 use crate::api::{AppState, open_api};
 use crate::document::{AllowTable, harden};
@@ -32,11 +33,16 @@ pub struct Application {
     acceptor: poem::listener::TcpAcceptor,
     app: poem::endpoint::BoxEndpoint<'static>,
     pipeline: PipelineHandle,
+    live: Arc<LiveView>,
 }
 
 /// Wraps the store so every write is announced, and starts the pipeline manager on it with the
 /// adapters this build has.
-fn compose(repo: Arc<dyn Repository>, media_roots: MediaRoots) -> AppState {
+fn compose(
+    repo: Arc<dyn Repository>,
+    media_roots: MediaRoots,
+    webrtc: (WebRtcSettings, PeerLimits),
+) -> anyhow::Result<AppState> {
     visprompt_sinks::install_crypto_provider();
     let observed = Arc::new(ObservedRepository::new(repo));
     let changes = observed.sender();
@@ -52,12 +58,20 @@ fn compose(repo: Arc<dyn Repository>, media_roots: MediaRoots) -> AppState {
         },
         ManagerSettings::default(),
     );
-    AppState {
+    let live = LiveView::start(
+        webrtc.0,
+        webrtc.1,
+        pipeline.outputs().clone(),
+        OverlayStyle::default(),
+    )
+    .context("starting the WebRTC live view")?;
+    Ok(AppState {
         service: Service::new(observed, media_roots),
         pipeline,
         codec,
         changes,
-    }
+        live: Arc::new(live),
+    })
 }
 
 impl Application {
@@ -71,13 +85,18 @@ impl Application {
         )
         .await
         .with_context(|| format!("opening the database ({location:?})"))?;
-        let state = compose(Arc::new(repo), settings.media_roots()?);
+        let state = compose(
+            Arc::new(repo),
+            settings.media_roots()?,
+            (settings.webrtc()?, settings.peer_limits()),
+        )?;
         if settings.demo.seed_project {
             crate::demo::seed(&state.service, &*state.codec)
                 .await
                 .context("creating the demo project")?;
         }
         let pipeline = state.pipeline.clone();
+        let live = state.live.clone();
         let app = routes(state, &settings);
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let acceptor = TcpListener::bind(addr.clone())
@@ -95,6 +114,7 @@ impl Application {
             acceptor,
             app,
             pipeline,
+            live,
         })
     }
 
@@ -115,6 +135,7 @@ impl Application {
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.app, shutdown, Some(Duration::from_secs(5)))
             .await;
+        self.live.shutdown().await;
         self.pipeline.shutdown().await;
         served
     }
@@ -174,11 +195,16 @@ pub async fn openapi_document() -> anyhow::Result<String> {
     let settings = Settings::default();
     let repo = SurrealRepository::connect(visprompt_surrealdb::StoreLocation::Memory, "doc", "doc")
         .await?;
-    let state = compose(Arc::new(repo), MediaRoots::default());
+    let state = compose(
+        Arc::new(repo),
+        MediaRoots::default(),
+        (settings.webrtc()?, settings.peer_limits()),
+    )?;
     let document = serde_json::to_string_pretty(&hardened(&open_api(
         state.clone(),
         settings.archive_limits(),
     )))?;
+    state.live.shutdown().await;
     state.pipeline.shutdown().await;
     Ok(document)
 }

@@ -15,6 +15,9 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
+/// A change to the settings before the app starts.
+pub type Adjust = Box<dyn FnOnce(&mut Settings) + Send>;
+
 /// What a test may change before the app starts.
 pub struct Options {
     pub api_token: Option<String>,
@@ -23,6 +26,8 @@ pub struct Options {
     pub data_dir: Option<std::path::PathBuf>,
     /// Tests start from an empty store unless they test the demo project.
     pub seed_demo: bool,
+    /// Any other change to the settings.
+    pub adjust: Option<Adjust>,
 }
 
 impl Default for Options {
@@ -33,6 +38,7 @@ impl Default for Options {
             max_body_bytes: 1 << 20,
             data_dir: None,
             seed_demo: false,
+            adjust: None,
         }
     }
 }
@@ -57,6 +63,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         None => settings.store.url = Some("mem://".into()),
     }
     settings.media.roots = media_root.path().to_str().unwrap().to_owned();
+    // Media stays on loopback: tests send no traffic to other addresses of this machine.
+    settings.webrtc.loopback_only = true;
+    if let Some(adjust) = options.adjust {
+        adjust(&mut settings);
+    }
     let app = Application::build(settings).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = oneshot::channel::<()>();

@@ -15,3 +15,4 @@ mod projects;
 mod prompts;
 mod sinks;
 mod sources;
+mod webrtc;

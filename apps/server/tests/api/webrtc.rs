@@ -1,0 +1,453 @@
+//! The WebRTC live view through the HTTP API, with real viewer peers: signalling, the annotated
+//! video and the predictions channel, viewers across a source switch, ICE server configuration
+//! (static and TURN REST), advertised addresses, and refusals of bad offers.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use visprompt_media::SyntheticScene;
+use visprompt_media::synthetic::ObjectKind;
+use visprompt_webrtc::viewer::{ConnectionState, ReceivedFrame, Viewer, ViewerConfig};
+
+use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with};
+
+/// The label colour of these tests: pure green, which the synthetic scene does not contain.
+const GREEN: [u8; 3] = [0, 255, 0];
+
+fn png_of(image: &visprompt_runtime::RgbImage) -> Vec<u8> {
+    let buffer =
+        image::RgbImage::from_raw(image.width(), image.height(), image.as_raw().to_vec()).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    buffer.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A running project with the synthetic source; with `prompted`, a green label prompted on the
+/// striped disc.
+async fn project_with_stream(app: &TestApp, prompted: bool) -> String {
+    let pid = app.post_project("Live").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    if prompted {
+        let label = app
+            .post_json(
+                &format!("/api/v1/projects/{pid}/labels"),
+                &json!({ "name": "disc", "color": "#00FF00" }),
+            )
+            .await;
+        assert_eq!(label.status(), StatusCode::CREATED);
+        let label: Value = label.json().await.unwrap();
+        let scene = SyntheticScene::default();
+        let frame: Value = app
+            .upload_frame(&pid, png_of(&scene.render(0)), "image/png")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let mask = scene
+            .ground_truth(0)
+            .into_iter()
+            .find(|(k, _)| *k == ObjectKind::StripedDisc)
+            .unwrap()
+            .1
+            .to_rle();
+        let prompt = json!({ "type": "visual", "frame_id": frame["id"], "annotations": [{
+            "label_id": label["id"],
+            "shape": { "type": "mask", "width": 640, "height": 480, "counts": mask.counts }
+        }]});
+        let resp = app
+            .post_json(&format!("/api/v1/projects/{pid}/prompts"), &prompt)
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let resp = app
+        .post_json(
+            &format!("/api/v1/projects/{pid}/sources"),
+            &json!({ "active": true, "config": { "source_type": "synthetic" } }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    pid
+}
+
+async fn watch(address: &str, pid: &str, session: &str) -> Viewer {
+    let url = format!("{address}/api/v1/projects/{pid}/offer");
+    let session = session.to_owned();
+    let mut viewer = Viewer::connect(
+        ViewerConfig {
+            loopback_only: true,
+            ..ViewerConfig::default()
+        },
+        |sdp| async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .json(&json!({ "webrtc_id": session, "sdp": sdp, "type": "offer" }))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if resp.status() != StatusCode::OK {
+                return Err(format!(
+                    "{}: {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                ));
+            }
+            let answer: Value = resp.json().await.map_err(|e| e.to_string())?;
+            assert_eq!(answer["type"], "answer");
+            Ok(answer["sdp"].as_str().unwrap().to_owned())
+        },
+    )
+    .await
+    .expect("the viewer connects through the API");
+    assert!(
+        viewer
+            .wait_for(ConnectionState::Connected, Duration::from_secs(15))
+            .await,
+        "ICE and DTLS complete"
+    );
+    viewer
+}
+
+/// Pixels close to `colour`, and their centre.
+fn coloured_pixels(frame: &ReceivedFrame, colour: [u8; 3]) -> (usize, (f64, f64)) {
+    let (mut n, mut sx, mut sy) = (0usize, 0f64, 0f64);
+    for y in 0..frame.image.height() {
+        for x in 0..frame.image.width() {
+            let p = frame.image.pixel(x, y);
+            let d: i32 = p
+                .iter()
+                .zip(colour)
+                .map(|(a, b)| (i32::from(*a) - i32::from(b)).abs())
+                .sum();
+            if d < 90 {
+                n += 1;
+                sx += f64::from(x);
+                sy += f64::from(y);
+            }
+        }
+    }
+    let centre = if n == 0 {
+        (0.0, 0.0)
+    } else {
+        (sx / n as f64, sy / n as f64)
+    };
+    (n, centre)
+}
+
+async fn next_frame(viewer: &mut Viewer) -> ReceivedFrame {
+    viewer
+        .next_frame(Duration::from_secs(15))
+        .await
+        .expect("a decoded frame within 15 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_the_detections_drawn_in_the_label_colour_and_gets_the_predictions() {
+    let app = spawn_app().await;
+    let pid = project_with_stream(&app, true).await;
+    let mut viewer = watch(&app.address, &pid, "viewer-1").await;
+
+    // Predictions: the sinks' JSON, for this project, naming the label.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let prediction = loop {
+        let p = viewer
+            .next_prediction(Duration::from_secs(5))
+            .await
+            .expect("predictions flow on the data channel");
+        let json: Value = serde_json::from_str(&p.json).unwrap();
+        if json["detections"].as_array().is_some_and(|d| !d.is_empty()) {
+            break json;
+        }
+        assert!(Instant::now() < deadline, "no detection within 30 s");
+    };
+    assert_eq!(prediction["project_id"], pid.as_str());
+    assert_eq!(prediction["detections"][0]["label_name"], "disc");
+    assert!(prediction["frame"]["sequence"].as_u64().is_some());
+
+    // Video: frames show green overlays where the detector found the disc shortly before (the
+    // overlay is the newest result when the frame was encoded; in a debug build the detector
+    // runs at a few frames per second while the disc moves, and may miss it in some frames).
+    let mut recent: Vec<(Instant, (f64, f64))> = Vec::new();
+    let mut matched = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while matched.is_none() && Instant::now() < deadline {
+        while viewer.frames.try_recv().is_ok() {}
+        let frame = next_frame(&mut viewer).await;
+        assert_eq!((frame.image.width(), frame.image.height()), (640, 480));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Ok(p) = viewer.predictions.try_recv() {
+            let json: Value = serde_json::from_str(&p.json).unwrap();
+            for d in json["detections"].as_array().unwrap() {
+                let b: Vec<f64> = d["box"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                recent.push((p.received_at, ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0)));
+            }
+        }
+        let (green, (gx, gy)) = coloured_pixels(&frame, GREEN);
+        if green < 300 {
+            continue;
+        }
+        // The caption sits above the box, so the green centre is a little higher than the box's.
+        let window = frame
+            .received_at
+            .checked_sub(Duration::from_millis(1500))
+            .unwrap()..frame.received_at + Duration::from_millis(300);
+        matched = recent
+            .iter()
+            .filter(|(at, _)| window.contains(at))
+            .find(|(_, (bx, by))| (gx - bx).abs() < 40.0 && (gy - by).abs() < 60.0)
+            .map(|_| (gx, gy));
+    }
+    assert!(
+        matched.is_some(),
+        "no frame with green overlays at a detected position; detections {recent:?}"
+    );
+
+    // The stream goes on across a source switch: the sample dataset's 320x240 frames arrive on
+    // the same connection.
+    let resp = app
+        .post_json(
+            &format!("/api/v1/projects/{pid}/sources"),
+            &json!({ "active": true, "config": { "source_type": "sample_dataset" } }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let frame = next_frame(&mut viewer).await;
+        if (frame.image.width(), frame.image.height()) == (320, 240) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 320x240 frame after the switch"
+        );
+    }
+    assert_eq!(viewer.state(), ConnectionState::Connected);
+
+    // Hang-up through the API; then the session is gone.
+    let resp = app
+        .delete(&format!("/api/v1/projects/{pid}/offer/viewer-1"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = app
+        .delete(&format!("/api/v1/projects/{pid}/offer/viewer-1"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    viewer.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_detections_the_video_carries_no_overlay() {
+    let app = spawn_app().await;
+    let pid = project_with_stream(&app, false).await;
+    let mut viewer = watch(&app.address, &pid, "plain").await;
+    for _ in 0..3 {
+        let frame = next_frame(&mut viewer).await;
+        let (green, _) = coloured_pixels(&frame, GREEN);
+        assert!(green < 20, "{green} green pixels with no detector");
+    }
+    viewer.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_offers_are_refused_with_a_reason_and_leave_no_session() {
+    let app = spawn_app().await;
+    let active = app.post_project("Active").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inactive = app
+        .post_json(
+            "/api/v1/projects",
+            &json!({ "name": "Idle", "active": false }),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let offer = |sdp: &str| json!({ "webrtc_id": "x", "sdp": sdp, "type": "offer" });
+    let good_looking = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+    let cases: Vec<(String, Value, StatusCode, &str)> = vec![
+        (
+            active.clone(),
+            offer("garbage"),
+            StatusCode::BAD_REQUEST,
+            "v=0",
+        ),
+        (
+            active.clone(),
+            offer("v=0\r\nm=video 9 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n"),
+            StatusCode::BAD_REQUEST,
+            "H.264",
+        ),
+        (
+            active.clone(),
+            offer(good_looking),
+            StatusCode::BAD_REQUEST,
+            "not valid",
+        ),
+        (
+            active.clone(),
+            json!({ "webrtc_id": "x", "sdp": good_looking, "type": "answer" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "type",
+        ),
+        (
+            active.clone(),
+            json!({ "webrtc_id": "../etc", "sdp": good_looking }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "session id",
+        ),
+        (
+            active.clone(),
+            offer(&format!("v=0\r\n{}", "a".repeat(70_000))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sdp",
+        ),
+        (
+            inactive.clone(),
+            offer(good_looking),
+            StatusCode::CONFLICT,
+            "not active",
+        ),
+        (
+            uuid::Uuid::new_v4().to_string(),
+            offer(good_looking),
+            StatusCode::NOT_FOUND,
+            "not found",
+        ),
+    ];
+    for (pid, body, status, expected) in cases {
+        let resp = app
+            .post_json(&format!("/api/v1/projects/{pid}/offer"), &body)
+            .await;
+        assert_eq!(resp.status(), status, "{body}");
+        let error: Value = resp.json().await.unwrap();
+        let message = error["message"].as_str().unwrap().to_lowercase();
+        assert!(
+            message.contains(&expected.to_lowercase()),
+            "{expected}: {error}"
+        );
+    }
+    let resp = app
+        .delete(&format!("/api/v1/projects/{active}/offer/nobody"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_webrtc_config_gives_static_servers_and_fresh_turn_rest_credentials() {
+    let app = spawn_app_with(Options {
+        adjust: Some(Box::new(|s| {
+            s.webrtc.ice_servers = Some(r#"[{"urls":"stun:stun.example.org:3478"}]"#.into());
+            s.webrtc.turn_shared_secret = Some("s3cret".into());
+            s.webrtc.turn_urls = Some("turn:turn.example.org:443?transport=tcp".into());
+            s.webrtc.turn_credential_ttl = Some("600".into());
+        })),
+        ..Options::default()
+    })
+    .await;
+    let config: Value = app
+        .get("/api/v1/system/webrtc/config")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let servers = config["iceServers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2, "{config}");
+    assert_eq!(servers[0]["urls"], "stun:stun.example.org:3478");
+    assert!(servers[0]["username"].is_null());
+    let turn = &servers[1];
+    assert_eq!(turn["urls"], "turn:turn.example.org:443?transport=tcp");
+    let username = turn["username"].as_str().unwrap();
+    let (expiry, client) = username.split_once(':').unwrap();
+    let expiry: u64 = expiry.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (now + 590..=now + 610).contains(&expiry),
+        "expiry {expiry}, now {now}"
+    );
+    assert!(!client.is_empty());
+    assert_eq!(
+        turn["credential"].as_str().unwrap(),
+        visprompt_webrtc::settings::turn_rest_password("s3cret", username)
+    );
+    // Each request gets its own credentials.
+    let again: Value = app
+        .get("/api/v1/system/webrtc/config")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(again["iceServers"][1]["username"], turn["username"]);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_advertised_address_replaces_the_host_candidates_in_the_answer() {
+    let app = spawn_app_with(Options {
+        adjust: Some(Box::new(|s| {
+            s.webrtc.advertise_ip = Some("203.0.113.10".into());
+        })),
+        ..Options::default()
+    })
+    .await;
+    let pid = app.post_project("Nat").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let address = app.address.clone();
+    let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+    // The viewer cannot reach 203.0.113.10 (nothing is there): only the answer matters here.
+    let connecting = Viewer::connect(
+        ViewerConfig {
+            loopback_only: true,
+            ..ViewerConfig::default()
+        },
+        |sdp| async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{address}/api/v1/projects/{pid}/offer"))
+                .json(&json!({ "webrtc_id": "nat", "sdp": sdp }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let answer: Value = resp.json().await.unwrap();
+            let sdp = answer["sdp"].as_str().unwrap().to_owned();
+            let _ = answer_tx.send(sdp.clone());
+            Ok(sdp)
+        },
+    )
+    .await
+    .unwrap();
+    let answer = answer_rx.await.unwrap();
+    let candidates: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    assert!(!candidates.is_empty(), "{answer}");
+    for c in &candidates {
+        assert!(
+            c.contains(" 203.0.113.10 ") && c.contains("typ host"),
+            "{c}"
+        );
+    }
+    connecting.close().await;
+    app.shutdown().await;
+}
