@@ -395,13 +395,11 @@ fn h264_capability() -> RTCRtpCodecCapability {
     }
 }
 
-/// Our peer reaches TURN only over UDP (the WebRTC library's limit); TCP TURN entries are for
-/// browsers, so they are left out of our own configuration instead of failing it.
+/// Our own peer uses only STUN (to learn its public address). TURN is for browsers: they relay to
+/// our candidates, while a relay of our own would open sockets outside the media port range
+/// (the library binds them anywhere) and add a hop for nothing.
 fn usable_by_our_peer(server: &IceServer) -> bool {
-    !server
-        .urls
-        .iter()
-        .any(|u| u.contains("transport=tcp") || u.starts_with("turns:") || u.starts_with("stuns:"))
+    server.urls.iter().all(|u| u.starts_with("stun:"))
 }
 
 fn setting_engine(
@@ -500,17 +498,18 @@ mod tests {
     }
 
     #[test]
-    fn tcp_turn_entries_are_for_browsers_only() {
-        let tcp = IceServer {
-            urls: vec!["turn:127.0.0.1:3478?transport=tcp".into()],
+    fn turn_entries_are_for_browsers_only() {
+        let turn = IceServer {
+            urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
             username: Some("u".into()),
             credential: Some("p".into()),
         };
-        let udp = IceServer {
-            urls: vec!["turn:127.0.0.1:3478".into()],
-            ..tcp.clone()
+        let stun = IceServer {
+            urls: vec!["stun:127.0.0.1:3478".into()],
+            username: None,
+            credential: None,
         };
-        assert!(!usable_by_our_peer(&tcp));
-        assert!(usable_by_our_peer(&udp));
+        assert!(!usable_by_our_peer(&turn));
+        assert!(usable_by_our_peer(&stun));
     }
 }

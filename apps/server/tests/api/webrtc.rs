@@ -451,3 +451,298 @@ async fn an_advertised_address_replaces_the_host_candidates_in_the_answer() {
     connecting.close().await;
     app.shutdown().await;
 }
+
+/// A server process of its own (the binary `just run` starts), killed on drop.
+struct ServerProcess {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server_process(env: &[(&str, &str)]) -> ServerProcess {
+    let port = visprompt_testkit::free_port();
+    let media = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_visprompt-server"));
+    command
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env("DB_URL", "mem://")
+        .env("MEDIA_ROOTS", media.path())
+        .env("LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("the server binary starts");
+    let server = ServerProcess {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = reqwest::get(format!("{}/health", server.address)).await
+            && resp.status() == StatusCode::OK
+        {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server answers /health within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Local UDP ports of the sockets process `pid` holds, from /proc.
+fn udp_ports_of(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().into_owned();
+            t.strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["udp", "udp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && inodes.contains(cols[9]) {
+                let port = cols[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_binary_streams_the_annotated_demo_and_keeps_media_ports_in_range() {
+    let server = start_server_process(&[
+        ("DEMO_PROJECT", "true"),
+        ("WEBRTC_PORT_RANGE", "51200-51219"),
+        ("WEBRTC_LOOPBACK_ONLY", "true"),
+        // TURN is handed to browsers; the server's own peer must not open relay sockets.
+        ("TURN_SHARED_SECRET", "secret"),
+        ("TURN_URLS", "turn:127.0.0.1:3478"),
+    ])
+    .await;
+    let projects: Value = reqwest::get(format!("{}/api/v1/projects", server.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let demo = &projects["projects"][0];
+    assert_eq!(demo["name"], "Demo");
+    let pid = demo["id"].as_str().unwrap();
+
+    let mut first = watch(&server.address, pid, "first").await;
+    let mut second = watch(&server.address, pid, "second").await;
+    // The demo's label is red (#E63946): its overlays show on the video within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut best = 0;
+    while best < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "no demo overlay on the video ({best} label pixels)"
+        );
+        let frame = next_frame(&mut first).await;
+        best = best.max(coloured_pixels(&frame, [0xE6, 0x39, 0x46]).0);
+    }
+    assert!(next_frame(&mut second).await.image.width() == 640);
+
+    let ports = udp_ports_of(server.child.id());
+    assert!(!ports.is_empty(), "the server holds media sockets");
+    for port in &ports {
+        assert!(
+            (51200..=51219).contains(port),
+            "UDP port {port} outside 51200-51219: {ports:?}"
+        );
+    }
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test]
+async fn a_malformed_webrtc_setting_stops_start_up_with_a_message() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_visprompt-server"))
+        .env("DB_URL", "mem://")
+        .env("PORT", visprompt_testkit::free_port().to_string())
+        .env("ICE_SERVERS", r#"[{"urls":"http://stun.example.org"}]"#)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown scheme `http`") && stderr.contains("webrtc"),
+        "{stderr}"
+    );
+}
+
+/// A real coturn on loopback for the test, with TURN REST (shared secret) authentication.
+struct Coturn {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Coturn {
+    /// UDP, because the Rust viewer peer reaches TURN over UDP only; browsers use the TCP
+    /// listener that `just run-coturn` opens.
+    fn start(secret: &str) -> Self {
+        let binary = ["/usr/bin/turnserver", "/usr/local/bin/turnserver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .unwrap_or_else(|| panic!("coturn is not installed: run tools/ci/install-coturn.sh"));
+        let dir = tempfile::tempdir().unwrap();
+        let port = visprompt_testkit::free_port();
+        let child = std::process::Command::new(binary)
+            .args([
+                "-n",
+                "--listening-ip=127.0.0.1",
+                "--relay-ip=127.0.0.1",
+                &format!("--listening-port={port}"),
+                "--min-port=52000",
+                "--max-port=52999",
+                "--use-auth-secret",
+                &format!("--static-auth-secret={secret}"),
+                "--realm=visprompt",
+                "--allow-loopback-peers",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--fingerprint",
+                "--no-stdout-log",
+                &format!("--log-file={}", dir.path().join("turn.log").display()),
+                &format!("--pidfile={}", dir.path().join("turn.pid").display()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Ready once it answers on its TCP listener (it opens UDP and TCP on the same port).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "coturn listens within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+async fn watch_relayed(
+    address: &str,
+    pid: &str,
+    session: &str,
+    ice_servers: Vec<visprompt_webrtc::IceServer>,
+) -> Viewer {
+    let url = format!("{address}/api/v1/projects/{pid}/offer");
+    let session = session.to_owned();
+    Viewer::connect(
+        ViewerConfig {
+            ice_servers,
+            relay_only: true,
+            loopback_only: true,
+        },
+        |sdp| async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .json(&json!({ "webrtc_id": session, "sdp": sdp }))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let answer: Value = resp.json().await.map_err(|e| e.to_string())?;
+            Ok(answer["sdp"].as_str().unwrap_or_default().to_owned())
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_viewer_gets_video_through_turn_with_rest_credentials_and_bad_ones_fail() {
+    let secret = "relay-test-secret";
+    let turn = Coturn::start(secret);
+    let turn_url = format!("turn:127.0.0.1:{}", turn.port);
+    let turn_urls = turn_url.clone();
+    let app = spawn_app_with(Options {
+        adjust: Some(Box::new(move |s| {
+            s.webrtc.turn_shared_secret = Some(secret.into());
+            s.webrtc.turn_urls = Some(turn_urls);
+        })),
+        ..Options::default()
+    })
+    .await;
+    let pid = project_with_stream(&app, false).await;
+
+    // Credentials from the API: the relayed viewer connects and decodes video.
+    let config: Value = app
+        .get("/api/v1/system/webrtc/config")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let server = &config["iceServers"][0];
+    assert_eq!(server["urls"], turn_url.as_str());
+    let good = visprompt_webrtc::IceServer {
+        urls: vec![turn_url.clone()],
+        username: server["username"].as_str().map(Into::into),
+        credential: server["credential"].as_str().map(Into::into),
+    };
+    let mut viewer = watch_relayed(&app.address, &pid, "relayed", vec![good.clone()]).await;
+    assert!(
+        viewer
+            .wait_for(ConnectionState::Connected, Duration::from_secs(20))
+            .await,
+        "the relayed connection comes up"
+    );
+    assert_eq!(next_frame(&mut viewer).await.image.width(), 640);
+    viewer.close().await;
+
+    // A wrong password, and an expired username with its correct password, get no relay.
+    let wrong = visprompt_webrtc::IceServer {
+        credential: Some("d3Jvbmc=".into()),
+        ..good.clone()
+    };
+    let expired_user = "1000:old".to_owned();
+    let expired = visprompt_webrtc::IceServer {
+        credential: Some(visprompt_webrtc::settings::turn_rest_password(
+            secret,
+            &expired_user,
+        )),
+        username: Some(expired_user),
+        ..good
+    };
+    for (name, server) in [("wrong", wrong), ("expired", expired)] {
+        let mut viewer = watch_relayed(&app.address, &pid, name, vec![server]).await;
+        assert!(
+            !viewer
+                .wait_for(ConnectionState::Connected, Duration::from_secs(8))
+                .await,
+            "{name} credentials must not connect"
+        );
+        viewer.close().await;
+    }
+    app.shutdown().await;
+}
