@@ -1,0 +1,292 @@
+//! SAM's mask decoder, plain (SAM, MobileSAM) and HQ (SAM-HQ: an extra HQ output token with its
+//! own MLP, and high-quality features fused from the image embedding and an early encoder
+//! feature map). Weight names: `mask_decoder.*` of the SAM / SAM-HQ checkpoints.
+//!
+//! Batches of prompts on one image are decoded together. Work that depends only on the image is
+//! done once per batch (the HQ features, the first layer's image-token projections), and the
+//! post-transformer upscaling runs in chunks of prompts to bound memory. For the HQ token, the
+//! last 3x3 convolution of `embedding_maskfeature` is contracted with the token's hypernetwork
+//! vector before it is applied (a linear map followed by a dot product is one smaller linear map),
+//! which gives the same logits with 1/(C/8) of that convolution's work.
+
+use candle_core::{D, DType, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::ops::{Conv, ConvTranspose2x2, LayerNorm2d, Mlp, gelu};
+use super::transformer::TwoWayTransformer;
+
+/// Decoder hyper-parameters (the released models: dim 256, depth 2, 8 heads, MLP 2048, IoU head
+/// hidden 256).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DecoderConfig {
+    pub transformer_dim: usize,
+    pub depth: usize,
+    pub num_heads: usize,
+    pub mlp_dim: usize,
+    pub iou_head_hidden_dim: usize,
+    /// Channels of the encoder feature the HQ decoder fuses; `None` for the plain SAM decoder.
+    pub hq_vit_dim: Option<usize>,
+}
+
+impl DecoderConfig {
+    pub fn sam(hq_vit_dim: Option<usize>) -> Self {
+        Self {
+            transformer_dim: 256,
+            depth: 2,
+            num_heads: 8,
+            mlp_dim: 2048,
+            iou_head_hidden_dim: 256,
+            hq_vit_dim,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HqParts {
+    hf_token: Tensor,
+    hf_mlp: Mlp,
+    compress_vit_feat: (ConvTranspose2x2, LayerNorm2d, ConvTranspose2x2),
+    embedding_encoder: (ConvTranspose2x2, LayerNorm2d, ConvTranspose2x2),
+    maskfeature_conv1: Conv,
+    maskfeature_norm: LayerNorm2d,
+    /// Last conv of `embedding_maskfeature`: weight [C/8, C/4, 3, 3] and bias [C/8].
+    maskfeature_w2: Tensor,
+    maskfeature_b2: Tensor,
+}
+
+/// Output of the decoder for a batch of B prompts.
+#[derive(Debug, Clone)]
+pub struct DecoderOutput {
+    /// [B, M, 4g, 4g] low-resolution mask logits (M = 1 or 3, see [`super::Sam::predict`]).
+    pub low_res_logits: Tensor,
+    /// [B, M] predicted IoU.
+    pub iou: Tensor,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct MaskDecoder {
+    iou_token: Tensor,
+    mask_tokens: Tensor,
+    transformer: TwoWayTransformer,
+    upscaling: (ConvTranspose2x2, LayerNorm2d, ConvTranspose2x2),
+    hyper_mlps: Vec<Mlp>,
+    iou_head: Mlp,
+    hq: Option<HqParts>,
+    dim: usize,
+}
+
+/// Prompts decoded per chunk after the transformer (bounds the 4g x 4g intermediate maps).
+const CHUNK: usize = 8;
+
+impl MaskDecoder {
+    pub(crate) fn new(vb: VarBuilder, cfg: &DecoderConfig) -> Result<Self> {
+        let d = cfg.transformer_dim;
+        let num_mask_tokens = 4;
+        let up = vb.pp("output_upscaling");
+        let upscaling = (
+            ConvTranspose2x2::new(up.pp("0"), d, d / 4)?,
+            LayerNorm2d::new(d / 4, up.pp("1"))?,
+            ConvTranspose2x2::new(up.pp("3"), d / 4, d / 8)?,
+        );
+        let hyper_mlps = (0..num_mask_tokens)
+            .map(|i| {
+                Mlp::new(
+                    vb.pp(format!("output_hypernetworks_mlps.{i}")),
+                    d,
+                    d,
+                    d / 8,
+                    3,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let hq = match cfg.hq_vit_dim {
+            None => None,
+            Some(vit_dim) => {
+                let cv = vb.pp("compress_vit_feat");
+                let ee = vb.pp("embedding_encoder");
+                let mf = vb.pp("embedding_maskfeature");
+                Some(HqParts {
+                    hf_token: vb.get((1, d), "hf_token.weight")?,
+                    hf_mlp: Mlp::new(vb.pp("hf_mlp"), d, d, d / 8, 3)?,
+                    compress_vit_feat: (
+                        ConvTranspose2x2::new(cv.pp("0"), vit_dim, d)?,
+                        LayerNorm2d::new(d, cv.pp("1"))?,
+                        ConvTranspose2x2::new(cv.pp("3"), d, d / 8)?,
+                    ),
+                    embedding_encoder: (
+                        ConvTranspose2x2::new(ee.pp("0"), d, d / 4)?,
+                        LayerNorm2d::new(d / 4, ee.pp("1"))?,
+                        ConvTranspose2x2::new(ee.pp("3"), d / 4, d / 8)?,
+                    ),
+                    maskfeature_conv1: Conv::new(mf.pp("0"), d / 8, d / 4, 3, 1, 1, true)?,
+                    maskfeature_norm: LayerNorm2d::new(d / 4, mf.pp("1"))?,
+                    maskfeature_w2: mf.pp("3").get((d / 8, d / 4, 3, 3), "weight")?,
+                    maskfeature_b2: mf.pp("3").get(d / 8, "bias")?,
+                })
+            }
+        };
+        Ok(Self {
+            iou_token: vb.get((1, d), "iou_token.weight")?,
+            mask_tokens: vb.get((num_mask_tokens, d), "mask_tokens.weight")?,
+            transformer: TwoWayTransformer::new(
+                vb.pp("transformer"),
+                cfg.depth,
+                d,
+                cfg.num_heads,
+                cfg.mlp_dim,
+            )?,
+            upscaling,
+            hyper_mlps,
+            iou_head: Mlp::new(
+                vb.pp("iou_prediction_head"),
+                d,
+                cfg.iou_head_hidden_dim,
+                4,
+                3,
+            )?,
+            hq,
+            dim: d,
+        })
+    }
+
+    pub(crate) fn is_hq(&self) -> bool {
+        self.hq.is_some()
+    }
+
+    /// HQ features of one image: embedding_encoder(embedding) + compress_vit_feat(interm),
+    /// [1, C/8, 4g, 4g].
+    pub(crate) fn hq_features(
+        &self,
+        embedding: &Tensor,
+        interm: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        let Some(hq) = &self.hq else { return Ok(None) };
+        let (e0, en, e1) = &hq.embedding_encoder;
+        let a = e1.forward(&gelu(&en.forward(&e0.forward(embedding)?)?)?)?;
+        let (c0, cn, c1) = &hq.compress_vit_feat;
+        let v = interm.permute((0, 3, 1, 2))?.contiguous()?;
+        let b = c1.forward(&gelu(&cn.forward(&c0.forward(&v)?)?)?)?;
+        Ok(Some((a + b)?))
+    }
+
+    /// Decodes B prompts. `embedding` [1, C, g, g]; `image_pe` [1, C, g, g]; `sparse` [B, N, C];
+    /// `dense` [B or 1, C, g, g] (1: no mask prompt, shared); `hq_features` from
+    /// [`Self::hq_features`] for the HQ decoder.
+    pub(crate) fn forward(
+        &self,
+        embedding: &Tensor,
+        image_pe: &Tensor,
+        sparse: &Tensor,
+        dense: &Tensor,
+        multimask: bool,
+        hq_features: Option<&Tensor>,
+    ) -> Result<DecoderOutput> {
+        let b = sparse.dim(0)?;
+        let d = self.dim;
+        let mut out_tokens = vec![self.iou_token.clone(), self.mask_tokens.clone()];
+        if let Some(hq) = &self.hq {
+            out_tokens.push(hq.hf_token.clone());
+        }
+        let out_tokens = Tensor::cat(&out_tokens, 0)?;
+        let n_out = out_tokens.dim(0)?;
+        let tokens = Tensor::cat(
+            &[
+                out_tokens
+                    .unsqueeze(0)?
+                    .broadcast_as((b, n_out, d))?
+                    .contiguous()?,
+                sparse.clone(),
+            ],
+            1,
+        )?;
+        let src = embedding.broadcast_add(dense)?;
+        let (hs, src) = self.transformer.forward(&src, image_pe, &tokens)?;
+        let iou_pred = self.iou_head.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?; // [B, 4]
+        let mask_tokens_out = hs.narrow(1, 1, n_out - 1)?;
+        let mut hyper = Vec::with_capacity(n_out - 1);
+        for (i, mlp) in self.hyper_mlps.iter().enumerate() {
+            hyper.push(mlp.forward(&mask_tokens_out.narrow(1, i, 1)?)?);
+        }
+        let hyper_sam = Tensor::cat(&hyper, 1)?; // [B, 4, C/8]
+        let hyper_hq = match &self.hq {
+            Some(hq) => Some(hq.hf_mlp.forward(&mask_tokens_out.narrow(1, 4, 1)?)?), // [B,1,C/8]
+            None => None,
+        };
+        let g = embedding.dim(2)?;
+        let (u0, un, u1) = &self.upscaling;
+        let mut sam_masks = Vec::new();
+        let mut hq_masks = Vec::new();
+        let mut start = 0;
+        while start < b {
+            let n = CHUNK.min(b - start);
+            let s = src
+                .narrow(0, start, n)?
+                .transpose(1, 2)?
+                .reshape((n, d, g, g))?;
+            let up = gelu(&u1.forward(&gelu(&un.forward(&u0.forward(&s)?)?)?)?)?; // [n, C/8, 4g, 4g]
+            let (_, c8, hh, ww) = up.dims4()?;
+            let upm = up.reshape((n, c8, hh * ww))?;
+            let hs = hyper_sam.narrow(0, start, n)?.contiguous()?;
+            sam_masks.push(hs.matmul(&upm)?.reshape((n, 4, hh, ww))?);
+            if let (Some(hq), Some(hh_vec)) = (&self.hq, &hyper_hq) {
+                let feats = match hq_features {
+                    Some(f) => f,
+                    None => candle_core::bail!("the HQ decoder needs the image's HQ features"),
+                };
+                let hv = hh_vec.narrow(0, start, n)?.squeeze(1)?; // [n, C/8]
+                let y = gelu(
+                    &hq.maskfeature_norm
+                        .forward(&hq.maskfeature_conv1.forward(&up)?)?,
+                )?;
+                // hv . (W2 * y + b2) = (hv . W2) * y + hv . b2, one output channel per prompt.
+                let c4 = y.dim(1)?;
+                let w2 = hq.maskfeature_w2.reshape((c8, c4 * 9))?;
+                let wk = hv.matmul(&w2)?.reshape((n, c4, 3, 3))?; // [n, C/4, 3, 3]
+                let bk = hv.matmul(&hq.maskfeature_b2.unsqueeze(1)?)?; // [n, 1]
+                let mut per = Vec::with_capacity(n);
+                for i in 0..n {
+                    let yi = y.narrow(0, i, 1)?;
+                    let ki = wk.narrow(0, i, 1)?;
+                    per.push(yi.conv2d(&ki, 1, 1, 1, 1)?);
+                }
+                let conv = Tensor::cat(&per, 0)?.broadcast_add(&bk.reshape((n, 1, 1, 1))?)?;
+                // + hv . hq_features
+                let f = feats.reshape((c8, hh * ww))?;
+                let fh = hv.matmul(&f)?.reshape((n, 1, hh, ww))?;
+                hq_masks.push((conv + fh)?);
+            }
+            start += n;
+        }
+        let masks_sam = Tensor::cat(&sam_masks, 0)?; // [B, 4, 4g, 4g]
+        if self.hq.is_some() {
+            let masks_hq = Tensor::cat(&hq_masks, 0)?; // [B, 1, 4g, 4g]
+            let (masks, iou) = if multimask {
+                let iou3 = iou_pred.narrow(1, 1, 3)?.contiguous()?;
+                let idx = iou3.argmax_keepdim(D::Minus1)?; // [B, 1] u32
+                let iou = iou3.gather(&idx, 1)?;
+                let (_, _, hh, ww) = masks_sam.dims4()?;
+                let idx4 = (idx.to_dtype(DType::U32)? + 1.0)?
+                    .reshape((b, 1, 1, 1))?
+                    .broadcast_as((b, 1, hh, ww))?
+                    .contiguous()?;
+                (masks_sam.contiguous()?.gather(&idx4, 1)?, iou)
+            } else {
+                (masks_sam.narrow(1, 0, 1)?, iou_pred.narrow(1, 0, 1)?)
+            };
+            Ok(DecoderOutput {
+                low_res_logits: (masks + masks_hq)?,
+                iou,
+            })
+        } else if multimask {
+            Ok(DecoderOutput {
+                low_res_logits: masks_sam.narrow(1, 1, 3)?,
+                iou: iou_pred.narrow(1, 1, 3)?,
+            })
+        } else {
+            Ok(DecoderOutput {
+                low_res_logits: masks_sam.narrow(1, 0, 1)?,
+                iou: iou_pred.narrow(1, 0, 1)?,
+            })
+        }
+    }
+}

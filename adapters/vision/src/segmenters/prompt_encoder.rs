@@ -1,0 +1,165 @@
+//! SAM's prompt encoder: random-Fourier positional encoding of points and box corners (sparse
+//! embeddings) and a small convolutional encoder of low-resolution mask prompts (dense
+//! embeddings). Weight names: `prompt_encoder.*` of the SAM / SAM-HQ checkpoints.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::ops::{Conv, LayerNorm2d, gelu};
+
+#[derive(Debug, Clone)]
+pub(crate) struct PromptEncoder {
+    /// [2, embed_dim / 2]
+    gaussian: Tensor,
+    /// point_embeddings 0..3: negative point, positive point, box corner 1, box corner 2.
+    point_embeddings: Vec<Tensor>,
+    not_a_point: Tensor,
+    no_mask: Tensor,
+    mask_down: (Conv, LayerNorm2d, Conv, LayerNorm2d, Conv),
+    embed_dim: usize,
+    /// Side of the image embedding grid (64 at 1024 px).
+    grid: usize,
+    /// Side of the padded model input (1024).
+    input_size: usize,
+}
+
+impl PromptEncoder {
+    pub(crate) fn new(
+        vb: VarBuilder,
+        embed_dim: usize,
+        grid: usize,
+        input_size: usize,
+        mask_in_chans: usize,
+    ) -> Result<Self> {
+        let gaussian = vb.get(
+            (2, embed_dim / 2),
+            "pe_layer.positional_encoding_gaussian_matrix",
+        )?;
+        let point_embeddings = (0..4)
+            .map(|i| vb.get((1, embed_dim), &format!("point_embeddings.{i}.weight")))
+            .collect::<Result<Vec<_>>>()?;
+        let md = vb.pp("mask_downscaling");
+        let q = mask_in_chans / 4;
+        let mask_down = (
+            Conv::new(md.pp("0"), 1, q, 2, 2, 0, true)?,
+            LayerNorm2d::new(q, md.pp("1"))?,
+            Conv::new(md.pp("3"), q, mask_in_chans, 2, 2, 0, true)?,
+            LayerNorm2d::new(mask_in_chans, md.pp("4"))?,
+            Conv::new(md.pp("6"), mask_in_chans, embed_dim, 1, 1, 0, true)?,
+        );
+        Ok(Self {
+            gaussian,
+            point_embeddings,
+            not_a_point: vb.get((1, embed_dim), "not_a_point_embed.weight")?,
+            no_mask: vb.get((1, embed_dim), "no_mask_embed.weight")?,
+            mask_down,
+            embed_dim,
+            grid,
+            input_size,
+        })
+    }
+
+    /// Side of the mask prompts this encoder takes (4 x the embedding grid: 256).
+    pub(crate) fn mask_input_size(&self) -> usize {
+        4 * self.grid
+    }
+
+    /// coords in [0, 1], [..., 2] -> [..., embed_dim].
+    fn pe_encoding(&self, coords: &Tensor) -> Result<Tensor> {
+        let c = ((coords * 2.0)? - 1.0)?;
+        let c = c.broadcast_matmul(&self.gaussian)?;
+        let c = (c * (2.0 * std::f64::consts::PI))?;
+        Tensor::cat(&[c.sin()?, c.cos()?], candle_core::D::Minus1)
+    }
+
+    /// The dense positional encoding of the embedding grid: [1, embed_dim, g, g].
+    pub(crate) fn dense_pe(&self, device: &Device) -> Result<Tensor> {
+        let g = self.grid;
+        let mut v = Vec::with_capacity(g * g * 2);
+        for i in 0..g {
+            for j in 0..g {
+                v.push((j as f32 + 0.5) / g as f32);
+                v.push((i as f32 + 0.5) / g as f32);
+            }
+        }
+        let coords = Tensor::from_vec(v, (g, g, 2), device)?;
+        self.pe_encoding(&coords)?
+            .permute((2, 0, 1))?
+            .unsqueeze(0)?
+            .contiguous()
+    }
+
+    /// coords in input pixels [B, N, 2] -> [B, N, embed_dim].
+    fn pe_pixels(&self, coords: &Tensor) -> Result<Tensor> {
+        let s = self.input_size as f64;
+        self.pe_encoding(&(coords / s)?)
+    }
+
+    /// Sparse and dense embeddings. `points` are (coords [B,N,2] in the resized frame, labels
+    /// [B,N] as f32: 1 positive, 0 negative, -1 not-a-point); `boxes` [B,4] x0,y0,x1,y1 in the
+    /// resized frame; `masks` [B,1,4g,4g] low-resolution logits.
+    pub(crate) fn forward(
+        &self,
+        points: Option<(&Tensor, &Tensor)>,
+        boxes: Option<&Tensor>,
+        masks: Option<&Tensor>,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        let bs = match (points, boxes, masks) {
+            (Some((p, _)), _, _) => p.dim(0)?,
+            (None, Some(b), _) => b.dim(0)?,
+            (None, None, Some(m)) => m.dim(0)?,
+            _ => 1,
+        };
+        let d = self.embed_dim;
+        let mut sparse: Vec<Tensor> = Vec::new();
+        if let Some((coords, labels)) = points {
+            let mut coords = (coords.to_dtype(DType::F32)? + 0.5)?;
+            let mut labels = labels.to_dtype(DType::F32)?;
+            if boxes.is_none() {
+                coords = Tensor::cat(&[coords, Tensor::zeros((bs, 1, 2), DType::F32, device)?], 1)?;
+                labels = Tensor::cat(&[labels, Tensor::full(-1f32, (bs, 1), device)?], 1)?;
+            }
+            let pe = self.pe_pixels(&coords)?;
+            let lab = labels.unsqueeze(2)?;
+            let is = |v: f64| -> Result<Tensor> { lab.eq(v)?.to_dtype(DType::F32) };
+            let (m_na, m_neg, m_pos) = (is(-1.0)?, is(0.0)?, is(1.0)?);
+            let keep = (1.0 - &m_na)?;
+            let emb = pe
+                .broadcast_mul(&keep)?
+                .add(&m_na.broadcast_mul(&self.not_a_point)?)?
+                .add(&m_neg.broadcast_mul(&self.point_embeddings[0])?)?
+                .add(&m_pos.broadcast_mul(&self.point_embeddings[1])?)?;
+            sparse.push(emb);
+        }
+        if let Some(b) = boxes {
+            let coords = (b.to_dtype(DType::F32)? + 0.5)?.reshape((bs, 2, 2))?;
+            let pe = self.pe_pixels(&coords)?;
+            let c0 = pe
+                .narrow(1, 0, 1)?
+                .broadcast_add(&self.point_embeddings[2])?;
+            let c1 = pe
+                .narrow(1, 1, 1)?
+                .broadcast_add(&self.point_embeddings[3])?;
+            sparse.push(Tensor::cat(&[c0, c1], 1)?);
+        }
+        let sparse = if sparse.is_empty() {
+            Tensor::zeros((bs, 0, d), DType::F32, device)?
+        } else {
+            Tensor::cat(&sparse, 1)?
+        };
+        let dense = match masks {
+            Some(m) => {
+                let (c0, n0, c1, n1, c2) = &self.mask_down;
+                let x = gelu(&n0.forward(&c0.forward(m)?)?)?;
+                let x = gelu(&n1.forward(&c1.forward(&x)?)?)?;
+                c2.forward(&x)?
+            }
+            None => self
+                .no_mask
+                .reshape((1, d, 1, 1))?
+                .broadcast_as((bs, d, self.grid, self.grid))?,
+        };
+        Ok((sparse, dense))
+    }
+}

@@ -1,0 +1,363 @@
+//! TinyViT image encoder as used by MobileSAM and SAM-HQ tiny (`sam_hq_vit_tiny.pth`): a
+//! convolutional stage, three stages of windowed attention blocks with learned attention biases
+//! and depthwise "local" convolutions, and SAM's neck. Besides the 64x64 image embedding it
+//! returns the output of stage 1 (after its patch merging), which the HQ decoder consumes.
+//!
+//! Weight names follow `segment_anything_hq.modeling.tiny_vit_sam` (prefix `image_encoder.`).
+//! BatchNorm layers are folded into their convolutions when the weights are loaded.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
+
+use super::ops::{Conv, LayerNorm2d, gelu, softmax};
+
+/// Hyper-parameters of a TinyViT encoder (the released SAM models use [`TinyVitConfig::vit_5m`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TinyVitConfig {
+    pub img_size: usize,
+    pub embed_dims: [usize; 4],
+    pub depths: [usize; 4],
+    pub num_heads: [usize; 4],
+    pub window_sizes: [usize; 4],
+    pub mlp_ratio: f64,
+    pub mbconv_expand_ratio: f64,
+    /// Channels of the neck's output (SAM's prompt embedding dimension, 256).
+    pub out_chans: usize,
+}
+
+impl TinyVitConfig {
+    /// TinyViT-5M at 1024 px, as in MobileSAM and SAM-HQ tiny.
+    pub fn vit_5m() -> Self {
+        Self {
+            img_size: 1024,
+            embed_dims: [64, 128, 160, 320],
+            depths: [2, 2, 6, 2],
+            num_heads: [2, 4, 5, 10],
+            window_sizes: [7, 7, 14, 7],
+            mlp_ratio: 4.0,
+            mbconv_expand_ratio: 4.0,
+            out_chans: 256,
+        }
+    }
+
+    /// Side of the output grid (64 at 1024 px).
+    pub fn grid(&self) -> usize {
+        self.img_size / 16
+    }
+}
+
+#[derive(Debug, Clone)]
+struct MbConv {
+    conv1: Conv,
+    conv2: Conv,
+    conv3: Conv,
+}
+
+impl MbConv {
+    fn new(vb: VarBuilder, dim: usize, expand: f64) -> Result<Self> {
+        let hidden = (dim as f64 * expand) as usize;
+        Ok(Self {
+            conv1: Conv::conv_bn(vb.pp("conv1"), dim, hidden, 1, 1, 0, 1)?,
+            conv2: Conv::conv_bn(vb.pp("conv2"), hidden, hidden, 3, 1, 1, hidden)?,
+            conv3: Conv::conv_bn(vb.pp("conv3"), hidden, dim, 1, 1, 0, 1)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = gelu(&self.conv1.forward(x)?)?;
+        let y = gelu(&self.conv2.forward(&y)?)?;
+        let y = self.conv3.forward(&y)?;
+        gelu(&(y + x)?)
+    }
+}
+
+/// Patch merging: 1x1 conv, depthwise 3x3 (stride 2, or 1 before the last stage), 1x1 conv.
+/// Input NCHW, output NCHW.
+#[derive(Debug, Clone)]
+struct PatchMerging {
+    conv1: Conv,
+    conv2: Conv,
+    conv3: Conv,
+}
+
+impl PatchMerging {
+    fn new(vb: VarBuilder, dim: usize, out: usize, stride: usize) -> Result<Self> {
+        Ok(Self {
+            conv1: Conv::conv_bn(vb.pp("conv1"), dim, out, 1, 1, 0, 1)?,
+            conv2: Conv::conv_bn(vb.pp("conv2"), out, out, 3, stride, 1, out)?,
+            conv3: Conv::conv_bn(vb.pp("conv3"), out, out, 1, 1, 0, 1)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = gelu(&self.conv1.forward(x)?)?;
+        let y = gelu(&self.conv2.forward(&y)?)?;
+        self.conv3.forward(&y)
+    }
+}
+
+/// Window attention with TinyViT's learned per-offset attention biases.
+#[derive(Debug, Clone)]
+struct Attention {
+    norm: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    /// [heads, N, N], gathered once from `attention_biases` at load time.
+    bias: Tensor,
+    heads: usize,
+    key_dim: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(vb: VarBuilder, dim: usize, heads: usize, window: usize) -> Result<Self> {
+        let key_dim = dim / heads;
+        let norm = candle_nn::layer_norm(dim, 1e-5, vb.pp("norm"))?;
+        let qkv = candle_nn::linear(dim, heads * key_dim * 3, vb.pp("qkv"))?;
+        let proj = candle_nn::linear(heads * key_dim, dim, vb.pp("proj"))?;
+        // Offsets numbered in first-seen order over all (p1, p2) pairs, as the reference does.
+        let points: Vec<(usize, usize)> = (0..window)
+            .flat_map(|i| (0..window).map(move |j| (i, j)))
+            .collect();
+        let mut offsets: Vec<(usize, usize)> = Vec::new();
+        let mut idxs = Vec::with_capacity(points.len() * points.len());
+        for p1 in &points {
+            for p2 in &points {
+                let off = (p1.0.abs_diff(p2.0), p1.1.abs_diff(p2.1));
+                let id = match offsets.iter().position(|o| *o == off) {
+                    Some(id) => id,
+                    None => {
+                        offsets.push(off);
+                        offsets.len() - 1
+                    }
+                };
+                idxs.push(id as u32);
+            }
+        }
+        let biases = vb.get((heads, offsets.len()), "attention_biases")?;
+        let n = points.len();
+        let idx = Tensor::from_vec(idxs, n * n, biases.device())?;
+        let bias = biases.index_select(&idx, 1)?.reshape((1, heads, n, n))?;
+        Ok(Self {
+            norm,
+            qkv,
+            proj,
+            bias,
+            heads,
+            key_dim,
+            scale: (key_dim as f64).powf(-0.5),
+        })
+    }
+
+    /// x: [B, N, C] windows.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, n, _) = x.dims3()?;
+        let x = self.norm.forward(x)?;
+        let qkv = self
+            .qkv
+            .forward(&x)?
+            .reshape((b, n, self.heads, 3 * self.key_dim))?;
+        let kd = self.key_dim;
+        let q = qkv.narrow(3, 0, kd)?.transpose(1, 2)?.contiguous()?;
+        let k = qkv.narrow(3, kd, kd)?.transpose(1, 2)?.contiguous()?;
+        let v = qkv.narrow(3, 2 * kd, kd)?.transpose(1, 2)?.contiguous()?;
+        let attn = (q.matmul(&k.t()?)? * self.scale)?.broadcast_add(&self.bias)?;
+        let attn = softmax(&attn)?;
+        let y = attn
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, n, self.heads * kd))?;
+        self.proj.forward(&y)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct TinyVitBlock {
+    attn: Attention,
+    local_conv: Conv,
+    mlp_norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    window: usize,
+    res: usize,
+}
+
+impl TinyVitBlock {
+    fn new(
+        vb: VarBuilder,
+        dim: usize,
+        heads: usize,
+        window: usize,
+        mlp_ratio: f64,
+        res: usize,
+    ) -> Result<Self> {
+        let hidden = (dim as f64 * mlp_ratio) as usize;
+        Ok(Self {
+            attn: Attention::new(vb.pp("attn"), dim, heads, window)?,
+            local_conv: Conv::conv_bn(vb.pp("local_conv"), dim, dim, 3, 1, 1, dim)?,
+            mlp_norm: candle_nn::layer_norm(dim, 1e-5, vb.pp("mlp.norm"))?,
+            fc1: candle_nn::linear(dim, hidden, vb.pp("mlp.fc1"))?,
+            fc2: candle_nn::linear(hidden, dim, vb.pp("mlp.fc2"))?,
+            window,
+            res,
+        })
+    }
+
+    /// x: [B, L, C] with L = res * res.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, c) = x.dims3()?;
+        let (h, w, ws) = (self.res, self.res, self.window);
+        let attn = if h == ws && w == ws {
+            self.attn.forward(x)?
+        } else {
+            let pad_b = (ws - h % ws) % ws;
+            let pad_r = (ws - w % ws) % ws;
+            let mut xi = x.reshape((b, h, w, c))?;
+            if pad_b > 0 {
+                xi = xi.pad_with_zeros(1, 0, pad_b)?;
+            }
+            if pad_r > 0 {
+                xi = xi.pad_with_zeros(2, 0, pad_r)?;
+            }
+            let (ph, pw) = (h + pad_b, w + pad_r);
+            let (nh, nw) = (ph / ws, pw / ws);
+            let win = xi
+                .reshape((b, nh, ws, nw, ws, c))?
+                .transpose(2, 3)?
+                .reshape((b * nh * nw, ws * ws, c))?;
+            let y = self.attn.forward(&win)?;
+            let mut y = y
+                .reshape((b, nh, nw, ws, ws, c))?
+                .transpose(2, 3)?
+                .reshape((b, ph, pw, c))?;
+            if pad_b > 0 || pad_r > 0 {
+                y = y.narrow(1, 0, h)?.narrow(2, 0, w)?;
+            }
+            y.reshape((b, l, c))?
+        };
+        let x = (x + attn)?;
+        let xc = x.transpose(1, 2)?.reshape((b, c, h, w))?;
+        let xc = self.local_conv.forward(&xc)?;
+        let x = xc.reshape((b, c, l))?.transpose(1, 2)?.contiguous()?;
+        let y = self.mlp_norm.forward(&x)?;
+        let y = self.fc2.forward(&gelu(&self.fc1.forward(&y)?)?)?;
+        x + y
+    }
+}
+
+/// The TinyViT SAM image encoder.
+#[derive(Debug, Clone)]
+pub struct TinyVit {
+    patch_embed: (Conv, Conv),
+    conv_blocks: Vec<MbConv>,
+    merges: Vec<PatchMerging>,
+    stages: Vec<Vec<TinyVitBlock>>,
+    neck: (Conv, LayerNorm2d, Conv, LayerNorm2d),
+    cfg: TinyVitConfig,
+}
+
+impl TinyVit {
+    pub fn new(cfg: &TinyVitConfig, vb: VarBuilder) -> Result<Self> {
+        let e = cfg.embed_dims;
+        let pe = vb.pp("patch_embed.seq");
+        let patch_embed = (
+            Conv::conv_bn(pe.pp("0"), 3, e[0] / 2, 3, 2, 1, 1)?,
+            Conv::conv_bn(pe.pp("2"), e[0] / 2, e[0], 3, 2, 1, 1)?,
+        );
+        let l0 = vb.pp("layers.0");
+        let conv_blocks = (0..cfg.depths[0])
+            .map(|i| MbConv::new(l0.pp(format!("blocks.{i}")), e[0], cfg.mbconv_expand_ratio))
+            .collect::<Result<Vec<_>>>()?;
+        let base = cfg.img_size / 4;
+        let mut merges = Vec::new();
+        let mut stages = Vec::new();
+        for i in 0..4 {
+            let li = vb.pp(format!("layers.{i}"));
+            if i > 0 {
+                let res = base >> (if i == 3 { 2 } else { i });
+                let blocks = (0..cfg.depths[i])
+                    .map(|j| {
+                        TinyVitBlock::new(
+                            li.pp(format!("blocks.{j}")),
+                            e[i],
+                            cfg.num_heads[i],
+                            cfg.window_sizes[i],
+                            cfg.mlp_ratio,
+                            res,
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                stages.push(blocks);
+            }
+            if i < 3 {
+                // The merge into the last stage keeps the resolution (stride 1).
+                let stride = if i == 2 { 1 } else { 2 };
+                merges.push(PatchMerging::new(
+                    li.pp("downsample"),
+                    e[i],
+                    e[i + 1],
+                    stride,
+                )?);
+            }
+        }
+        let nv = vb.pp("neck");
+        let neck = (
+            Conv::new(nv.pp("0"), e[3], cfg.out_chans, 1, 1, 0, false)?,
+            LayerNorm2d::new(cfg.out_chans, nv.pp("1"))?,
+            Conv::new(nv.pp("2"), cfg.out_chans, cfg.out_chans, 3, 1, 1, false)?,
+            LayerNorm2d::new(cfg.out_chans, nv.pp("3"))?,
+        );
+        Ok(Self {
+            patch_embed,
+            conv_blocks,
+            merges,
+            stages,
+            neck,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// x: normalised, padded image [B, 3, S, S]. Returns the image embedding [B, out, g, g] and
+    /// the stage-1 features [B, g, g, embed_dims[2]] (channels last, as the reference returns).
+    pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let b = x.dim(0)?;
+        let g = self.cfg.grid();
+        let x = gelu(&self.patch_embed.0.forward(x)?)?;
+        let mut x = self.patch_embed.1.forward(&x)?;
+        for blk in &self.conv_blocks {
+            x = blk.forward(&x)?;
+        }
+        x = self.merges[0].forward(&x)?; // NCHW
+        let mut interm = None;
+        for (i, stage) in self.stages.iter().enumerate() {
+            // NCHW -> [B, L, C]
+            let (_, c, h, w) = x.dims4()?;
+            let mut t = x.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
+            for blk in stage {
+                t = blk.forward(&t)?;
+            }
+            let (_, l, c) = t.dims3()?;
+            let side = (l as f64).sqrt() as usize;
+            x = t.transpose(1, 2)?.reshape((b, c, side, side))?;
+            if i + 1 < self.merges.len() {
+                x = self.merges[i + 1].forward(&x)?;
+            }
+            if i == 0 {
+                interm = Some(x.permute((0, 2, 3, 1))?.contiguous()?);
+            }
+        }
+        let interm = match interm {
+            Some(t) => t,
+            None => candle_core::bail!("TinyViT has no stage 1"),
+        };
+        let (_, c, h, w) = x.dims4()?;
+        if h != g || w != g {
+            candle_core::bail!("TinyViT output grid {h}x{w}, expected {g}x{g} (image size {c})");
+        }
+        let y = self.neck.0.forward(&x)?;
+        let y = self.neck.1.forward(&y)?;
+        let y = self.neck.2.forward(&y)?;
+        let y = self.neck.3.forward(&y)?;
+        Ok((y, interm))
+    }
+}

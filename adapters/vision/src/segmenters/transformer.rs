@@ -1,0 +1,205 @@
+//! SAM's two-way transformer: prompt tokens and image tokens attend to each other in turn
+//! (token self-attention, token-to-image, MLP, image-to-token), then a final token-to-image
+//! attention. Weight names: `mask_decoder.transformer.*`.
+//!
+//! For a batch of prompts on one image, the image tokens entering the first layer are the same for
+//! every prompt whenever the dense prompt embedding is (no mask prompt): their key/value/query
+//! projections in the first layer are then computed once and broadcast over the batch.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
+
+use super::ops::softmax;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    fn new(vb: VarBuilder, dim: usize, heads: usize, downsample: usize) -> Result<Self> {
+        let internal = dim / downsample;
+        Ok(Self {
+            q_proj: candle_nn::linear(dim, internal, vb.pp("q_proj"))?,
+            k_proj: candle_nn::linear(dim, internal, vb.pp("k_proj"))?,
+            v_proj: candle_nn::linear(dim, internal, vb.pp("v_proj"))?,
+            out_proj: candle_nn::linear(internal, dim, vb.pp("out_proj"))?,
+            heads,
+        })
+    }
+
+    fn separate(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, n, c) = x.dims3()?;
+        x.reshape((b, n, self.heads, c / self.heads))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// Attention over already projected q [Bq, Nq, I], k and v [Bk, Nk, I] (Bk = Bq or 1).
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (b, nq, c) = q.dims3()?;
+        let q = self.separate(q)?;
+        let k = self.separate(k)?;
+        let v = self.separate(v)?;
+        let hd = c / self.heads;
+        let attn = if k.dim(0)? == b {
+            q.matmul(&k.t()?)?
+        } else {
+            q.broadcast_matmul(&k.t()?)?
+        };
+        let attn = softmax(&(attn / (hd as f64).sqrt())?)?;
+        let out = if v.dim(0)? == b {
+            attn.matmul(&v)?
+        } else {
+            attn.broadcast_matmul(&v)?
+        };
+        let out = out.transpose(1, 2)?.reshape((b, nq, c))?;
+        self.out_proj.forward(&out)
+    }
+
+    pub(crate) fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let q = self.q_proj.forward(q)?;
+        let k = self.k_proj.forward(k)?;
+        let v = self.v_proj.forward(v)?;
+        self.attend(&q, &k, &v)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct TwoWayBlock {
+    self_attn: Attention,
+    norm1: LayerNorm,
+    cross_t2i: Attention,
+    norm2: LayerNorm,
+    lin1: Linear,
+    lin2: Linear,
+    norm3: LayerNorm,
+    norm4: LayerNorm,
+    cross_i2t: Attention,
+    skip_first_layer_pe: bool,
+}
+
+impl TwoWayBlock {
+    fn new(
+        vb: VarBuilder,
+        dim: usize,
+        heads: usize,
+        mlp_dim: usize,
+        skip_pe: bool,
+    ) -> Result<Self> {
+        Ok(Self {
+            self_attn: Attention::new(vb.pp("self_attn"), dim, heads, 1)?,
+            norm1: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm1"))?,
+            cross_t2i: Attention::new(vb.pp("cross_attn_token_to_image"), dim, heads, 2)?,
+            norm2: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm2"))?,
+            lin1: candle_nn::linear(dim, mlp_dim, vb.pp("mlp.lin1"))?,
+            lin2: candle_nn::linear(mlp_dim, dim, vb.pp("mlp.lin2"))?,
+            norm3: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm3"))?,
+            norm4: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm4"))?,
+            cross_i2t: Attention::new(vb.pp("cross_attn_image_to_token"), dim, heads, 2)?,
+            skip_first_layer_pe: skip_pe,
+        })
+    }
+
+    /// queries [B, Nq, C]; keys [Bk, Nk, C] with Bk = B, or 1 when the image tokens are shared by
+    /// the whole batch (they become per-prompt in the last step).
+    fn forward(
+        &self,
+        queries: &Tensor,
+        keys: &Tensor,
+        query_pe: &Tensor,
+        key_pe: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let b = queries.dim(0)?;
+        let queries = if self.skip_first_layer_pe {
+            self.self_attn.forward(queries, queries, queries)?
+        } else {
+            let q = (queries + query_pe)?;
+            (queries + self.self_attn.forward(&q, &q, queries)?)?
+        };
+        let queries = self.norm1.forward(&queries)?;
+
+        let k_in = keys.broadcast_add(key_pe)?;
+        let q = (&queries + query_pe)?;
+        let attn = self.cross_t2i.forward(&q, &k_in, keys)?;
+        let queries = self.norm2.forward(&(queries + attn)?)?;
+
+        let mlp = self.lin2.forward(&self.lin1.forward(&queries)?.relu()?)?;
+        let queries = self.norm3.forward(&(queries + mlp)?)?;
+
+        // Image tokens attend to the prompt tokens.
+        let q = (&queries + query_pe)?;
+        let a = &self.cross_i2t;
+        let iq = a.q_proj.forward(&k_in)?; // [Bk, Nk, I]
+        let iq = if iq.dim(0)? == b {
+            iq
+        } else {
+            iq.broadcast_as((b, iq.dim(1)?, iq.dim(2)?))?
+        };
+        let ik = a.k_proj.forward(&q)?;
+        let iv = a.v_proj.forward(&queries)?;
+        let attn = a.attend(&iq.contiguous()?, &ik, &iv)?;
+        let keys = self.norm4.forward(&attn.broadcast_add(keys)?)?;
+        Ok((queries, keys))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TwoWayTransformer {
+    layers: Vec<TwoWayBlock>,
+    final_attn: Attention,
+    norm_final: LayerNorm,
+}
+
+impl TwoWayTransformer {
+    pub(crate) fn new(
+        vb: VarBuilder,
+        depth: usize,
+        dim: usize,
+        heads: usize,
+        mlp_dim: usize,
+    ) -> Result<Self> {
+        let layers = (0..depth)
+            .map(|i| TwoWayBlock::new(vb.pp(format!("layers.{i}")), dim, heads, mlp_dim, i == 0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            final_attn: Attention::new(vb.pp("final_attn_token_to_image"), dim, heads, 2)?,
+            norm_final: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm_final_attn"))?,
+        })
+    }
+
+    /// image [Bi, C, h, w] (Bi = B or 1), image_pe [1, C, h, w], tokens [B, N, C].
+    /// Returns (tokens [B, N, C], image tokens [B, h*w, C]).
+    pub(crate) fn forward(
+        &self,
+        image: &Tensor,
+        image_pe: &Tensor,
+        tokens: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (bi, c, h, w) = image.dims4()?;
+        let mut keys = image
+            .reshape((bi, c, h * w))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let key_pe = image_pe
+            .reshape((1, c, h * w))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let mut queries = tokens.clone();
+        for layer in &self.layers {
+            let (q, k) = layer.forward(&queries, &keys, tokens, &key_pe)?;
+            queries = q;
+            keys = k;
+        }
+        let q = (&queries + tokens)?;
+        let k = keys.broadcast_add(&key_pe)?;
+        let attn = self.final_attn.forward(&q, &k, &keys)?;
+        let queries = self.norm_final.forward(&(queries + attn)?)?;
+        Ok((queries, keys))
+    }
+}
