@@ -71,6 +71,12 @@ bench-api:
 bench-pipeline SECONDS="5":
     cargo run -q --release -p visprompt-bench-pipeline -- {{SECONDS}}
 
+# DINOv3-S/16 @512 and DINOv2-S/14 @224 (and the SAM-HQ-tiny segmenter) in candle against
+# PyTorch on the same random weights, f32 and reduced precision, as ratios (release, 2 threads).
+# Needs the parity virtualenv: tools/parity/setup.sh (or PARITY_VENV / PARITY_PYTHON).
+bench-models:
+    cargo run -q --release -p visprompt-bench-models
+
 fmt:
     cargo fmt --all
 

@@ -115,17 +115,17 @@ def encoder_cases() -> None:
             # 3x7: antialiased bicubic down in height, up in width
             "wide": (1, 3, 42, 98),
             # 4x4 square but not the trained size: antialiased down
-            "smaller": (2, 3, 56, 56),
+            "smaller": (1, 3, 56, 56),
             # 7x6: up in both
             "larger": (1, 3, 98, 84),
         },
         seed=13,
     )
     v3 = dict(
-        hidden_size=48,
+        hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
-        intermediate_size=96,
+        intermediate_size=64,
         patch_size=16,
         image_size=64,
         num_register_tokens=4,
@@ -146,14 +146,14 @@ def encoder_cases() -> None:
         "dinov3_gated",
         T.DINOv3ViTModel,
         T.DINOv3ViTConfig(
-            **dict(v3, num_register_tokens=2),
+            **dict(v3, num_register_tokens=2, patch_size=8),
             use_gated_mlp=True,
             hidden_act="silu",
             layer_norm_eps=1e-6,
             key_bias=False,
             rope_theta=50.0,
         ),
-        {"rect": (1, 3, 32, 96)},
+        {"rect": (1, 3, 16, 48)},
         seed=22,
     )
 

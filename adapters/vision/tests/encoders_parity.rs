@@ -15,6 +15,10 @@ fn fixtures() -> PathBuf {
 }
 
 fn load_case(case: &str) -> (ImageEncoder, HashMap<String, Tensor>) {
+    load_case_as(case, DType::F32)
+}
+
+fn load_case_as(case: &str, dtype: DType) -> (ImageEncoder, HashMap<String, Tensor>) {
     let dir = fixtures().join(case);
     let config = EncoderConfig::from_json_str(
         &std::fs::read_to_string(dir.join("config.json")).expect("config.json"),
@@ -22,7 +26,7 @@ fn load_case(case: &str) -> (ImageEncoder, HashMap<String, Tensor>) {
     .expect("config parses");
     let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
         .expect("weights");
-    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
     let encoder = ImageEncoder::load(&config, vb).expect("model loads");
     let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).expect("io");
     (encoder, io)
@@ -107,6 +111,33 @@ fn dinov3_matches_transformers() {
 #[test]
 fn dinov3_gated_silu_matches_transformers() {
     check_case("dinov3_gated", Family::Dinov3, 1);
+}
+
+/// In `f64` the encoder takes the plain candle path instead of the fused `f32` CPU kernels:
+/// it must agree with transformers as well.
+#[test]
+fn the_plain_candle_path_matches_too() {
+    for case in [
+        "dinov2_registers",
+        "dinov2_swiglu",
+        "dinov3",
+        "dinov3_gated",
+    ] {
+        let (encoder, io) = load_case_as(case, DType::F64);
+        assert_eq!(encoder.dtype(), DType::F64);
+        let mut checked = 0;
+        for (key, x) in io.iter().filter(|(k, _)| k.starts_with("pixel_values.")) {
+            let name = key.trim_start_matches("pixel_values.");
+            let want = &io[&format!("last_hidden_state.{name}")];
+            let (got, _) = encoder.forward_tokens(x).expect("forward");
+            assert_eq!(got.dtype(), DType::F64);
+            let err = max_abs_diff(&got.to_dtype(DType::F32).unwrap(), want);
+            eprintln!("{case}.{name} (f64, plain ops): max abs error {err:.3e}");
+            assert!(err <= 1e-4, "{case}.{name}: {err}");
+            checked += 1;
+        }
+        assert!(checked > 0, "{case}: no inputs");
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@
 pub mod config;
 mod dinov2;
 mod dinov3;
+mod kernels;
 mod patchify;
 pub mod preprocess;
 pub mod resize;

@@ -14,6 +14,9 @@ pub(crate) struct Rope {
     cos: Tensor,
     /// `[patches, d]`, the first half negated: `rotate_half(x) · sin = swap_halves(x) · sin_signed`.
     sin_signed: Tensor,
+    /// The same tables as plain `f32` data, for the fused CPU path.
+    cos_data: Vec<f32>,
+    sin_data: Vec<f32>,
     prefix: usize,
     patches: usize,
 }
@@ -57,11 +60,14 @@ impl Rope {
                 sin.extend(row.iter().map(|a| a.sin()));
             }
         }
-        let cos = Tensor::from_vec(cos, (patches, head_dim), device)?.to_dtype(dtype)?;
-        let sin_signed = Tensor::from_vec(sin, (patches, head_dim), device)?.to_dtype(dtype)?;
+        let cos_t = Tensor::from_vec(cos.clone(), (patches, head_dim), device)?.to_dtype(dtype)?;
+        let sin_signed =
+            Tensor::from_vec(sin.clone(), (patches, head_dim), device)?.to_dtype(dtype)?;
         Ok(Rope {
-            cos,
+            cos: cos_t,
             sin_signed,
+            cos_data: cos,
+            sin_data: sin,
             prefix,
             patches,
         })
@@ -80,5 +86,32 @@ impl Rope {
         let rotated =
             (patches.broadcast_mul(&self.cos)? + swapped.broadcast_mul(&self.sin_signed)?)?;
         Tensor::cat(&[prefix, rotated], 2)
+    }
+
+    /// Rotates, in place, the patch tokens' queries and keys in a fused projection `qkv`
+    /// (row-major `[batch·n, 3·heads·d]`, q then k then v along the columns).
+    pub(crate) fn apply_in_place(&self, qkv: &mut [f32], batch: usize, heads: usize, d: usize) {
+        let c = heads * d;
+        let n = self.prefix + self.patches;
+        let half = d / 2;
+        assert_eq!(qkv.len(), batch * n * 3 * c, "qkv of the stated shape");
+        for (t, row) in qkv.chunks_exact_mut(3 * c).enumerate() {
+            let token = t % n;
+            if token < self.prefix {
+                continue;
+            }
+            let p = token - self.prefix;
+            let cos = &self.cos_data[p * d..(p + 1) * d];
+            let sin = &self.sin_data[p * d..(p + 1) * d];
+            // q and k of every head: columns [0, 2·C) in blocks of d.
+            for block in row[..2 * c].chunks_exact_mut(d) {
+                let (x1, x2) = block.split_at_mut(half);
+                for i in 0..half {
+                    let (a, b) = (x1[i], x2[i]);
+                    x1[i] = a * cos[i] + b * sin[i];
+                    x2[i] = b * cos[half + i] + a * sin[half + i];
+                }
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ use candle_core::{D, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::{Activation, EncoderConfig, Family, MlpKind};
+use super::kernels;
 use super::rope::Rope;
 
 /// A linear layer on 2-D input, weight stored `[out, in]` as in the checkpoints.
@@ -71,6 +72,10 @@ impl Norm {
 
 impl Module for Norm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.dtype() == candle_core::DType::F64 {
+            // candle's fused LayerNorm has no f64 kernel.
+            return candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps);
+        }
         candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
@@ -197,6 +202,9 @@ impl Block {
 
     /// `x`: `[batch · tokens, hidden]`, contiguous. Returns the same shape.
     pub(crate) fn forward(&self, x: &Tensor, batch: usize, rope: Option<&Rope>) -> Result<Tensor> {
+        if x.dtype() == candle_core::DType::F32 && x.device().is_cpu() && x.is_contiguous() {
+            return self.forward_fused(x, batch, rope);
+        }
         let h = self.norm1.forward(x)?;
         let h = self.attention(&h, batch, rope)?;
         let x = (x + h)?;
@@ -217,6 +225,58 @@ impl Block {
             }
         };
         x + h
+    }
+
+    /// The same layer through the fused CPU kernels (`f32`, contiguous): bias, residual and
+    /// activation folded into the GEMMs, attention without permuted copies.
+    fn forward_fused(&self, x: &Tensor, batch: usize, rope: Option<&Rope>) -> Result<Tensor> {
+        let unsupported = || candle_core::Error::Msg("fused kernels need contiguous f32".into());
+        let (rows, c) = x.dims2()?;
+        let n = rows / batch;
+        let h = self.norm1.forward(x)?;
+        let mut qkv = kernels::linear_vec(&h, &self.qkv.weight, self.qkv.bias.as_ref(), None, None)
+            .ok_or_else(unsupported)?;
+        if let Some(rope) = rope {
+            rope.apply_in_place(&mut qkv, batch, self.heads, self.head_dim);
+        }
+        let ctx = kernels::attention(&qkv, batch, n, self.heads, self.head_dim);
+        let ctx = Tensor::from_vec(ctx, (rows, c), x.device())?;
+        let x = kernels::linear(
+            &ctx,
+            &self.out.weight,
+            self.out.bias.as_ref(),
+            Some(x),
+            None,
+        )
+        .ok_or_else(unsupported)??;
+        let h = self.norm2.forward(&x)?;
+        match &self.mlp {
+            Mlp::Plain { fc1, fc2 } => {
+                let a = kernels::linear(
+                    &h,
+                    &fc1.weight,
+                    fc1.bias.as_ref(),
+                    None,
+                    Some(self.activation),
+                )
+                .ok_or_else(unsupported)??;
+                kernels::linear(&a, &fc2.weight, fc2.bias.as_ref(), Some(&x), None)
+                    .ok_or_else(unsupported)?
+            }
+            Mlp::Gated {
+                gate_up,
+                down,
+                hidden,
+            } => {
+                let gu = kernels::linear(&h, &gate_up.weight, gate_up.bias.as_ref(), None, None)
+                    .ok_or_else(unsupported)??;
+                let gate = activate(&gu.narrow(D::Minus1, 0, *hidden)?, self.activation)?;
+                let up = gu.narrow(D::Minus1, *hidden, *hidden)?;
+                let a = (gate * up)?;
+                kernels::linear(&a, &down.weight, down.bias.as_ref(), Some(&x), None)
+                    .ok_or_else(unsupported)?
+            }
+        }
     }
 
     fn attention(&self, x: &Tensor, batch: usize, rope: Option<&Rope>) -> Result<Tensor> {
