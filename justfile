@@ -77,6 +77,11 @@ bench-pipeline SECONDS="5":
 bench-models:
     cargo run -q --release -p visprompt-bench-models
 
+# The WebRTC live view (release): overlay + H.264 encode speed at 640x480 and 1280x720, and
+# capture-to-decoded latency at a viewer peer over loopback. SECONDS per latency run.
+bench-webrtc SECONDS="10":
+    cargo run -q --release -p visprompt-bench-webrtc -- {{SECONDS}}
+
 fmt:
     cargo fmt --all
 

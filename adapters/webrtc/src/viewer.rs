@@ -18,13 +18,13 @@ use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
-use webrtc::media::io::sample_builder::SampleBuilder;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp::codecs::h264::H264Packet;
+use webrtc::rtp::packetizer::Depacketizer;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
@@ -153,27 +153,27 @@ impl Viewer {
             let frame_tx = frame_tx.clone();
             Box::pin(async move {
                 tokio::spawn(async move {
-                    let mut builder = SampleBuilder::new(64, H264Packet::default(), 90_000);
                     let Ok(mut decoder) = H264Decoder::new() else {
                         return;
                     };
+                    let mut assembler = AccessUnits::default();
                     while let Ok((packet, _)) = track.read_rtp().await {
-                        builder.push(packet);
-                        while let Some(sample) = builder.pop() {
-                            match decoder.decode(&sample.data) {
-                                Ok(Some(image)) => {
-                                    let frame = ReceivedFrame {
-                                        image,
-                                        rtp_timestamp: sample.packet_timestamp,
-                                        received_at: Instant::now(),
-                                    };
-                                    if frame_tx.try_send(frame).is_err() && frame_tx.is_closed() {
-                                        return;
-                                    }
+                        let Some((access_unit, rtp_timestamp)) = assembler.push(&packet) else {
+                            continue;
+                        };
+                        match decoder.decode(&access_unit) {
+                            Ok(Some(image)) => {
+                                let frame = ReceivedFrame {
+                                    image,
+                                    rtp_timestamp,
+                                    received_at: Instant::now(),
+                                };
+                                if frame_tx.try_send(frame).is_err() && frame_tx.is_closed() {
+                                    return;
                                 }
-                                Ok(None) => {}
-                                Err(e) => tracing::debug!("viewer: {e}"),
                             }
+                            Ok(None) => {}
+                            Err(e) => tracing::debug!("viewer: {e}"),
                         }
                     }
                 });
@@ -271,5 +271,39 @@ impl Viewer {
 
     pub async fn close(self) {
         let _ = self.connection.close().await;
+    }
+}
+
+/// Reassembles H.264 access units from RTP packets, completing one at the packet that carries
+/// the marker bit, as browsers do, instead of waiting for the next picture's first packet. A
+/// gap in sequence numbers drops the picture being assembled.
+#[derive(Default)]
+struct AccessUnits {
+    depacketizer: H264Packet,
+    buffer: Vec<u8>,
+    next_sequence: Option<u16>,
+    broken: bool,
+}
+
+impl AccessUnits {
+    fn push(&mut self, packet: &webrtc::rtp::packet::Packet) -> Option<(Vec<u8>, u32)> {
+        let sequence = packet.header.sequence_number;
+        if self
+            .next_sequence
+            .is_some_and(|expected| expected != sequence)
+        {
+            self.broken = true;
+        }
+        self.next_sequence = Some(sequence.wrapping_add(1));
+        match self.depacketizer.depacketize(&packet.payload) {
+            Ok(nalus) => self.buffer.extend_from_slice(&nalus),
+            Err(_) => self.broken = true,
+        }
+        if !packet.header.marker {
+            return None;
+        }
+        let unit = std::mem::take(&mut self.buffer);
+        let broken = std::mem::replace(&mut self.broken, false);
+        (!broken && !unit.is_empty()).then_some((unit, packet.header.timestamp))
     }
 }
