@@ -26,7 +26,8 @@ fn png_of(image: &visprompt_runtime::RgbImage) -> Vec<u8> {
 /// A running project with the synthetic source; with `prompted`, a green label prompted on the
 /// striped disc.
 async fn project_with_stream(app: &TestApp, prompted: bool) -> String {
-    let pid = app.post_project("Live").await["id"]
+    let name = format!("Live {}", uuid::Uuid::new_v4().simple());
+    let pid = app.post_project(&name).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -228,6 +229,20 @@ async fn a_viewer_sees_the_detections_drawn_in_the_label_colour_and_gets_the_pre
             Instant::now() < deadline,
             "no 320x240 frame after the switch"
         );
+    }
+    assert_eq!(viewer.state(), ConnectionState::Connected);
+
+    // And across a change of the active project: another project with its own source takes
+    // over, and its 640x480 frames reach the same viewer.
+    let other = project_with_stream(&app, false).await;
+    assert_ne!(other, pid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let frame = next_frame(&mut viewer).await;
+        if (frame.image.width(), frame.image.height()) == (640, 480) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no frame of the other project");
     }
     assert_eq!(viewer.state(), ConnectionState::Connected);
 
@@ -545,6 +560,19 @@ async fn the_server_binary_streams_the_annotated_demo_and_keeps_media_ports_in_r
     let demo = &projects["projects"][0];
     assert_eq!(demo["name"], "Demo");
     let pid = demo["id"].as_str().unwrap();
+
+    // Offers that get past the first checks and fail in the SDP parser leave no socket open.
+    let broken = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+    for i in 0..10 {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/projects/{pid}/offer", server.address))
+            .json(&json!({ "webrtc_id": format!("broken-{i}"), "sdp": broken }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(udp_ports_of(server.child.id()), Vec::<u16>::new());
 
     let mut first = watch(&server.address, pid, "first").await;
     let mut second = watch(&server.address, pid, "second").await;
