@@ -74,8 +74,7 @@ fn main() {
         repo_root,
     };
     println!(
-        "bench-models: ours = candle {} CPU, {} threads; PyTorch via {}",
-        "0.11",
+        "bench-models: ours = candle 0.11 CPU, {} threads; PyTorch via {}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
         ctx.python.display()
     );
@@ -96,18 +95,19 @@ fn main() {
     ));
     rows.extend(segmenters::run(&ctx));
     print_rows(&rows);
-    profile::print_layer_profile(
-        "DINOv3 ViT-S/16 @512",
-        &EncoderConfig::dinov3_small(),
-        512,
-        DType::F32,
-    );
-    profile::print_layer_profile(
-        "DINOv2-reg ViT-S/14 @224",
-        &EncoderConfig::dinov2_small(true),
-        224,
-        DType::F32,
-    );
+    for (model, name, runs) in [
+        ("dinov3_s16", "DINOv3 ViT-S/16 @512 f32", 3),
+        ("dinov2_s14", "DINOv2-reg ViT-S/14 @224 f32", 10),
+    ] {
+        let dir = ctx.work_dir.join(model);
+        let (Ok(enc), Ok(io)) = (
+            load_encoder_dir(&dir, DType::F32, &Device::Cpu),
+            candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu),
+        ) else {
+            continue;
+        };
+        profile::print_profile(name, &enc, &io["pixel_values"], runs);
+    }
 }
 
 fn python_path() -> PathBuf {

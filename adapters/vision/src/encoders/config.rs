@@ -106,7 +106,7 @@ impl EncoderConfig {
                 let plain_hidden = (hidden_size as f64 * mlp_ratio) as usize;
                 let (mlp, activation, intermediate_size) = if swiglu {
                     // transformers' Dinov2SwiGLUFFN: 2/3 of the plain width, rounded up to 8.
-                    let h = (plain_hidden * 2 / 3 + 7) / 8 * 8;
+                    let h = (plain_hidden * 2 / 3).div_ceil(8) * 8;
                     (MlpKind::Gated, Activation::Silu, h)
                 } else {
                     (

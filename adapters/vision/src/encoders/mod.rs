@@ -21,6 +21,7 @@ mod dinov3;
 mod kernels;
 mod patchify;
 pub mod preprocess;
+pub mod profiling;
 pub mod resize;
 mod rope;
 mod vit;
@@ -116,20 +117,20 @@ impl ImageEncoder {
     ) -> Result<(Tensor, (usize, usize)), EncoderError> {
         let b = pixel_values.dim(0)?;
         let pixel_values = pixel_values.to_device(&self.device)?;
-        let (mut x, grid, rope) = match &self.embeddings {
+        let (mut x, grid, rope) = profiling::time("embeddings", || match &self.embeddings {
             Embeddings::V2(e) => {
                 let (x, grid) = e.forward(&pixel_values)?;
-                (x, grid, None)
+                Ok((x, grid, None))
             }
             Embeddings::V3(e) => {
                 let (x, grid, rope) = e.forward(&pixel_values)?;
-                (x, grid, Some(rope))
+                Ok::<_, candle_core::Error>((x, grid, Some(rope)))
             }
-        };
+        })?;
         for block in &self.blocks {
             x = block.forward(&x, b, rope.as_deref())?;
         }
-        let x = self.norm.forward(&x)?;
+        let x = profiling::time("final LayerNorm", || self.norm.forward(&x))?;
         let n = x.dim(0)? / b;
         Ok((x.reshape((b, n, self.config.hidden_size))?, grid))
     }

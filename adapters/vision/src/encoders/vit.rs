@@ -76,6 +76,9 @@ impl Module for Norm {
             // candle's fused LayerNorm has no f64 kernel.
             return candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps);
         }
+        if let Some(y) = kernels::layer_norm(x, &self.weight, &self.bias, self.eps) {
+            return y;
+        }
         candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
@@ -230,51 +233,70 @@ impl Block {
     /// The same layer through the fused CPU kernels (`f32`, contiguous): bias, residual and
     /// activation folded into the GEMMs, attention without permuted copies.
     fn forward_fused(&self, x: &Tensor, batch: usize, rope: Option<&Rope>) -> Result<Tensor> {
+        use super::profiling::time;
         let unsupported = || candle_core::Error::Msg("fused kernels need contiguous f32".into());
         let (rows, c) = x.dims2()?;
         let n = rows / batch;
-        let h = self.norm1.forward(x)?;
-        let mut qkv = kernels::linear_vec(&h, &self.qkv.weight, self.qkv.bias.as_ref(), None, None)
-            .ok_or_else(unsupported)?;
+        let h = time("LayerNorm", || self.norm1.forward(x))?;
+        let mut qkv = time("qkv GEMM + bias", || {
+            kernels::linear_vec(&h, &self.qkv.weight, self.qkv.bias.as_ref(), None, None)
+        })
+        .ok_or_else(unsupported)?;
         if let Some(rope) = rope {
-            rope.apply_in_place(&mut qkv, batch, self.heads, self.head_dim);
+            time("RoPE", || {
+                rope.apply_in_place(&mut qkv, batch, self.heads, self.head_dim)
+            });
         }
-        let ctx = kernels::attention(&qkv, batch, n, self.heads, self.head_dim);
+        let ctx = time("attention (q·kᵀ, softmax, ·v)", || {
+            kernels::attention(&qkv, batch, n, self.heads, self.head_dim)
+        });
         let ctx = Tensor::from_vec(ctx, (rows, c), x.device())?;
-        let x = kernels::linear(
-            &ctx,
-            &self.out.weight,
-            self.out.bias.as_ref(),
-            Some(x),
-            None,
-        )
+        let x = time("out-proj GEMM + bias + residual", || {
+            kernels::linear(
+                &ctx,
+                &self.out.weight,
+                self.out.bias.as_ref(),
+                Some(x),
+                None,
+            )
+        })
         .ok_or_else(unsupported)??;
-        let h = self.norm2.forward(&x)?;
+        let h = time("LayerNorm", || self.norm2.forward(&x))?;
         match &self.mlp {
             Mlp::Plain { fc1, fc2 } => {
-                let a = kernels::linear(
-                    &h,
-                    &fc1.weight,
-                    fc1.bias.as_ref(),
-                    None,
-                    Some(self.activation),
-                )
+                let a = time("MLP up GEMM + bias + activation", || {
+                    kernels::linear(
+                        &h,
+                        &fc1.weight,
+                        fc1.bias.as_ref(),
+                        None,
+                        Some(self.activation),
+                    )
+                })
                 .ok_or_else(unsupported)??;
-                kernels::linear(&a, &fc2.weight, fc2.bias.as_ref(), Some(&x), None)
-                    .ok_or_else(unsupported)?
+                time("MLP down GEMM + bias + residual", || {
+                    kernels::linear(&a, &fc2.weight, fc2.bias.as_ref(), Some(&x), None)
+                })
+                .ok_or_else(unsupported)?
             }
             Mlp::Gated {
                 gate_up,
                 down,
                 hidden,
             } => {
-                let gu = kernels::linear(&h, &gate_up.weight, gate_up.bias.as_ref(), None, None)
-                    .ok_or_else(unsupported)??;
-                let gate = activate(&gu.narrow(D::Minus1, 0, *hidden)?, self.activation)?;
-                let up = gu.narrow(D::Minus1, *hidden, *hidden)?;
-                let a = (gate * up)?;
-                kernels::linear(&a, &down.weight, down.bias.as_ref(), Some(&x), None)
-                    .ok_or_else(unsupported)?
+                let gu = time("MLP gate/up GEMM + bias", || {
+                    kernels::linear(&h, &gate_up.weight, gate_up.bias.as_ref(), None, None)
+                })
+                .ok_or_else(unsupported)??;
+                let a = time("MLP gating", || {
+                    let gate = activate(&gu.narrow(D::Minus1, 0, *hidden)?, self.activation)?;
+                    let up = gu.narrow(D::Minus1, *hidden, *hidden)?;
+                    gate * up
+                })?;
+                time("MLP down GEMM + bias + residual", || {
+                    kernels::linear(&a, &down.weight, down.bias.as_ref(), Some(&x), None)
+                })
+                .ok_or_else(unsupported)?
             }
         }
     }
