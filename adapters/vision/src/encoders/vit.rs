@@ -322,7 +322,14 @@ impl Block {
         let k = k.reshape((batch * heads, n, d))?;
         let v = v.reshape((batch * heads, n, d))?;
         let scores = q.matmul(&k.t()?)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        // Softmax in f32 whatever the model's dtype, as PyTorch does: candle's sums a row in the
+        // input dtype, and a bf16 sum of a thousand terms stalls once it reaches a few hundred.
+        let probs = if scores.dtype() == candle_core::DType::F64 {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(candle_core::DType::F32)?)?
+                .to_dtype(scores.dtype())?
+        };
         let ctx = probs.matmul(&v)?;
         let ctx = ctx
             .reshape((batch, heads, n, d))?
