@@ -20,7 +20,7 @@ use crate::api::{ApiTags, Deleted};
 #[oai(rename = "Offer")]
 pub struct OfferBody {
     /// The browser's id for this connection; offering again with it replaces the connection.
-    #[oai(validator(min_length = 1, max_length = 128))]
+    #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
     pub webrtc_id: String,
     /// The complete (non-trickle) SDP offer: a receive-only H.264 video section and, for
     /// predictions, a data channel named `predictions`.
@@ -152,7 +152,7 @@ impl WebRtcApi {
     async fn hang_up(
         &self,
         project_id: Path<Uuid>,
-        #[oai(validator(min_length = 1, max_length = 128))] webrtc_id: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,128}$"))] webrtc_id: Path<String>,
     ) -> Result<Deleted, ApiError> {
         let project_id = ProjectId::from_uuid(project_id.0);
         self.service.get_project(project_id).await?;

@@ -323,7 +323,7 @@ async fn bad_offers_are_refused_with_a_reason_and_leave_no_session() {
             active.clone(),
             json!({ "webrtc_id": "../etc", "sdp": good_looking }),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "session id",
+            "webrtc_id",
         ),
         (
             active.clone(),
