@@ -186,6 +186,8 @@ impl EncoderConfig {
     }
 
     /// The configuration as `transformers` writes it in `config.json` (the keys this crate reads).
+    /// A DINOv2 SwiGLU model is written with `mlp_ratio` 4, the only ratio its checkpoints use:
+    /// its hidden width is derived from the ratio and cannot be stated directly.
     pub fn to_json(&self) -> Value {
         let act = match self.activation {
             Activation::Gelu => "gelu",

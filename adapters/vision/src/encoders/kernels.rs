@@ -2,9 +2,9 @@
 //! each make a pass over memory, several of them on one thread, and its matmul cannot add into
 //! an existing result.
 //!
-//! - [`linear`]: `x·Wᵀ + b (+ residual)`, then optionally the activation, as one GEMM (the `gemm`
-//!   crate candle itself uses) whose destination is pre-filled with the bias (and residual), and
-//!   one parallel pass for the activation.
+//! - [`linear_vec`] / [`linear_bf16_vec`]: `x·Wᵀ + b (+ residual)`, then optionally the
+//!   activation, as one GEMM (the `gemm` crate candle itself uses, or the bf16 kernel) whose
+//!   destination is pre-filled with the bias (and residual), and one parallel activation pass.
 //! - [`attention`]: multi-head attention read straight from the fused `[rows, 3·C]` q/k/v
 //!   projection and written straight into the `[rows, C]` context: per (batch, head), in
 //!   parallel, `S = q·kᵀ`, a row softmax, `S·v`, with no permuted copies.
@@ -15,6 +15,7 @@
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::bf16::PackedBf16;
 use super::config::Activation;
 
 /// Runs `f` on the data of a contiguous `f32` CPU tensor.
@@ -97,7 +98,9 @@ fn gemm_f32(
 }
 
 /// `act(x·Wᵀ + b + residual)` for `x` `[rows, k]`, `w` `[n, k]`, `b` `[n]`, `residual`
-/// `[rows, n]`. `None` when an input is not contiguous `f32` on the CPU.
+/// `[rows, n]`. `None` when an input is not contiguous `f32` on the CPU. (The encoder calls
+/// [`linear_vec`] / [`linear_bf16_vec`]; this tensor-returning form is for tests.)
+#[cfg(test)]
 pub(crate) fn linear(
     x: &Tensor,
     w: &Tensor,
@@ -123,6 +126,50 @@ pub(crate) fn linear_vec(
     if k != k2 {
         return None;
     }
+    let (mut out, accumulate) = prefilled(rows, n, b, residual)?;
+    with_f32(x, |xs| {
+        with_f32(w, |ws| {
+            gemm_f32(
+                (rows, n, k),
+                &mut out,
+                (n, 1),
+                accumulate,
+                xs,
+                (k, 1),
+                ws,
+                (1, k),
+                parallelism(),
+            )
+        })
+    })??;
+    activate_in_place(&mut out, n, act);
+    Some(out)
+}
+
+/// As [`linear_vec`] with bf16 weights (see [`super::bf16`]).
+pub(crate) fn linear_bf16_vec(
+    x: &Tensor,
+    w: &PackedBf16,
+    b: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    act: Option<Activation>,
+) -> Option<Vec<f32>> {
+    let rows = x.dim(0).ok()?;
+    let n = w.out_features();
+    let (mut out, _) = prefilled(rows, n, b, residual)?;
+    with_f32(x, |xs| w.matmul_acc(xs, rows, &mut out))?;
+    activate_in_place(&mut out, n, act);
+    Some(out)
+}
+
+/// The output of a linear layer before its GEMM: `residual + b` (either may be absent; zeros
+/// when both are), and whether it holds anything to accumulate onto.
+fn prefilled(
+    rows: usize,
+    n: usize,
+    b: Option<&Tensor>,
+    residual: Option<&Tensor>,
+) -> Option<(Vec<f32>, bool)> {
     let mut out = vec![0f32; rows * n];
     let mut accumulate = false;
     if let Some(r) = residual {
@@ -147,21 +194,10 @@ pub(crate) fn linear_vec(
         })?;
         accumulate = true;
     }
-    with_f32(x, |xs| {
-        with_f32(w, |ws| {
-            gemm_f32(
-                (rows, n, k),
-                &mut out,
-                (n, 1),
-                accumulate,
-                xs,
-                (k, 1),
-                ws,
-                (1, k),
-                parallelism(),
-            )
-        })
-    })??;
+    Some((out, accumulate))
+}
+
+fn activate_in_place(out: &mut [f32], n: usize, act: Option<Activation>) {
     if let Some(act) = act {
         let chunk = n.max(4096);
         out.par_chunks_mut(chunk).for_each(|c| match act {
@@ -169,7 +205,6 @@ pub(crate) fn linear_vec(
             Activation::Silu => c.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
         });
     }
-    Some(out)
 }
 
 /// Exact (erf) GELU in place, with the widest vector unit the CPU has.

@@ -15,6 +15,7 @@
 //! the grid, DINOv3 computes rotary embeddings for it. [`preprocess`] turns 8-bit images into the
 //! normalised input as the reference's image processors do. Exact (erf) GELU throughout.
 
+pub mod bf16;
 pub mod config;
 mod dinov2;
 mod dinov3;
@@ -58,6 +59,7 @@ pub struct ImageEncoder {
     norm: Norm,
     dtype: DType,
     device: Device,
+    bf16_matmuls: bool,
 }
 
 impl ImageEncoder {
@@ -87,7 +89,35 @@ impl ImageEncoder {
             norm,
             dtype: vb.dtype(),
             device: vb.device().clone(),
+            bf16_matmuls: false,
         })
+    }
+
+    /// Reduced precision: the transformer layers' linear weights are rounded to bfloat16 and
+    /// multiplied with the CPU's bf16 dot-product instruction; everything else stays f32 (as
+    /// PyTorch's CPU autocast to bf16). Needs an f32 model on the CPU and AVX-512 BF16
+    /// ([`bf16::available`]); otherwise an error says why.
+    pub fn with_bf16_matmuls(mut self) -> Result<Self, EncoderError> {
+        if self.dtype != DType::F32 || !self.device.is_cpu() {
+            return Err(EncoderError::Config(
+                "bf16 matmuls need an f32 model on the CPU".into(),
+            ));
+        }
+        if !bf16::available() {
+            return Err(EncoderError::Config(
+                "this CPU has no AVX-512 BF16 instructions for bf16 matmuls".into(),
+            ));
+        }
+        for block in &mut self.blocks {
+            block.pack_bf16()?;
+        }
+        self.bf16_matmuls = true;
+        Ok(self)
+    }
+
+    /// Whether [`Self::with_bf16_matmuls`] is in effect.
+    pub fn bf16_matmuls(&self) -> bool {
+        self.bf16_matmuls
     }
 
     pub fn config(&self) -> &EncoderConfig {

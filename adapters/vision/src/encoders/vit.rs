@@ -10,6 +10,7 @@
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::bf16::PackedBf16;
 use super::config::{Activation, EncoderConfig, Family, MlpKind};
 use super::kernels;
 use super::rope::Rope;
@@ -18,11 +19,53 @@ use super::rope::Rope;
 pub(crate) struct Dense {
     weight: Tensor,
     bias: Option<Tensor>,
+    /// The weight in bf16 for the reduced-precision kernels, once packed.
+    packed: Option<PackedBf16>,
 }
 
 impl Dense {
     pub(crate) fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Dense { weight, bias }
+        Dense {
+            weight,
+            bias,
+            packed: None,
+        }
+    }
+
+    fn pack_bf16(&mut self) -> Result<()> {
+        let (n, k) = self.weight.dims2()?;
+        let w: Vec<f32> = self
+            .weight
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        self.packed = Some(PackedBf16::pack(&w, n, k));
+        Ok(())
+    }
+
+    /// The fused CPU path: `act(x·Wᵀ + b + residual)` as row-major data.
+    fn fused(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        act: Option<Activation>,
+    ) -> Result<Vec<f32>> {
+        let out = match &self.packed {
+            Some(p) => kernels::linear_bf16_vec(x, p, self.bias.as_ref(), residual, act),
+            None => kernels::linear_vec(x, &self.weight, self.bias.as_ref(), residual, act),
+        };
+        out.ok_or_else(|| candle_core::Error::Msg("fused kernels need contiguous f32".into()))
+    }
+
+    fn fused_tensor(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        act: Option<Activation>,
+    ) -> Result<Tensor> {
+        let rows = x.dim(0)?;
+        let n = self.weight.dim(0)?;
+        Tensor::from_vec(self.fused(x, residual, act)?, (rows, n), x.device())
     }
 
     pub(crate) fn load(vb: &VarBuilder, out: usize, inp: usize, bias: bool) -> Result<Self> {
@@ -32,14 +75,14 @@ impl Dense {
         } else {
             None
         };
-        Ok(Dense { weight, bias })
+        Ok(Dense::new(weight, bias))
     }
 
     /// Multiplies the output channels by `scale` (per channel), weight and bias alike.
     fn scaled_rows(self, scale: &Tensor) -> Result<Self> {
         let weight = self.weight.broadcast_mul(&scale.unsqueeze(1)?)?;
         let bias = self.bias.map(|b| b.mul(scale)).transpose()?;
-        Ok(Dense { weight, bias })
+        Ok(Dense::new(weight, bias))
     }
 }
 
@@ -234,14 +277,10 @@ impl Block {
     /// activation folded into the GEMMs, attention without permuted copies.
     fn forward_fused(&self, x: &Tensor, batch: usize, rope: Option<&Rope>) -> Result<Tensor> {
         use super::profiling::time;
-        let unsupported = || candle_core::Error::Msg("fused kernels need contiguous f32".into());
         let (rows, c) = x.dims2()?;
         let n = rows / batch;
         let h = time("LayerNorm", || self.norm1.forward(x))?;
-        let mut qkv = time("qkv GEMM + bias", || {
-            kernels::linear_vec(&h, &self.qkv.weight, self.qkv.bias.as_ref(), None, None)
-        })
-        .ok_or_else(unsupported)?;
+        let mut qkv = time("qkv GEMM + bias", || self.qkv.fused(&h, None, None))?;
         if let Some(rope) = rope {
             time("RoPE", || {
                 rope.apply_in_place(&mut qkv, batch, self.heads, self.head_dim)
@@ -252,32 +291,17 @@ impl Block {
         });
         let ctx = Tensor::from_vec(ctx, (rows, c), x.device())?;
         let x = time("out-proj GEMM + bias + residual", || {
-            kernels::linear(
-                &ctx,
-                &self.out.weight,
-                self.out.bias.as_ref(),
-                Some(x),
-                None,
-            )
-        })
-        .ok_or_else(unsupported)??;
+            self.out.fused_tensor(&ctx, Some(x), None)
+        })?;
         let h = time("LayerNorm", || self.norm2.forward(&x))?;
         match &self.mlp {
             Mlp::Plain { fc1, fc2 } => {
                 let a = time("MLP up GEMM + bias + activation", || {
-                    kernels::linear(
-                        &h,
-                        &fc1.weight,
-                        fc1.bias.as_ref(),
-                        None,
-                        Some(self.activation),
-                    )
-                })
-                .ok_or_else(unsupported)??;
+                    fc1.fused_tensor(&h, None, Some(self.activation))
+                })?;
                 time("MLP down GEMM + bias + residual", || {
-                    kernels::linear(&a, &fc2.weight, fc2.bias.as_ref(), Some(&x), None)
+                    fc2.fused_tensor(&a, Some(&x), None)
                 })
-                .ok_or_else(unsupported)?
             }
             Mlp::Gated {
                 gate_up,
@@ -285,18 +309,32 @@ impl Block {
                 hidden,
             } => {
                 let gu = time("MLP gate/up GEMM + bias", || {
-                    kernels::linear(&h, &gate_up.weight, gate_up.bias.as_ref(), None, None)
-                })
-                .ok_or_else(unsupported)??;
+                    gate_up.fused_tensor(&h, None, None)
+                })?;
                 let a = time("MLP gating", || {
                     let gate = activate(&gu.narrow(D::Minus1, 0, *hidden)?, self.activation)?;
                     let up = gu.narrow(D::Minus1, *hidden, *hidden)?;
                     gate * up
                 })?;
                 time("MLP down GEMM + bias + residual", || {
-                    kernels::linear(&a, &down.weight, down.bias.as_ref(), Some(&x), None)
+                    down.fused_tensor(&a, Some(&x), None)
                 })
-                .ok_or_else(unsupported)?
+            }
+        }
+    }
+
+    /// Switches the linear layers to bf16 weights (the f32 ones stay for other paths).
+    pub(crate) fn pack_bf16(&mut self) -> Result<()> {
+        self.qkv.pack_bf16()?;
+        self.out.pack_bf16()?;
+        match &mut self.mlp {
+            Mlp::Plain { fc1, fc2 } => {
+                fc1.pack_bf16()?;
+                fc2.pack_bf16()
+            }
+            Mlp::Gated { gate_up, down, .. } => {
+                gate_up.pack_bf16()?;
+                down.pack_bf16()
             }
         }
     }

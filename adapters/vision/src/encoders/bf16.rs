@@ -1,0 +1,270 @@
+//! Reduced-precision linear layers: weights held in bfloat16 and multiplied with the AVX-512
+//! BF16 dot-product instruction (`vdpbf16ps`: pairs of bf16 products summed into f32), the
+//! activations rounded to bf16 on the way in, sums, biases, residuals and everything outside the
+//! GEMMs kept in f32 (PyTorch's CPU autocast does the same split).
+//!
+//! candle's CPU matmul has no bf16 kernel (it widens both operands to f32 on every call), so
+//! this is what makes a bf16 mode faster than f32 here. Only on CPUs with AVX-512 BF16;
+//! [`available`] says whether this one has it.
+//!
+//! Weight layout ("VNNI" packing): columns in panels of 32; within a panel, for each pair of
+//! input channels `(2t, 2t+1)`, the 32 columns' two values side by side. One 512-bit load is then
+//! one pair-step of 32 outputs, and each row of the activations contributes one broadcast 32-bit
+//! pair, so the microkernel needs no horizontal sums.
+
+use rayon::prelude::*;
+
+const PANEL: usize = 32;
+/// Rows of the activations per microkernel call.
+const MR: usize = 8;
+/// Rows per parallel task.
+const TASK_ROWS: usize = 64;
+
+/// Whether this CPU can run the bf16 kernels.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// f32 → bf16 with round-to-nearest-even (as `torch.Tensor.to(torch.bfloat16)`).
+#[inline]
+fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    let round = ((b >> 16) & 1) + 0x7fff;
+    (b.wrapping_add(round) >> 16) as u16
+}
+
+/// A `[n, k]` weight matrix (`y = x·Wᵀ`) packed for the kernel.
+pub(crate) struct PackedBf16 {
+    n: usize,
+    k: usize,
+    /// `k` rounded up to even.
+    kp: usize,
+    panels: usize,
+    data: Vec<u16>,
+}
+
+impl PackedBf16 {
+    /// Packs row-major `w` `[n, k]`.
+    pub(crate) fn pack(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "weight of the stated shape");
+        let kp = k.div_ceil(2) * 2;
+        let panels = n.div_ceil(PANEL);
+        let mut data = vec![0u16; panels * PANEL * kp];
+        for p in 0..panels {
+            for pair in 0..kp / 2 {
+                for c in 0..PANEL {
+                    for t in 0..2 {
+                        let (col, kk) = (p * PANEL + c, 2 * pair + t);
+                        if col < n && kk < k {
+                            data[((p * (kp / 2) + pair) * PANEL + c) * 2 + t] =
+                                to_bf16(w[col * k + kk]);
+                        }
+                    }
+                }
+            }
+        }
+        PackedBf16 {
+            n,
+            k,
+            kp,
+            panels,
+            data,
+        }
+    }
+
+    pub(crate) fn out_features(&self) -> usize {
+        self.n
+    }
+
+    /// `out[m×n] += a[m×k] · Wᵀ`, `a` row-major f32 (rounded to bf16 here), `out` row-major.
+    pub(crate) fn matmul_acc(&self, a: &[f32], m: usize, out: &mut [f32]) {
+        let (n, k, kp) = (self.n, self.k, self.kp);
+        assert_eq!(a.len(), m * k, "activations of the stated shape");
+        assert_eq!(out.len(), m * n, "output of the stated shape");
+        if !available() {
+            // Portable reference: the same rounding, products summed in f32.
+            for (i, row) in out.chunks_exact_mut(n).enumerate() {
+                for (j, o) in row.iter_mut().enumerate() {
+                    let mut sum = 0f32;
+                    for t in 0..k {
+                        let x = f32::from_bits((to_bf16(a[i * k + t]) as u32) << 16);
+                        let pair = (j / PANEL * (kp / 2) + t / 2) * PANEL + j % PANEL;
+                        let w = f32::from_bits((self.data[pair * 2 + t % 2] as u32) << 16);
+                        sum += x * w;
+                    }
+                    *o += sum;
+                }
+            }
+            return;
+        }
+        let mut abf = vec![0u16; m * kp];
+        abf.par_chunks_mut(kp)
+            .zip(a.par_chunks(k))
+            .for_each(|(dst, src)| {
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = to_bf16(*s);
+                }
+            });
+        out.par_chunks_mut(TASK_ROWS * n)
+            .zip(abf.par_chunks(TASK_ROWS * kp))
+            .for_each(|(out, a)| {
+                let rows = out.len() / n;
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `available()` was checked above; the slices' lengths are what the
+                // kernel indexes (rows × kp activations, rows × n outputs, the packed panels).
+                unsafe {
+                    kernel::rows(self, a, rows, out)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = (rows, a);
+                    unreachable!("available() is false off x86_64")
+                }
+            });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use std::arch::x86_64::*;
+
+    use super::{MR, PANEL, PackedBf16};
+
+    /// All panels for `rows` rows of bf16 activations `a` (`rows × kp`), adding into `out`
+    /// (`rows × n`).
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn rows(w: &PackedBf16, a: &[u16], rows: usize, out: &mut [f32]) {
+        debug_assert!(a.len() >= rows * w.kp && out.len() >= rows * w.n);
+        for p in 0..w.panels {
+            let panel = &w.data[p * (w.kp / 2) * PANEL * 2..(p + 1) * (w.kp / 2) * PANEL * 2];
+            let mut i = 0;
+            while i < rows {
+                let mr = MR.min(rows - i);
+                let a = &a[i * w.kp..];
+                let out = &mut out[i * w.n..];
+                // SAFETY (all arms): the caller's CPU has AVX-512 BF16; `a` holds `mr` rows of
+                // `kp`, `out` `mr` rows of `n`, `panel` `kp/2` pair-steps of 64 values.
+                unsafe {
+                    match mr {
+                        8 => block::<8>(panel, a, w.kp, out, w.n, p * PANEL),
+                        7 => block::<7>(panel, a, w.kp, out, w.n, p * PANEL),
+                        6 => block::<6>(panel, a, w.kp, out, w.n, p * PANEL),
+                        5 => block::<5>(panel, a, w.kp, out, w.n, p * PANEL),
+                        4 => block::<4>(panel, a, w.kp, out, w.n, p * PANEL),
+                        3 => block::<3>(panel, a, w.kp, out, w.n, p * PANEL),
+                        2 => block::<2>(panel, a, w.kp, out, w.n, p * PANEL),
+                        _ => block::<1>(panel, a, w.kp, out, w.n, p * PANEL),
+                    }
+                }
+                i += mr;
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn block<const R: usize>(
+        panel: &[u16],
+        a: &[u16],
+        kp: usize,
+        out: &mut [f32],
+        n: usize,
+        col0: usize,
+    ) {
+        assert!(a.len() >= (R - 1) * kp + kp && out.len() >= (R - 1) * n + n.min(col0 + PANEL));
+        assert!(panel.len() >= kp / 2 * PANEL * 2);
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let pp = panel.as_ptr();
+        let ap = a.as_ptr();
+        for pair in 0..kp / 2 {
+            // SAFETY: `pair < kp/2`, so the two 32-value loads stay inside `panel`, and the
+            // activation reads (`r < R`, `2·pair + 1 < kp`) inside `a` (asserted above).
+            unsafe {
+                let w0: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(pp.add(pair * 64).cast()));
+                let w1: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(pp.add(pair * 64 + 32).cast()));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let v = (ap.add(r * kp + 2 * pair) as *const i32).read_unaligned();
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(v));
+                    acc[0] = _mm512_dpbf16_ps(acc[0], av, w0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], av, w1);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (h, v) in acc.iter().enumerate() {
+                let col = col0 + 16 * h;
+                if col >= n {
+                    continue;
+                }
+                let row = &mut out[r * n..(r + 1) * n];
+                let valid = (n - col).min(16);
+                // SAFETY: the mask covers exactly `valid` lanes from `col`, inside `row`.
+                unsafe {
+                    let mask: __mmask16 = if valid == 16 {
+                        0xffff
+                    } else {
+                        (1u16 << valid) - 1
+                    };
+                    let dst = row.as_mut_ptr().add(col);
+                    let cur = _mm512_maskz_loadu_ps(mask, dst);
+                    _mm512_mask_storeu_ps(dst, mask, _mm512_add_ps(cur, *v));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_to_bf16_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2⁻⁸ is halfway between two bf16 values: ties go to the even one (1.0).
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(to_bf16(-2.0), 0xc000);
+    }
+
+    #[test]
+    fn matches_an_f64_product_of_the_rounded_operands() {
+        for (m, n, k) in [(1, 1, 1), (13, 45, 37), (70, 64, 384), (9, 33, 2)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 23.0)
+                .collect();
+            let packed = PackedBf16::pack(&w, n, k);
+            let mut out = vec![0.5f32; m * n];
+            packed.matmul_acc(&a, m, &mut out);
+            let r = |x: f32| f32::from_bits((to_bf16(x) as u32) << 16) as f64;
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = 0.5
+                        + (0..k)
+                            .map(|t| r(a[i * k + t]) * r(w[j * k + t]))
+                            .sum::<f64>();
+                    let got = out[i * n + j] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{m}x{n}x{k} [{i},{j}]: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
