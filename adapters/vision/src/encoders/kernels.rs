@@ -262,23 +262,30 @@ pub(crate) fn attention(qkv: &[f32], batch: usize, n: usize, heads: usize, d: us
     let three_c = 3 * c;
     assert_eq!(qkv.len(), batch * n * three_c, "qkv of the stated shape");
     let mut out = vec![0f32; batch * n * c];
-    // Each (batch, head) job computes its context into a buffer of its own; the buffers are
-    // scattered into the interleaved output afterwards.
-    let jobs: Vec<(usize, usize)> = (0..batch)
-        .flat_map(|b| (0..heads).map(move |h| (b, h)))
+    // Jobs are (batch, head, block of query rows): a block's score rows (block × n) stay in the
+    // core's L2 cache between the q·kᵀ GEMM, the softmax and the ·v GEMM, and the jobs spread
+    // evenly over the threads. Each job computes its context rows into a buffer of its own;
+    // the buffers are scattered into the interleaved output afterwards.
+    const QUERY_BLOCK: usize = 128;
+    let blocks = n.div_ceil(QUERY_BLOCK);
+    let jobs: Vec<(usize, usize, usize)> = (0..batch)
+        .flat_map(|b| (0..heads).flat_map(move |h| (0..blocks).map(move |r| (b, h, r))))
         .collect();
     let results: Vec<Vec<f32>> = jobs
         .par_iter()
         .map_init(
-            || vec![0f32; n * n],
-            |scores, &(b, h)| {
+            || vec![0f32; QUERY_BLOCK * n],
+            |scores, &(b, h, r)| {
+                let r0 = r * QUERY_BLOCK;
+                let rows = QUERY_BLOCK.min(n - r0);
+                let scores = &mut scores[..rows * n];
                 let base = b * n * three_c;
-                let q = &qkv[base + h * d..];
+                let q = &qkv[base + r0 * three_c + h * d..];
                 let k = &qkv[base + c + h * d..];
                 let v = &qkv[base + 2 * c + h * d..];
-                // S[n×n] = q[n×d] · kᵀ[d×n]
+                // S[rows×n] = q[rows×d] · kᵀ[d×n]
                 gemm_f32(
-                    (n, n, d),
+                    (rows, n, d),
                     scores,
                     (n, 1),
                     false,
@@ -291,9 +298,9 @@ pub(crate) fn attention(qkv: &[f32], batch: usize, n: usize, heads: usize, d: us
                 for row in scores.chunks_exact_mut(n) {
                     softmax_row(row);
                 }
-                let mut ctx = vec![0f32; n * d];
+                let mut ctx = vec![0f32; rows * d];
                 gemm_f32(
-                    (n, d, n),
+                    (rows, d, n),
                     &mut ctx,
                     (d, 1),
                     false,
@@ -307,9 +314,9 @@ pub(crate) fn attention(qkv: &[f32], batch: usize, n: usize, heads: usize, d: us
             },
         )
         .collect();
-    for (&(b, h), ctx) in jobs.iter().zip(&results) {
+    for (&(b, h, r), ctx) in jobs.iter().zip(&results) {
         for (i, row) in ctx.chunks_exact(d).enumerate() {
-            let at = (b * n + i) * c + h * d;
+            let at = (b * n + r * QUERY_BLOCK + i) * c + h * d;
             out[at..at + d].copy_from_slice(row);
         }
     }
@@ -534,38 +541,40 @@ mod tests {
     #[test]
     fn attention_matches_the_plain_formula() {
         let dev = Device::Cpu;
-        let (batch, n, heads, d) = (2, 5, 3, 4);
-        let c = heads * d;
-        let qkv = Tensor::randn(0f32, 1.0, (batch * n, 3 * c), &dev).unwrap();
-        let data: Vec<f32> = qkv.flatten_all().unwrap().to_vec1().unwrap();
-        let got =
-            Tensor::from_vec(attention(&data, batch, n, heads, d), (batch * n, c), &dev).unwrap();
-        let t = qkv
-            .reshape((batch, n, 3, heads, d))
-            .unwrap()
-            .permute((2, 0, 3, 1, 4))
-            .unwrap()
-            .contiguous()
-            .unwrap();
-        let (q, k, v) = (t.get(0).unwrap(), t.get(1).unwrap(), t.get(2).unwrap());
-        let p = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t().unwrap()).unwrap()).unwrap();
-        let want = p
-            .matmul(&v)
-            .unwrap()
-            .transpose(1, 2)
-            .unwrap()
-            .reshape((batch * n, c))
-            .unwrap();
-        let diff: f32 = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert!(diff < 1e-5, "{diff}");
+        // One query block, and several with a ragged last one.
+        for (batch, n, heads, d) in [(2, 5, 3, 4), (2, 300, 2, 8)] {
+            let c = heads * d;
+            let qkv = Tensor::randn(0f32, 1.0, (batch * n, 3 * c), &dev).unwrap();
+            let data: Vec<f32> = qkv.flatten_all().unwrap().to_vec1().unwrap();
+            let got = Tensor::from_vec(attention(&data, batch, n, heads, d), (batch * n, c), &dev)
+                .unwrap();
+            let t = qkv
+                .reshape((batch, n, 3, heads, d))
+                .unwrap()
+                .permute((2, 0, 3, 1, 4))
+                .unwrap()
+                .contiguous()
+                .unwrap();
+            let (q, k, v) = (t.get(0).unwrap(), t.get(1).unwrap(), t.get(2).unwrap());
+            let p = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t().unwrap()).unwrap()).unwrap();
+            let want = p
+                .matmul(&v)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((batch * n, c))
+                .unwrap();
+            let diff: f32 = (got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(diff < 1e-5, "{batch}x{n}x{heads}x{d}: {diff}");
+        }
     }
 }
