@@ -38,13 +38,22 @@ pub struct Application {
 
 /// Wraps the store so every write is announced, and starts the pipeline manager on it with the
 /// adapters this build has.
+///
+/// `sole_writer` says that no other process writes to the store (the embedded database): project
+/// reads are then cached, since every write passes through here and empties the cache.
 fn compose(
     repo: Arc<dyn Repository>,
+    sole_writer: bool,
     media_roots: MediaRoots,
     webrtc: (WebRtcSettings, PeerLimits),
 ) -> anyhow::Result<AppState> {
     visprompt_sinks::install_crypto_provider();
-    let observed = Arc::new(ObservedRepository::new(repo));
+    let observed = ObservedRepository::new(repo);
+    let observed = Arc::new(if sole_writer {
+        observed.with_read_cache()
+    } else {
+        observed
+    });
     let changes = observed.sender();
     let codec = Arc::new(ImageCodec);
     let pipeline = PipelineManager::start(
@@ -85,8 +94,10 @@ impl Application {
         )
         .await
         .with_context(|| format!("opening the database ({location:?})"))?;
+        let sole_writer = !matches!(location, visprompt_surrealdb::StoreLocation::Remote { .. });
         let state = compose(
             Arc::new(repo),
+            sole_writer,
             settings.media_roots()?,
             (settings.webrtc()?, settings.peer_limits()),
         )?;
@@ -197,6 +208,7 @@ pub async fn openapi_document() -> anyhow::Result<String> {
         .await?;
     let state = compose(
         Arc::new(repo),
+        true,
         MediaRoots::default(),
         (settings.webrtc()?, settings.peer_limits()),
     )?;

@@ -2,10 +2,15 @@
 //! repository and, after every write that succeeded, sends a [`Change`]. The pipeline manager
 //! reconciles on them and the event stream forwards them to clients. Writes made by another server
 //! sharing a remote database are not seen here; the manager's periodic resync covers those.
+//!
+//! When it is the only way into the store (the embedded database), it can also keep a
+//! [`ReadCache`] of project reads, emptied by every write.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
+use crate::read_cache::ReadCache;
 use tokio::sync::broadcast;
 use visprompt_domain::{
     DomainError, Entity, Frame, FrameId, Label, LabelId, ModelConfig, ModelConfigId, Page, Paged,
@@ -47,6 +52,7 @@ pub struct ObservedRepository {
     /// Lossy by design: a receiver that lags only misses notifications, and every receiver
     /// re-reads the store rather than trusting their content.
     changes: broadcast::Sender<Change>,
+    cache: Option<ReadCache>,
 }
 
 impl ObservedRepository {
@@ -54,7 +60,19 @@ impl ObservedRepository {
         Self {
             inner,
             changes: broadcast::Sender::new(256),
+            cache: None,
         }
+    }
+
+    /// Caches project reads. Only for a store that no one else writes to: writes made around
+    /// this wrapper would leave the cache stale.
+    pub fn with_read_cache(mut self) -> Self {
+        self.cache = Some(ReadCache::default());
+        self
+    }
+
+    fn write_guard(&self) -> Option<crate::read_cache::WriteGuard<'_>> {
+        self.cache.as_ref().map(ReadCache::write)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
@@ -112,6 +130,7 @@ fn change(entity: Entity, kind: ChangeKind, project: ProjectId, id: impl ToStrin
 #[async_trait]
 impl Repository for ObservedRepository {
     async fn insert_bundle(&self, bundle: &ProjectBundle) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.insert_bundle(bundle).await;
         if result.is_ok() {
             let id = bundle.project.id;
@@ -131,15 +150,43 @@ impl Repository for ObservedRepository {
         self.inner.load_bundle(id).await
     }
     async fn get_project(&self, id: ProjectId) -> Result<Option<Project>> {
-        self.inner.get_project(id).await
+        let Some(cache) = &self.cache else {
+            return self.inner.get_project(id).await;
+        };
+        if let Some(hit) = cache.project(id) {
+            return Ok(hit);
+        }
+        let ticket = cache.ticket();
+        let project = self.inner.get_project(id).await?;
+        cache.store_project(ticket, id, &project);
+        Ok(project)
     }
     async fn list_projects(&self, page: Page) -> Result<Paged<Project>> {
-        self.inner.list_projects(page).await
+        let Some(cache) = &self.cache else {
+            return self.inner.list_projects(page).await;
+        };
+        if let Some(hit) = cache.list(page) {
+            return Ok(hit);
+        }
+        let ticket = cache.ticket();
+        let list = self.inner.list_projects(page).await?;
+        cache.store_list(ticket, page, &list);
+        Ok(list)
     }
     async fn active_project(&self) -> Result<Option<Project>> {
-        self.inner.active_project().await
+        let Some(cache) = &self.cache else {
+            return self.inner.active_project().await;
+        };
+        if let Some(hit) = cache.active() {
+            return Ok(hit);
+        }
+        let ticket = cache.ticket();
+        let project = self.inner.active_project().await?;
+        cache.store_active(ticket, &project);
+        Ok(project)
     }
     async fn update_project(&self, project: &Project) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.update_project(project).await;
         self.written(
             result,
@@ -150,6 +197,7 @@ impl Repository for ObservedRepository {
         )
     }
     async fn set_active_project(&self, id: Option<ProjectId>) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.set_active_project(id).await;
         if result.is_ok() {
             self.send(Change {
@@ -162,11 +210,13 @@ impl Repository for ObservedRepository {
         result
     }
     async fn delete_project(&self, id: ProjectId) -> Result<bool> {
+        let _write = self.write_guard();
         let result = self.inner.delete_project(id).await;
         self.deleted(result, Entity::Project, id, id)
     }
 
     async fn insert_label(&self, label: &Label) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.insert_label(label).await;
         self.written(
             result,
@@ -183,6 +233,7 @@ impl Repository for ObservedRepository {
         self.inner.list_labels(project, page).await
     }
     async fn update_label(&self, label: &Label) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.update_label(label).await;
         self.written(
             result,
@@ -193,11 +244,13 @@ impl Repository for ObservedRepository {
         )
     }
     async fn delete_label(&self, project: ProjectId, id: LabelId) -> Result<bool> {
+        let _write = self.write_guard();
         let result = self.inner.delete_label(project, id).await;
         self.deleted(result, Entity::Label, project, id)
     }
 
     async fn insert_frame(&self, frame: &StoredFrame) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.insert_frame(frame).await;
         let f = &frame.frame;
         self.written(
@@ -218,11 +271,13 @@ impl Repository for ObservedRepository {
         self.inner.list_frames(project, page).await
     }
     async fn delete_frame(&self, project: ProjectId, id: FrameId) -> Result<bool> {
+        let _write = self.write_guard();
         let result = self.inner.delete_frame(project, id).await;
         self.deleted(result, Entity::Frame, project, id)
     }
 
     async fn insert_prompt(&self, prompt: &Prompt) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.insert_prompt(prompt).await;
         self.written(
             result,
@@ -239,6 +294,7 @@ impl Repository for ObservedRepository {
         self.inner.list_prompts(project, page).await
     }
     async fn update_prompt(&self, prompt: &Prompt) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.update_prompt(prompt).await;
         self.written(
             result,
@@ -249,11 +305,13 @@ impl Repository for ObservedRepository {
         )
     }
     async fn delete_prompt(&self, project: ProjectId, id: PromptId) -> Result<bool> {
+        let _write = self.write_guard();
         let result = self.inner.delete_prompt(project, id).await;
         self.deleted(result, Entity::Prompt, project, id)
     }
 
     async fn insert_source(&self, source: &Source) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.insert_source(source).await;
         self.written(
             result,
@@ -270,6 +328,7 @@ impl Repository for ObservedRepository {
         self.inner.list_sources(project, page).await
     }
     async fn update_source(&self, source: &Source) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.update_source(source).await;
         self.written(
             result,
@@ -280,11 +339,13 @@ impl Repository for ObservedRepository {
         )
     }
     async fn delete_source(&self, project: ProjectId, id: SourceId) -> Result<bool> {
+        let _write = self.write_guard();
         let result = self.inner.delete_source(project, id).await;
         self.deleted(result, Entity::Source, project, id)
     }
 
     async fn insert_sink(&self, sink: &Sink) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.insert_sink(sink).await;
         self.written(
             result,
@@ -301,6 +362,7 @@ impl Repository for ObservedRepository {
         self.inner.list_sinks(project, page).await
     }
     async fn update_sink(&self, sink: &Sink) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.update_sink(sink).await;
         self.written(
             result,
@@ -311,11 +373,13 @@ impl Repository for ObservedRepository {
         )
     }
     async fn delete_sink(&self, project: ProjectId, id: SinkId) -> Result<bool> {
+        let _write = self.write_guard();
         let result = self.inner.delete_sink(project, id).await;
         self.deleted(result, Entity::Sink, project, id)
     }
 
     async fn insert_model(&self, model: &ModelConfig) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.insert_model(model).await;
         self.written(
             result,
@@ -339,6 +403,7 @@ impl Repository for ObservedRepository {
         self.inner.active_model(project).await
     }
     async fn update_model(&self, model: &ModelConfig) -> Result<()> {
+        let _write = self.write_guard();
         let result = self.inner.update_model(model).await;
         self.written(
             result,
@@ -349,6 +414,7 @@ impl Repository for ObservedRepository {
         )
     }
     async fn delete_model(&self, project: ProjectId, id: ModelConfigId) -> Result<bool> {
+        let _write = self.write_guard();
         let result = self.inner.delete_model(project, id).await;
         self.deleted(result, Entity::ModelConfig, project, id)
     }

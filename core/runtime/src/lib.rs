@@ -26,6 +26,7 @@ pub mod mask;
 pub mod payload;
 pub mod pipeline;
 pub mod port;
+pub mod read_cache;
 
 pub use broadcast::{Broadcaster, Subscription};
 pub use changes::{Change, ChangeKind, ObservedRepository};
