@@ -12,7 +12,7 @@
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::ops::{Conv, ConvTranspose2x2, LayerNorm2d, Mlp, gelu};
+use super::ops::{Conv, ConvTranspose2x2, LayerNorm2d, Mlp, conv3x3_single, gelu};
 use super::transformer::TwoWayTransformer;
 
 /// Decoder hyper-parameters (the released models: dim 256, depth 2, 8 heads, MLP 2048, IoU head
@@ -243,13 +243,17 @@ impl MaskDecoder {
                 let w2 = hq.maskfeature_w2.reshape((c8, c4 * 9))?;
                 let wk = hv.matmul(&w2)?.reshape((n, c4, 3, 3))?; // [n, C/4, 3, 3]
                 let bk = hv.matmul(&hq.maskfeature_b2.unsqueeze(1)?)?; // [n, 1]
-                let mut per = Vec::with_capacity(n);
-                for i in 0..n {
-                    let yi = y.narrow(0, i, 1)?;
-                    let ki = wk.narrow(0, i, 1)?;
-                    per.push(yi.conv2d(&ki, 1, 1, 1, 1)?);
-                }
-                let conv = Tensor::cat(&per, 0)?.broadcast_add(&bk.reshape((n, 1, 1, 1))?)?;
+                let conv = if y.device().is_cpu() && y.dtype() == DType::F32 {
+                    conv3x3_single(&y, &wk)?
+                } else {
+                    let mut per = Vec::with_capacity(n);
+                    for i in 0..n {
+                        let yi = y.narrow(0, i, 1)?;
+                        per.push(yi.conv2d(&wk.narrow(0, i, 1)?, 1, 1, 1, 1)?);
+                    }
+                    Tensor::cat(&per, 0)?
+                };
+                let conv = conv.broadcast_add(&bk.reshape((n, 1, 1, 1))?)?;
                 // + hv . hq_features
                 let f = feats.reshape((c8, hh * ww))?;
                 let fh = hv.matmul(&f)?.reshape((n, 1, hh, ww))?;

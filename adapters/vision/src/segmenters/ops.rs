@@ -10,10 +10,15 @@ use rayon::prelude::*;
 
 /// Exact (erf) GELU, as PyTorch's `nn.GELU()` default.
 pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
-        x.contiguous()?.apply_op1_no_bwd(&GeluErf)
-    } else {
-        x.gelu_erf()
+    if !x.device().is_cpu() {
+        return x.gelu_erf();
+    }
+    match x.dtype() {
+        DType::F32 => x.contiguous()?.apply_op1_no_bwd(&GeluErf),
+        dt => x
+            .to_dtype(DType::F32)?
+            .apply_op1_no_bwd(&GeluErf)?
+            .to_dtype(dt),
     }
 }
 
@@ -168,12 +173,186 @@ impl LayerNorm2d {
 
 impl Module for LayerNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 && self.weight.dtype() == DType::F32 {
+            let op = ChannelNorm {
+                weight: self.weight.flatten_all()?.to_vec1::<f32>()?,
+                bias: self.bias.flatten_all()?.to_vec1::<f32>()?,
+                eps: self.eps as f32,
+            };
+            return x.contiguous()?.apply_op1_no_bwd(&op);
+        }
         let u = x.mean_keepdim(1)?;
         let xc = x.broadcast_sub(&u)?;
         let s = xc.sqr()?.mean_keepdim(1)?;
         let xn = xc.broadcast_div(&(s + self.eps)?.sqrt()?)?;
         xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
     }
+}
+
+/// LayerNorm over channels of a contiguous f32 NCHW tensor, computed plane by plane (the
+/// reduction runs across planes, so every pass is over contiguous pixels).
+struct ChannelNorm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl CustomOp1 for ChannelNorm {
+    fn name(&self) -> &'static str {
+        "sam-layer-norm-2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(storage, layout)?;
+        let dims = layout.dims();
+        if dims.len() != 4 || dims[1] != self.weight.len() {
+            candle_core::bail!("layer-norm-2d: unexpected shape {dims:?}");
+        }
+        let (c, hw) = (dims[1], dims[2] * dims[3]);
+        let mut out = vec![0f32; src.len()];
+        const BAND: usize = 1024;
+        // Work items: (image, band of pixels).
+        let bands = hw.div_ceil(BAND);
+        let items: Vec<(usize, usize)> = (0..dims[0])
+            .flat_map(|b| (0..bands).map(move |k| (b, k)))
+            .collect();
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        items.par_iter().for_each(|&(b, k)| {
+            let p0 = k * BAND;
+            let len = BAND.min(hw - p0);
+            let base = b * c * hw;
+            let mut mean = [0f32; BAND];
+            let mut var = [0f32; BAND];
+            for ch in 0..c {
+                let row = &src[base + ch * hw + p0..base + ch * hw + p0 + len];
+                for (m, &v) in mean.iter_mut().zip(row) {
+                    *m += v;
+                }
+            }
+            let inv_c = 1.0 / c as f32;
+            for m in mean.iter_mut().take(len) {
+                *m *= inv_c;
+            }
+            for ch in 0..c {
+                let row = &src[base + ch * hw + p0..base + ch * hw + p0 + len];
+                for ((s2, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
+                    let d = v - m;
+                    *s2 += d * d;
+                }
+            }
+            for s2 in var.iter_mut().take(len) {
+                *s2 = 1.0 / (*s2 * inv_c + self.eps).sqrt();
+            }
+            for ch in 0..c {
+                let row = &src[base + ch * hw + p0..base + ch * hw + p0 + len];
+                let (w, bb) = (self.weight[ch], self.bias[ch]);
+                // SAFETY: every work item writes a disjoint range of `out`.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out_ptr.get().add(base + ch * hw + p0), len)
+                };
+                for (((o, &v), &m), &r) in dst.iter_mut().zip(row).zip(&mean).zip(&var) {
+                    *o = (v - m) * r * w + bb;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// A raw pointer handed to parallel workers that write disjoint ranges.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: only used for disjoint writes from rayon workers while the owner waits.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The 3x3 patches of a [c, h, w] plane stack (stride 1, zero padding 1): [c*9, h*w].
+fn im2col3x3(src: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+    let hw = h * w;
+    let mut cols = vec![0f32; c * 9 * hw];
+    cols.par_chunks_mut(hw).enumerate().for_each(|(r, dst)| {
+        let (ch, ky, kx) = (r / 9, (r % 9) / 3, r % 3);
+        let plane = &src[ch * hw..(ch + 1) * hw];
+        let x0 = if kx == 0 { 1 } else { 0 };
+        let x1 = if kx == 2 { w - 1 } else { w };
+        for y in 0..h {
+            let iy = y as isize + ky as isize - 1;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            let iy = iy as usize;
+            let sx0 = x0 + kx - 1;
+            dst[y * w + x0..y * w + x1]
+                .copy_from_slice(&plane[iy * w + sx0..iy * w + sx0 + (x1 - x0)]);
+        }
+    });
+    cols
+}
+
+/// 3x3, stride 1, padding 1 convolution on f32 CPU tensors: im2col per image and one GEMM.
+fn conv3x3(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (b, c, h, wd) = x.dims4()?;
+    let co = w.dim(0)?;
+    let wm = w.reshape((co, c * 9))?;
+    let x = x.contiguous()?;
+    let mut outs = Vec::with_capacity(b);
+    for i in 0..b {
+        let xi = x.get(i)?.flatten_all()?.to_vec1::<f32>()?;
+        let cols = Tensor::from_vec(im2col3x3(&xi, c, h, wd), (c * 9, h * wd), x.device())?;
+        outs.push(wm.matmul(&cols)?.reshape((1, co, h, wd))?);
+    }
+    Tensor::cat(&outs, 0)
+}
+
+/// One output channel per image: `out[i] = sum_c k[i, c] (*) y[i, c]` (3x3, padding 1), for
+/// contiguous f32 y [n, c, h, w] and k [n, c, 3, 3]. Returns [n, 1, h, w].
+pub(crate) fn conv3x3_single(y: &Tensor, k: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = y.dims4()?;
+    let ys = y.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let ks = k.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let hw = h * w;
+    let mut out = vec![0f32; n * hw];
+    const ROWS: usize = 32;
+    out.par_chunks_mut(ROWS * w)
+        .enumerate()
+        .for_each(|(chunk, dst)| {
+            let per_img = h.div_ceil(ROWS);
+            let (i, band) = (chunk / per_img, chunk % per_img);
+            let y0 = band * ROWS;
+            let rows = dst.len() / w;
+            for ch in 0..c {
+                let plane = &ys[(i * c + ch) * hw..(i * c + ch + 1) * hw];
+                let kk = &ks[(i * c + ch) * 9..(i * c + ch + 1) * 9];
+                for r in 0..rows {
+                    let oy = y0 + r;
+                    let orow = &mut dst[r * w..(r + 1) * w];
+                    for ky in 0..3 {
+                        let iy = oy as isize + ky as isize - 1;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let srow = &plane[iy as usize * w..(iy as usize + 1) * w];
+                        let (k0, k1, k2) = (kk[ky * 3], kk[ky * 3 + 1], kk[ky * 3 + 2]);
+                        // centre tap over all x, left/right taps shifted.
+                        for (o, &v) in orow.iter_mut().zip(srow) {
+                            *o += k1 * v;
+                        }
+                        for (o, &v) in orow[1..].iter_mut().zip(&srow[..w - 1]) {
+                            *o += k0 * v;
+                        }
+                        for (o, &v) in orow[..w - 1].iter_mut().zip(&srow[1..]) {
+                            *o += k2 * v;
+                        }
+                    }
+                }
+            }
+        });
+    Tensor::from_vec(out, (n, 1, h, w), y.device())
 }
 
 /// A 2-D convolution with optional bias (PyTorch `nn.Conv2d` weight layout). 1x1 convolutions
@@ -223,15 +402,21 @@ impl Conv {
         padding: usize,
         groups: usize,
     ) -> Result<Self> {
-        let w = vb.pp("c").get((c_out, c_in / groups, k, k), "weight")?;
+        // Folded in f32 whatever the model's dtype, then converted.
+        let f32 = |vb: &VarBuilder, shape: candle_core::Shape, name: &str| {
+            vb.get_with_hints_dtype(shape, name, Default::default(), DType::F32)
+        };
+        let w = f32(&vb.pp("c"), (c_out, c_in / groups, k, k).into(), "weight")?;
         let bn = vb.pp("bn");
-        let gamma = bn.get(c_out, "weight")?;
-        let beta = bn.get(c_out, "bias")?;
-        let mean = bn.get(c_out, "running_mean")?;
-        let var = bn.get(c_out, "running_var")?;
+        let gamma = f32(&bn, c_out.into(), "weight")?;
+        let beta = f32(&bn, c_out.into(), "bias")?;
+        let mean = f32(&bn, c_out.into(), "running_mean")?;
+        let var = f32(&bn, c_out.into(), "running_var")?;
         let scale = gamma.div(&(var + 1e-5)?.sqrt()?)?;
-        let weight = w.broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?;
-        let bias = beta.sub(&mean.mul(&scale)?)?;
+        let weight = w
+            .broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?
+            .to_dtype(vb.dtype())?;
+        let bias = beta.sub(&mean.mul(&scale)?)?.to_dtype(vb.dtype())?;
         Ok(Self {
             weight,
             bias: Some(bias),
@@ -246,19 +431,28 @@ impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c_in, h, w) = x.dims4()?;
         let (c_out, _, kh, kw) = self.weight.dims4()?;
-        if self.groups > 1
-            && self.groups == c_in
-            && c_in == c_out
-            && x.device().is_cpu()
-            && x.dtype() == DType::F32
-        {
+        if self.groups > 1 && self.groups == c_in && c_in == c_out && x.device().is_cpu() {
+            // Reduced precisions are computed in f32 on the CPU (candle would run one group at
+            // a time).
+            let dt = x.dtype();
             let bias = match &self.bias {
-                Some(b) => b.clone(),
+                Some(b) => b.to_dtype(DType::F32)?,
                 None => Tensor::zeros(c_out, DType::F32, x.device())?,
             };
-            return depthwise(x, &self.weight, &bias, self.stride, self.padding);
+            let w = self.weight.to_dtype(DType::F32)?;
+            let x = x.to_dtype(DType::F32)?;
+            return depthwise(&x, &w, &bias, self.stride, self.padding)?.to_dtype(dt);
         }
-        let y = if kh == 1 && kw == 1 && self.stride == 1 && self.padding == 0 && self.groups == 1 {
+        let fast3 = kh == 3
+            && kw == 3
+            && self.stride == 1
+            && self.padding == 1
+            && self.groups == 1
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32;
+        let y = if fast3 {
+            conv3x3(x, &self.weight)?
+        } else if kh == 1 && kw == 1 && self.stride == 1 && self.padding == 0 && self.groups == 1 {
             let wm = self.weight.reshape((c_out, c_in))?;
             let xm = x.reshape((b, c_in, h * w))?;
             wm.broadcast_left(b)?
