@@ -74,8 +74,8 @@ bench-pipeline SECONDS="5":
 # DINOv3-S/16 @512 and DINOv2-S/14 @224 (and the SAM-HQ-tiny segmenter) in candle against
 # PyTorch on the same random weights, f32 and reduced precision, as ratios (release, 2 threads).
 # Needs the parity virtualenv: tools/parity/setup.sh (or PARITY_VENV / PARITY_PYTHON).
-bench-models:
-    cargo run -q --release -p visprompt-bench-models
+bench-models *WHICH:
+    cargo run -q --release -p visprompt-bench-models -- {{WHICH}}
 
 # The WebRTC live view (release): overlay + H.264 encode speed at 640x480 and 1280x720, and
 # capture-to-decoded latency at a viewer peer over loopback. SECONDS per latency run.

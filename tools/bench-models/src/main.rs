@@ -10,7 +10,8 @@
 //! ours (2 threads). PyTorch is timed once before and once after ours and the better of the two
 //! is kept, since the machine's load can change between the runs.
 //!
-//! The segmenter rows come from [`segmenters::run`].
+//! The segmenter rows come from [`segmenters::run`]. `bench-models encoders` or
+//! `bench-models segmenters` runs one half only.
 //!
 //! Each row reports the forward pass's FLOPs (2 per multiply-add, counted from the shapes) and the
 //! fraction of the machine's f32 GEMM peak that our time reaches (`PEAK_GFLOPS`, 2 threads).
@@ -79,23 +80,33 @@ fn main() {
         std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
         ctx.python.display()
     );
+    // `bench-models encoders` or `bench-models segmenters` runs one half; no argument, both.
+    let only = std::env::args().nth(1).unwrap_or_default();
+    let encoders = only.is_empty() || only == "encoders";
     let mut rows = Vec::new();
-    rows.extend(bench_encoder(
-        &ctx,
-        "dinov3_s16",
-        "DINOv3 ViT-S/16 @512",
-        512,
-        5,
-    ));
-    rows.extend(bench_encoder(
-        &ctx,
-        "dinov2_s14",
-        "DINOv2-reg ViT-S/14 @224",
-        224,
-        20,
-    ));
-    rows.extend(segmenters::run(&ctx));
+    if encoders {
+        rows.extend(bench_encoder(
+            &ctx,
+            "dinov3_s16",
+            "DINOv3 ViT-S/16 @512",
+            512,
+            5,
+        ));
+        rows.extend(bench_encoder(
+            &ctx,
+            "dinov2_s14",
+            "DINOv2-reg ViT-S/14 @224",
+            224,
+            20,
+        ));
+    }
+    if only.is_empty() || only == "segmenters" {
+        rows.extend(segmenters::run(&ctx));
+    }
     print_rows(&rows);
+    if !encoders {
+        return;
+    }
     for (model, name, runs) in [
         ("dinov3_s16", "DINOv3 ViT-S/16 @512 f32", 3),
         ("dinov2_s14", "DINOv2-reg ViT-S/14 @224 f32", 10),
