@@ -7,7 +7,8 @@ Builds the full-size SAM-HQ tiny (TinyViT-5M + HQ decoder, `build_sam_vit_t`) wi
 weights, saves them into <out_dir>/model.safetensors (checkpoint names), and writes
 <out_dir>/io.safetensors with the padded, normalised 1024 px input, 40 point prompts in the
 product's form (each foreground point its own prompt, two background points labelled -1, in
-the resized frame), and PyTorch's f32 outputs (image embedding, low-resolution logits, IoU).
+the resized frame), and PyTorch's f32 outputs (image embedding and intermediate features,
+low-resolution logits, IoU).
 
 Times at 2 threads (median of <runs> after warm-up), in f32 and bf16:
   - the image encoder on the 1024 px input;
@@ -141,6 +142,7 @@ def main() -> int:
             {
                 "input": x.contiguous(),
                 "image_embeddings": pred.features.contiguous(),
+                "interm_embeddings": pred.interm_features[0].contiguous(),
                 "coords": coords.contiguous(),
                 "labels": labels.to(torch.int64).contiguous(),
                 "low_res": low.contiguous(),

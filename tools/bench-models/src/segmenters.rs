@@ -171,7 +171,15 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
     let coords = &io["coords"];
     let labels = io["labels"].to_dtype(DType::F32).expect("labels");
     let n = coords.dim(0).unwrap_or(0);
-    let image = ImageEmbedding::new(emb, interm, (1024, 1024), (1024, 1024));
+    // Decoded from PyTorch's embeddings: the random full-size decoder amplifies input
+    // differences of 1e-5 into logit differences of ~1, so this isolates the decoder's own error.
+    let _ = (emb, interm);
+    let image = ImageEmbedding::new(
+        io["image_embeddings"].clone(),
+        io["interm_embeddings"].clone(),
+        (1024, 1024),
+        (1024, 1024),
+    );
     let prompts = Prompts {
         points: Some((coords.clone(), labels)),
         ..Default::default()

@@ -27,7 +27,7 @@ pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
 #[inline(always)]
 fn exp_neg(x: f32) -> f32 {
     let t = (x * std::f32::consts::LOG2_E).max(-125.0);
-    let n = t.round();
+    let n = (t + 0.5).floor();
     let f = t - n; // [-0.5, 0.5]
     // Taylor series of 2^f to degree 7 (error ~5e-9 on this range).
     let p = 1.0
@@ -472,8 +472,8 @@ fn depthwise(x: &Tensor, w: &Tensor, bias: &Tensor, stride: usize, pad: usize) -
                         };
                         if stride == 1 {
                             let off = lo + kx - pad;
-                            for (ox, r) in row[lo..hi_excl].iter_mut().enumerate() {
-                                *r += wv * srow[off + ox];
+                            for (r, &v) in row[lo..hi_excl].iter_mut().zip(&srow[off..]) {
+                                *r += wv * v;
                             }
                         } else {
                             for (ox, r) in row.iter_mut().enumerate().take(hi_excl).skip(lo) {
