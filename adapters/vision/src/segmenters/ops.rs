@@ -31,7 +31,7 @@ fn exp_neg(x: f32) -> f32 {
     let f = t - n; // [-0.5, 0.5]
     // Taylor series of 2^f to degree 7 (error ~5e-9 on this range).
     let p = 1.0
-        + f * (0.693_147_2
+        + f * (std::f32::consts::LN_2
             + f * (0.240_226_5
                 + f * (0.055_504_11
                     + f * (0.009_618_129
