@@ -35,6 +35,13 @@ pub use peers::{H264_FMTP, MAX_SDP_BYTES, OfferError, PeerLimits};
 pub use settings::{IceServer, PortRange, RawWebRtcSettings, SettingsError, WebRtcSettings};
 pub use stream::{StreamFigures, StreamStats};
 
+/// Selects rustls' process-wide crypto provider (ring) unless one is set already. When the
+/// workspace's feature unification turns on two providers, rustls would otherwise refuse to pick
+/// one and peer connections would fail to make their DTLS certificates.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The live view: peers plus the stream they share.
 pub struct LiveView {
     settings: WebRtcSettings,
@@ -51,6 +58,7 @@ impl LiveView {
         outputs: PipelineOutputs,
         style: OverlayStyle,
     ) -> Result<Self, OfferError> {
+        install_crypto_provider();
         let key_frames = Arc::new(AtomicBool::new(true));
         let peers = peers::Peers::new(settings.clone(), limits, key_frames.clone())?;
         let stats = Arc::new(StreamStats::default());

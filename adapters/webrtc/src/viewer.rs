@@ -88,6 +88,7 @@ impl Viewer {
         F: FnOnce(String) -> Fut,
         Fut: std::future::Future<Output = Result<String, String>>,
     {
+        crate::install_crypto_provider();
         let mut media = MediaEngine::default();
         media
             .register_codec(
