@@ -481,6 +481,8 @@ impl Drop for ServerProcess {
 }
 
 async fn start_server_process(env: &[(&str, &str)]) -> ServerProcess {
+    // The test's own HTTP client needs rustls' provider chosen, as the server does for itself.
+    visprompt_webrtc::install_crypto_provider();
     let port = visprompt_testkit::free_port();
     let media = tempfile::tempdir().unwrap();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_visprompt-server"));
@@ -773,4 +775,137 @@ async fn a_relay_only_viewer_gets_video_through_turn_with_rest_credentials_and_b
         viewer.close().await;
     }
     app.shutdown().await;
+}
+
+/// Serves the relay viewer page on a loopback port and collects what the page reports.
+async fn serve_page(page: &'static str) -> (u16, tokio::sync::mpsc::Receiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let (status, body) = if path.starts_with("/page.html") {
+                    ("200 OK", page)
+                } else if let Some(report) = path.strip_prefix("/report?") {
+                    let _ = tx.send(report.to_owned()).await;
+                    ("204 No Content", "")
+                } else {
+                    ("404 Not Found", "")
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, rx)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A real browser, relay-only, through a coturn that listens on TCP only (as `just run-coturn`
+/// runs it), with TURN REST credentials from the API: the live view's video reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_browser_gets_video_through_turn_over_tcp() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .unwrap_or_else(|| panic!("Chromium is not installed: run tools/ci/install-chromium.sh"));
+    let binary = ["/usr/bin/turnserver", "/usr/local/bin/turnserver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .unwrap_or_else(|| panic!("coturn is not installed: run tools/ci/install-coturn.sh"));
+    let secret = "browser-relay-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let turn_port = visprompt_testkit::free_port();
+    let mut turn = std::process::Command::new(binary)
+        .args([
+            "-n",
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            &format!("--listening-port={turn_port}"),
+            "--no-udp",
+            "--min-port=53000",
+            "--max-port=53999",
+            "--use-auth-secret",
+            &format!("--static-auth-secret={secret}"),
+            "--realm=visprompt",
+            "--allow-loopback-peers",
+            "--no-tls",
+            "--no-dtls",
+            "--no-cli",
+            "--fingerprint",
+            "--no-stdout-log",
+            &format!("--log-file={}", dir.path().join("turn.log").display()),
+            &format!("--pidfile={}", dir.path().join("turn.pid").display()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = start_server_process(&[
+        ("DEMO_PROJECT", "true"),
+        ("CORS_ORIGINS", "*"),
+        ("WEBRTC_LOOPBACK_ONLY", "true"),
+        ("WEBRTC_PORT_RANGE", "51300-51319"),
+        ("TURN_SHARED_SECRET", secret),
+        (
+            "TURN_URLS",
+            &format!("turn:127.0.0.1:{turn_port}?transport=tcp"),
+        ),
+    ])
+    .await;
+    let (page_port, mut reports) = serve_page(include_str!("assets/relay_viewer.html")).await;
+    let mut browser = std::process::Command::new(chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!("--user-data-dir={}", dir.path().join("profile").display()),
+            &format!("http://127.0.0.1:{page_port}/page.html#{}", server.address),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), reports.recv()).await;
+    let _ = browser.kill();
+    let _ = browser.wait();
+    let _ = turn.kill();
+    let _ = turn.wait();
+    let report = percent_decode(&report.expect("the page reports within 60 s").unwrap());
+    assert!(report.starts_with("RESULT "), "{report}");
+    assert!(report.contains("state=connected"), "{report}");
+    assert!(report.contains("size=640x480"), "{report}");
+    assert!(
+        report.contains("local=relay/tcp"),
+        "relayed over TCP: {report}"
+    );
 }
