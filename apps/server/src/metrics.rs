@@ -1,4 +1,4 @@
-//! `/metrics`: the live pipeline's counters in the Prometheus text format. Written by hand (a few
+//! `/metrics`: the live pipeline's and the live view's counters in the Prometheus text format. Written by hand (a few
 //! gauges and counters) rather than through a metrics crate: nothing else needs one.
 
 use std::fmt::Write;
@@ -131,10 +131,58 @@ pub fn render(status: &PipelineStatus) -> String {
 }
 
 /// The `/metrics` endpoint over `pipeline`.
-pub fn endpoint(pipeline: PipelineHandle) -> impl poem::Endpoint<Output = poem::Response> {
+pub fn endpoint(
+    pipeline: PipelineHandle,
+    live: std::sync::Arc<visprompt_webrtc::LiveView>,
+) -> impl poem::Endpoint<Output = poem::Response> {
     poem::endpoint::make_sync(move |_| {
+        let mut text = render(&pipeline.status());
+        text.push_str(&render_live(live.viewer_count(), &live.stats()));
         poem::Response::builder()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(render(&pipeline.status()))
+            .body(text)
     })
+}
+
+/// The live view's viewers and its one shared encoder.
+pub fn render_live(viewers: usize, figures: &visprompt_webrtc::StreamFigures) -> String {
+    let mut out = String::new();
+    let rows: [(&str, &str, &str, f64); 5] = [
+        (
+            "visprompt_webrtc_viewers",
+            "gauge",
+            "Live-view peer connections.",
+            viewers as f64,
+        ),
+        (
+            "visprompt_webrtc_frames_encoded_total",
+            "counter",
+            "Frames drawn and H.264-encoded once for all viewers.",
+            figures.frames_encoded as f64,
+        ),
+        (
+            "visprompt_webrtc_key_frames_total",
+            "counter",
+            "Key frames among them.",
+            figures.key_frames as f64,
+        ),
+        (
+            "visprompt_webrtc_encode_ms_mean",
+            "gauge",
+            "Mean time to draw and encode a frame, milliseconds.",
+            figures.mean_encode_ms,
+        ),
+        (
+            "visprompt_webrtc_predictions_sent_total",
+            "counter",
+            "Prediction messages sent on viewers' data channels.",
+            figures.predictions_sent as f64,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
 }

@@ -154,7 +154,7 @@ impl Application {
 
 /// Every route with its middleware; also used to print the OpenAPI document.
 fn routes(state: AppState, settings: &Settings) -> poem::endpoint::BoxEndpoint<'static> {
-    let metrics = crate::metrics::endpoint(state.pipeline.clone());
+    let metrics = crate::metrics::endpoint(state.pipeline.clone(), state.live.clone());
     let api = open_api(state, settings.archive_limits());
     let document = hardened(&api);
     let allow = Arc::new(AllowTable::from_document(&document));

@@ -210,6 +210,20 @@ async fn a_viewer_sees_the_detections_drawn_in_the_label_colour_and_gets_the_pre
         "no frame with green overlays at a detected position; detections {recent:?}"
     );
 
+    // /metrics counts the viewer and the frames encoded for it.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("visprompt_webrtc_viewers 1\n"),
+        "{metrics}"
+    );
+    let encoded: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("visprompt_webrtc_frames_encoded_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(encoded > 0.0, "{metrics}");
+
     // The stream goes on across a source switch: the sample dataset's 320x240 frames arrive on
     // the same connection.
     let resp = app
