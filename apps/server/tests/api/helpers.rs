@@ -206,3 +206,12 @@ fn encode(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
 pub fn id(v: &Value) -> String {
     v["id"].as_str().expect("an id").to_owned()
 }
+
+/// `image` encoded as PNG, for uploads.
+pub fn png_of(image: &visprompt_runtime::RgbImage) -> Vec<u8> {
+    let buffer =
+        image::RgbImage::from_raw(image.width(), image.height(), image.as_raw().to_vec()).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    buffer.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}

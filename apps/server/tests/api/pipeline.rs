@@ -15,7 +15,7 @@ use visprompt_media::SyntheticScene;
 use visprompt_media::synthetic::ObjectKind;
 use visprompt_testkit::{Access, Broker, mosquitto_binary};
 
-use crate::helpers::{TestApp, assert_error, id, spawn_app};
+use crate::helpers::{TestApp, assert_error, id, png_of, spawn_app};
 
 /// Messages on `topic`, one JSON document per line, from a `mosquitto_sub` child.
 fn subscribe(broker: &Broker, topic: &str) -> Subscriber {
@@ -76,14 +76,6 @@ impl Drop for Subscriber {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn png_of(image: &visprompt_runtime::RgbImage) -> Vec<u8> {
-    let buffer =
-        image::RgbImage::from_raw(image.width(), image.height(), image.as_raw().to_vec()).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    buffer.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
 }
 
 /// Uploads frame 0 of the demo scene; returns the stored frame.

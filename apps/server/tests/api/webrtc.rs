@@ -10,18 +10,10 @@ use visprompt_media::SyntheticScene;
 use visprompt_media::synthetic::ObjectKind;
 use visprompt_webrtc::viewer::{ConnectionState, ReceivedFrame, Viewer, ViewerConfig};
 
-use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Options, TestApp, png_of, spawn_app, spawn_app_with};
 
 /// The label colour of these tests: pure green, which the synthetic scene does not contain.
 const GREEN: [u8; 3] = [0, 255, 0];
-
-fn png_of(image: &visprompt_runtime::RgbImage) -> Vec<u8> {
-    let buffer =
-        image::RgbImage::from_raw(image.width(), image.height(), image.as_raw().to_vec()).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    buffer.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
 
 /// A running project with the synthetic source; with `prompted`, a green label prompted on the
 /// striped disc.
@@ -647,24 +639,35 @@ impl Drop for Coturn {
     }
 }
 
+/// Which listeners the test's coturn opens.
+#[derive(Clone, Copy, PartialEq)]
+enum TurnTransport {
+    /// UDP and TCP: the Rust viewer peer reaches TURN over UDP only.
+    UdpAndTcp,
+    /// TCP only, as `just run-coturn` runs it for browsers.
+    TcpOnly,
+}
+
 impl Coturn {
-    /// UDP, because the Rust viewer peer reaches TURN over UDP only; browsers use the TCP
-    /// listener that `just run-coturn` opens.
-    fn start(secret: &str) -> Self {
+    fn start(secret: &str, transport: TurnTransport) -> Self {
         let binary = ["/usr/bin/turnserver", "/usr/local/bin/turnserver"]
             .into_iter()
             .find(|p| std::path::Path::new(p).is_file())
             .unwrap_or_else(|| panic!("coturn is not installed: run tools/ci/install-coturn.sh"));
         let dir = tempfile::tempdir().unwrap();
         let port = visprompt_testkit::free_port();
-        let child = std::process::Command::new(binary)
+        let mut command = std::process::Command::new(binary);
+        if transport == TurnTransport::TcpOnly {
+            command.arg("--no-udp");
+        }
+        let child = command
             .args([
                 "-n",
                 "--listening-ip=127.0.0.1",
                 "--relay-ip=127.0.0.1",
                 &format!("--listening-port={port}"),
                 "--min-port=52000",
-                "--max-port=52999",
+                "--max-port=53999",
                 "--use-auth-secret",
                 &format!("--static-auth-secret={secret}"),
                 "--realm=visprompt",
@@ -727,7 +730,7 @@ async fn watch_relayed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_only_viewer_gets_video_through_turn_with_rest_credentials_and_bad_ones_fail() {
     let secret = "relay-test-secret";
-    let turn = Coturn::start(secret);
+    let turn = Coturn::start(secret, TurnTransport::UdpAndTcp);
     let turn_url = format!("turn:127.0.0.1:{}", turn.port);
     let turn_urls = turn_url.clone();
     let app = spawn_app_with(Options {
@@ -851,38 +854,10 @@ async fn a_relay_only_browser_gets_video_through_turn_over_tcp() {
         .into_iter()
         .find(|p| std::path::Path::new(p).is_file())
         .unwrap_or_else(|| panic!("Chromium is not installed: run tools/ci/install-chromium.sh"));
-    let binary = ["/usr/bin/turnserver", "/usr/local/bin/turnserver"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).is_file())
-        .unwrap_or_else(|| panic!("coturn is not installed: run tools/ci/install-coturn.sh"));
     let secret = "browser-relay-secret";
+    let turn = Coturn::start(secret, TurnTransport::TcpOnly);
+    let turn_port = turn.port;
     let dir = tempfile::tempdir().unwrap();
-    let turn_port = visprompt_testkit::free_port();
-    let mut turn = std::process::Command::new(binary)
-        .args([
-            "-n",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            &format!("--listening-port={turn_port}"),
-            "--no-udp",
-            "--min-port=53000",
-            "--max-port=53999",
-            "--use-auth-secret",
-            &format!("--static-auth-secret={secret}"),
-            "--realm=visprompt",
-            "--allow-loopback-peers",
-            "--no-tls",
-            "--no-dtls",
-            "--no-cli",
-            "--fingerprint",
-            "--no-stdout-log",
-            &format!("--log-file={}", dir.path().join("turn.log").display()),
-            &format!("--pidfile={}", dir.path().join("turn.pid").display()),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let server = start_server_process(&[
         ("DEMO_PROJECT", "true"),
         ("CORS_ORIGINS", "*"),
@@ -912,8 +887,7 @@ async fn a_relay_only_browser_gets_video_through_turn_over_tcp() {
     let report = tokio::time::timeout(Duration::from_secs(60), reports.recv()).await;
     let _ = browser.kill();
     let _ = browser.wait();
-    let _ = turn.kill();
-    let _ = turn.wait();
+    drop(turn);
     let report = percent_decode(&report.expect("the page reports within 60 s").unwrap());
     assert!(report.starts_with("RESULT "), "{report}");
     assert!(report.contains("state=connected"), "{report}");
