@@ -154,8 +154,7 @@ impl Encoding {
         let style = self.style;
         let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
-            let encoded = compose(&frame, newest.as_deref(), &style)
-                .and_then(|image| enc_frame(&mut enc, &image));
+            let encoded = enc_frame(&mut enc, &compose(&frame, newest.as_deref(), &style));
             (enc, encoded)
         })
         .await;
@@ -190,11 +189,7 @@ impl Encoding {
 }
 
 /// The frame with the newest detections drawn on it, if they are recent enough.
-fn compose(
-    frame: &VideoFrame,
-    newest: Option<&FrameResult>,
-    style: &OverlayStyle,
-) -> Option<RgbImage> {
+fn compose(frame: &VideoFrame, newest: Option<&FrameResult>, style: &OverlayStyle) -> RgbImage {
     let mut image = (*frame.image).clone();
     if let Some(result) = newest {
         let age = frame
@@ -204,7 +199,7 @@ fn compose(
             overlay::draw(&mut image, result, style);
         }
     }
-    Some(image)
+    image
 }
 
 fn enc_frame(encoder: &mut H264Encoder, image: &RgbImage) -> Option<crate::h264::EncodedFrame> {

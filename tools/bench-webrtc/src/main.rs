@@ -31,7 +31,6 @@ const BLOCK: u32 = 16;
 struct Clip {
     frames: Vec<(Arc<RgbImage>, Detection)>,
     labels: Arc<LabelTable>,
-    label: LabelId,
 }
 
 fn clip(width: u32, height: u32, count: u64) -> Clip {
@@ -58,7 +57,6 @@ fn clip(width: u32, height: u32, count: u64) -> Clip {
             "disc",
             Color::rgb(0xE6, 0x39, 0x46),
         )])),
-        label,
     }
 }
 
@@ -73,7 +71,6 @@ fn video_frame(image: Arc<RgbImage>, seq: u64) -> VideoFrame {
 }
 
 fn result_for(clip: &Clip, frame: &VideoFrame, detection: &Detection) -> FrameResult {
-    let _ = clip.label;
     FrameResult::new(
         ProjectId::new(),
         frame.clone(),
