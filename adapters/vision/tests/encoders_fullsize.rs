@@ -1,13 +1,18 @@
 //! Full-size encoders (DINOv3 ViT-S/16 and ViT-L/16, DINOv2 ViT-S/14 with and without
-//! registers, ViT-B/14) built with random weights under their Hugging Face names, saved into a
-//! hub-layout cache folder as a user's download would be, found there offline through the
-//! weights layer and run: the output has the expected shape and is finite.
+//! registers, ViT-B/14) built with random weights under their Hugging Face names and run: the
+//! output has the expected shape and is finite.
+//!
+//! The product default (DINOv3 ViT-S/16) goes the whole way a user's download goes: saved into a
+//! hub-layout cache folder (in f16, 44 MB), found there offline by the weights layer and loaded as
+//! f32. The larger ones are built from the same tensors in memory: writing a 1.2 GB checkpoint
+//! per test fills the disk of a small CI machine and proves nothing the small one does not.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use visprompt_vision::encoders::{EncoderConfig, Family, MlpKind};
+use candle_nn::VarBuilder;
+use visprompt_vision::encoders::{EncoderConfig, Family, ImageEncoder, MlpKind};
 use visprompt_vision::weights::{HubCache, HubClient, NoProgress, load_encoder_dir};
 
 /// Every tensor of an HF checkpoint of `cfg`, with its shape.
@@ -93,7 +98,32 @@ fn hf_tensors(cfg: &EncoderConfig) -> Vec<(String, Vec<usize>)> {
     t
 }
 
-/// Writes a random-weight checkpoint of `cfg` into a hub-layout cache under `root` as
+/// Random tensors for every name of an HF checkpoint of `cfg`.
+fn random_checkpoint(cfg: &EncoderConfig, dtype: DType) -> HashMap<String, Tensor> {
+    // Random values from a prime-length pool, repeated: generating hundreds of millions of
+    // normal samples one by one in a debug build would dominate the test's time.
+    const POOL: usize = 65_521;
+    let pool = Tensor::randn(0f32, 0.02, POOL, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+    hf_tensors(cfg)
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let t = pool
+                .repeat(n.div_ceil(POOL))
+                .unwrap()
+                .narrow(0, 0, n)
+                .unwrap()
+                .reshape(shape)
+                .unwrap();
+            (name, t)
+        })
+        .collect()
+}
+
+/// Writes a random-weight f16 checkpoint of `cfg` into a hub-layout cache under `root` as
 /// `repo` at revision `main`.
 fn write_hub_snapshot(root: &Path, repo: &str, cfg: &EncoderConfig) {
     let commit = "f00dfeedf00dfeedf00dfeedf00dfeedf00dfeed";
@@ -107,28 +137,14 @@ fn write_hub_snapshot(root: &Path, repo: &str, cfg: &EncoderConfig) {
         serde_json::to_string_pretty(&cfg.to_json()).unwrap(),
     )
     .unwrap();
-    // Random values from a prime-length pool, repeated: generating hundreds of millions of
-    // normal samples one by one in a debug build would dominate the test's time.
-    const POOL: usize = 65_521;
-    let pool = Tensor::randn(0f32, 0.02, POOL, &Device::Cpu).unwrap();
-    let mut tensors = HashMap::new();
-    for (name, shape) in hf_tensors(cfg) {
-        let n: usize = shape.iter().product();
-        let t = pool
-            .repeat(n.div_ceil(POOL))
-            .unwrap()
-            .narrow(0, 0, n)
-            .unwrap()
-            .reshape(shape)
-            .unwrap();
-        tensors.insert(name, t);
-    }
+    let tensors = random_checkpoint(cfg, DType::F16);
     candle_core::safetensors::save(&tensors, snap.join("model.safetensors")).unwrap();
 }
 
-fn check(cfg: EncoderConfig, repo: &str, inputs: &[(usize, usize)]) {
+/// Saves `cfg` into a hub cache, finds it offline and loads it as f32.
+fn load_through_hub_cache(cfg: &EncoderConfig, repo: &str) -> ImageEncoder {
     let dir = tempfile::tempdir().unwrap();
-    write_hub_snapshot(dir.path(), repo, &cfg);
+    write_hub_snapshot(dir.path(), repo, cfg);
     let client = HubClient::new(HubCache::new(dir.path())).offline(true);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -142,7 +158,19 @@ fn check(cfg: EncoderConfig, repo: &str, inputs: &[(usize, usize)]) {
         ))
         .expect("found in the cache");
     let encoder = load_encoder_dir(&snap, DType::F32, &Device::Cpu).expect("loads");
-    assert_eq!(encoder.config(), &cfg, "config.json round-trips");
+    assert_eq!(encoder.dtype(), DType::F32, "f16 weights load as f32");
+    encoder
+}
+
+/// Builds `cfg` from random tensors held in memory.
+fn load_in_memory(cfg: &EncoderConfig) -> ImageEncoder {
+    let tensors = random_checkpoint(cfg, DType::F32);
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    ImageEncoder::load(cfg, vb).expect("every tensor name is found")
+}
+
+fn check(encoder: &ImageEncoder, cfg: &EncoderConfig, repo: &str, inputs: &[(usize, usize)]) {
+    assert_eq!(encoder.config(), cfg, "{repo}: config round-trips");
     for &(h, w) in inputs {
         let x = Tensor::randn(0f32, 1.0, (1, 3, h, w), &Device::Cpu).unwrap();
         let feats = encoder.patch_features(&x).expect("forward");
@@ -166,41 +194,36 @@ fn check(cfg: EncoderConfig, repo: &str, inputs: &[(usize, usize)]) {
 
 #[test]
 fn dinov3_small_full_size_from_a_hub_cache() {
-    check(
-        EncoderConfig::dinov3_small(),
-        "facebook/dinov3-vits16-pretrain-lvd1689m",
-        &[(512, 512), (224, 320)],
-    );
+    let cfg = EncoderConfig::dinov3_small();
+    let repo = "facebook/dinov3-vits16-pretrain-lvd1689m";
+    let encoder = load_through_hub_cache(&cfg, repo);
+    check(&encoder, &cfg, repo, &[(512, 512), (224, 320)]);
 }
 
 #[test]
-fn dinov3_large_full_size_from_a_hub_cache() {
-    check(
-        EncoderConfig::dinov3_large(),
-        "facebook/dinov3-vitl16-pretrain-lvd1689m",
-        &[(128, 96)],
-    );
+fn dinov3_large_full_size() {
+    let cfg = EncoderConfig::dinov3_large();
+    check(&load_in_memory(&cfg), &cfg, "dinov3-vitl16", &[(128, 96)]);
 }
 
 #[test]
 fn dinov2_small_full_size_with_and_without_registers() {
-    check(
-        EncoderConfig::dinov2_small(false),
-        "facebook/dinov2-small",
-        &[(518, 518), (224, 224)],
-    );
-    check(
-        EncoderConfig::dinov2_small(true),
-        "facebook/dinov2-with-registers-small",
-        &[(512, 512), (196, 280)],
-    );
+    for (registers, input) in [
+        (false, [(518, 518), (224, 224)]),
+        (true, [(512, 512), (196, 280)]),
+    ] {
+        let cfg = EncoderConfig::dinov2_small(registers);
+        check(&load_in_memory(&cfg), &cfg, "dinov2-small", &input);
+    }
 }
 
 #[test]
 fn dinov2_base_full_size() {
+    let cfg = EncoderConfig::dinov2_base(true);
     check(
-        EncoderConfig::dinov2_base(true),
-        "facebook/dinov2-with-registers-base",
+        &load_in_memory(&cfg),
+        &cfg,
+        "dinov2-with-registers-base",
         &[(224, 224)],
     );
 }
