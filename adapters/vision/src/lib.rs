@@ -9,6 +9,7 @@
 //! Every model is proven against its reference implementation by parity fixtures made with
 //! random weights on small configurations (`tools/parity/`).
 
+pub mod detect;
 pub mod encoders;
 pub mod segmenters;
 pub mod weights;
