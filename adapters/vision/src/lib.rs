@@ -10,6 +10,8 @@
 //! random weights on small configurations (`tools/parity/`).
 
 pub mod detect;
+pub mod detector;
 pub mod encoders;
 pub mod segmenters;
+pub mod store;
 pub mod weights;

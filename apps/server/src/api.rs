@@ -12,6 +12,7 @@ pub mod navigation;
 pub mod pipeline;
 pub mod projects;
 pub mod prompts;
+pub mod segment;
 pub mod sinks;
 pub mod sources;
 pub mod system;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub changes: broadcast::Sender<Change>,
     /// The WebRTC live view.
     pub live: Arc<visprompt_webrtc::LiveView>,
+    /// The neural models' weights, loaded once and shared.
+    pub models: Arc<visprompt_vision::store::ModelStore>,
 }
 
 pub type Api = (
@@ -77,6 +80,7 @@ pub type Api = (
         navigation::NavigationApi,
         discovery::DiscoveryApi,
         webrtc::WebRtcApi,
+        segment::SegmentApi,
     ),
     system::SystemApi,
     projects::ProjectsApi,
@@ -95,6 +99,7 @@ pub fn open_api(state: AppState, archive_limits: ArchiveLimits) -> OpenApiServic
         (
             pipeline::PipelineApi {
                 service: service.clone(),
+                models: state.models.clone(),
                 pipeline: state.pipeline.clone(),
                 changes: state.changes.clone(),
             },
@@ -108,8 +113,16 @@ pub fn open_api(state: AppState, archive_limits: ArchiveLimits) -> OpenApiServic
                 service: service.clone(),
                 live: state.live.clone(),
             },
+            segment::SegmentApi {
+                service: service.clone(),
+                codec: state.codec.clone(),
+                models: state.models.clone(),
+                cache: Default::default(),
+            },
         ),
-        system::SystemApi,
+        system::SystemApi {
+            models: state.models.clone(),
+        },
         projects::ProjectsApi {
             service: service.clone(),
             archive_limits,

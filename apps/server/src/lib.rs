@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod demo;
+pub mod detectors;
 pub mod document;
 pub mod metrics;
 pub mod middleware;

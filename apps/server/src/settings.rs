@@ -38,6 +38,11 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("TURN_CREDENTIAL_TTL", "webrtc.turn_credential_ttl"),
     ("WEBRTC_LOOPBACK_ONLY", "webrtc.loopback_only"),
     ("WEBRTC_MAX_VIEWERS", "webrtc.max_viewers"),
+    ("MODELS_DIR", "models.dir"),
+    ("MODEL_CACHE_DIR", "models.cache_dir"),
+    ("OFFLINE", "models.offline"),
+    ("HF_ENDPOINT", "models.hub_endpoint"),
+    ("HF_TOKEN", "models.hub_token"),
 ];
 
 /// Variables taken as plain text, never parsed as numbers, lists or tables: JSON and ranges
@@ -48,6 +53,10 @@ const TEXT_ENV_KEYS: &[&str] = &[
     "WEBRTC_PORT_RANGE",
     "WEBRTC_ADVERTISE_IP",
     "TURN_SHARED_SECRET",
+    "MODELS_DIR",
+    "MODEL_CACHE_DIR",
+    "HF_ENDPOINT",
+    "HF_TOKEN",
 ];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -59,6 +68,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub demo: DemoSettings,
     pub webrtc: WebRtcSection,
+    pub models: ModelsSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -123,6 +133,46 @@ pub struct DemoSettings {
     /// On a first start (no project stored), create a "Demo" project that runs at once: the
     /// synthetic source, a label and a prompt marking one of its shapes.
     pub seed_project: bool,
+}
+
+/// Where the neural models' weights come from (see `visprompt_vision::store`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsSection {
+    /// A folder with one sub-folder per model id holding its files; looked at first.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub dir: Option<String>,
+    /// The Hugging Face hub cache downloads go to; default `<data_dir>/models`.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub cache_dir: Option<String>,
+    /// Never download (`OFFLINE=1`): models must be in `dir` or the cache.
+    #[serde(default, deserialize_with = "flag")]
+    pub offline: bool,
+    /// A hub mirror instead of https://huggingface.co.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub hub_endpoint: Option<String>,
+    /// Token for gated repositories (the DINOv3 encoders).
+    #[serde(default, deserialize_with = "optional_text")]
+    pub hub_token: Option<String>,
+}
+
+/// A switch: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::Bool(b) => Ok(b),
+        Scalar::Int(0) => Ok(false),
+        Scalar::Int(1) => Ok(true),
+        other => {
+            let t = String::from(other).to_ascii_lowercase();
+            match t.as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" | "" => Ok(false),
+                _ => Err(serde::de::Error::custom(format!(
+                    "expected true/false, 1/0, yes/no or on/off, got {t:?}"
+                ))),
+            }
+        }
+    }
 }
 
 /// The live view's networking, with the names of the reference deployment guide; validated by
@@ -190,6 +240,13 @@ impl Default for Settings {
                 turn_credential_ttl: None,
                 loopback_only: false,
                 max_viewers: 32,
+            },
+            models: ModelsSection {
+                dir: None,
+                cache_dir: None,
+                offline: false,
+                hub_endpoint: None,
+                hub_token: None,
             },
         }
     }
@@ -366,6 +423,22 @@ impl Settings {
             .map(|r| cwd.join(r))
             .collect();
         MediaRoots::new(roots).map_err(|e| SettingsError::new("media.roots", e.to_string()))
+    }
+
+    /// Where the model store looks for weights; relative folders are taken from the working
+    /// directory.
+    pub fn model_store(&self) -> visprompt_vision::store::ModelStoreSettings {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        visprompt_vision::store::ModelStoreSettings {
+            models_dir: self.models.dir.as_ref().map(|d| cwd.join(d)),
+            cache_dir: match &self.models.cache_dir {
+                Some(d) => cwd.join(d),
+                None => cwd.join(&self.store.data_dir).join("models"),
+            },
+            offline: self.models.offline,
+            hub_endpoint: self.models.hub_endpoint.clone(),
+            hub_token: self.models.hub_token.clone(),
+        }
     }
 
     /// Where and how to open the database.

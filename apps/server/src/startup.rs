@@ -11,7 +11,9 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, Route, Server};
-use visprompt_classical::ClassicalDetectorFactory;
+use visprompt_vision::store::{ModelStore, ModelStoreSettings};
+
+use crate::detectors::DetectorRouter;
 use visprompt_domain::{MediaRoots, Repository, Service};
 use visprompt_image::ImageCodec;
 use visprompt_media::MediaSourceFactory;
@@ -46,6 +48,7 @@ fn compose(
     sole_writer: bool,
     media_roots: MediaRoots,
     webrtc: (WebRtcSettings, PeerLimits),
+    models: ModelStoreSettings,
 ) -> anyhow::Result<AppState> {
     visprompt_sinks::install_crypto_provider();
     let observed = ObservedRepository::new(repo);
@@ -56,12 +59,13 @@ fn compose(
     });
     let changes = observed.sender();
     let codec = Arc::new(ImageCodec);
+    let models = Arc::new(ModelStore::new(models));
     let pipeline = PipelineManager::start(
         observed.clone(),
         observed.subscribe(),
         Components {
             sources: Arc::new(MediaSourceFactory::new(media_roots.clone())),
-            detectors: Arc::new(ClassicalDetectorFactory),
+            detectors: Arc::new(DetectorRouter::new(models.clone())),
             sinks: Arc::new(Sinks::default().confined_to(&media_roots)),
             codec: codec.clone(),
         },
@@ -80,6 +84,7 @@ fn compose(
         codec,
         changes,
         live: Arc::new(live),
+        models,
     })
 }
 
@@ -100,6 +105,7 @@ impl Application {
             sole_writer,
             settings.media_roots()?,
             (settings.webrtc()?, settings.peer_limits()),
+            settings.model_store(),
         )?;
         if settings.demo.seed_project {
             crate::demo::seed(&state.service, &*state.codec)
@@ -211,6 +217,7 @@ pub async fn openapi_document() -> anyhow::Result<String> {
         true,
         MediaRoots::default(),
         (settings.webrtc()?, settings.peer_limits()),
+        settings.model_store(),
     )?;
     let document = serde_json::to_string_pretty(&hardened(&open_api(
         state.clone(),

@@ -1,5 +1,5 @@
 //! Test support shared by the integration tests of several crates: a real Mosquitto broker of the
-//! test's own on a loopback port. Test code only (a dev-dependency); a missing binary fails the
+//! test's own on a loopback port, and a models folder with small random-weight models. Test code only (a dev-dependency); a missing binary fails the
 //! test with the command that installs it, never skips it.
 
 use std::io::Read as _;
@@ -164,4 +164,34 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Fills `dest` as a `MODELS_DIR`: `dinov3_small/` (a 2-layer DINOv3, config.json +
+/// model.safetensors) and `sam_hq_tiny/` (a small SAM-HQ with a TinyViT encoder and its
+/// config.json), both random-weight parity fixtures of `visprompt-vision`. They run in well under
+/// a second per frame in a debug build; what they detect is arbitrary but deterministic.
+pub fn tiny_models_dir(dest: &std::path::Path) {
+    let fixtures =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../adapters/vision/tests/fixtures");
+    let copy = |from: PathBuf, to: PathBuf| {
+        std::fs::create_dir_all(to.parent().expect("a parent")).expect("creating a models folder");
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+    };
+    let enc = fixtures.join("encoders/dinov3");
+    copy(
+        enc.join("config.json"),
+        dest.join("dinov3_small/config.json"),
+    );
+    copy(
+        enc.join("model.safetensors"),
+        dest.join("dinov3_small/model.safetensors"),
+    );
+    copy(
+        fixtures.join("segmenters/tiny/model.pth"),
+        dest.join("sam_hq_tiny/sam_hq_vit_tiny.pth"),
+    );
+    copy(
+        fixtures.join("models/sam_hq_tiny.config.json"),
+        dest.join("sam_hq_tiny/config.json"),
+    );
 }

@@ -17,6 +17,7 @@
 
 pub mod decode;
 pub mod features;
+pub mod interactive;
 pub mod lsa;
 pub mod model;
 pub mod postprocess;

@@ -153,9 +153,15 @@ fn round2(v: f64) -> f64 {
 /// The model status of a project, in the reference system's shape.
 #[derive(Debug, Clone, Object)]
 pub struct ModelStatus {
-    /// `loading`, `ready`, `error`, or absent when the project's pipeline does not run a model.
+    /// `downloading`, `loading`, `ready`, `error`, or absent when the project's pipeline does
+    /// not run a model.
     pub status: Option<String>,
     pub error_message: Option<String>,
+    /// While `downloading`: the model being fetched (a `weights` id of
+    /// `/api/v1/system/supported-models`).
+    pub model: Option<String>,
+    /// While `downloading`: the fraction received, 0 to 1, once the size is known.
+    pub progress: Option<f64>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -204,6 +210,7 @@ impl StreamEvent {
 
 pub struct PipelineApi {
     pub service: Service,
+    pub models: std::sync::Arc<visprompt_vision::store::ModelStore>,
     pub pipeline: PipelineHandle,
     pub changes: broadcast::Sender<Change>,
 }
@@ -234,17 +241,27 @@ impl PipelineApi {
             return Ok(Json(ModelStatus {
                 status: None,
                 error_message: None,
+                model: None,
+                progress: None,
             }));
         }
+        let download = self.models.download();
         let (status, error_message) = match status.detector.state {
+            ComponentState::Starting if download.is_some() => (Some("downloading"), None),
             ComponentState::Starting => (Some("loading"), None),
             ComponentState::Running => (Some("ready"), None),
             ComponentState::Error { message } => (Some("error"), Some(message)),
             ComponentState::None | ComponentState::Ended => (None, None),
         };
+        let downloading = status == Some("downloading");
         Ok(Json(ModelStatus {
             status: status.map(Into::into),
             error_message,
+            model: download
+                .as_ref()
+                .filter(|_| downloading)
+                .map(|d| d.model_id.clone()),
+            progress: download.filter(|_| downloading).and_then(|d| d.fraction()),
         }))
     }
 

@@ -29,13 +29,35 @@ pub struct SupportedModel {
     pub default_config: ModelConfigBody,
 }
 
+/// Pretrained weights a neural algorithm can use (its `encoder_model` / `sam_model`).
+#[derive(Debug, Clone, Object)]
+pub struct ModelWeights {
+    /// The folder name under `MODELS_DIR` and the id in download progress.
+    pub id: String,
+    /// `encoder` or `segmenter`.
+    pub kind: String,
+    pub name: String,
+    /// The Hugging Face repository it downloads from.
+    pub repository: String,
+    pub size_bytes: u64,
+    pub licence: String,
+    /// Whether the repository asks users to accept its licence first (set `HF_TOKEN`).
+    pub gated: bool,
+    /// Whether the files are on this machine (in `MODELS_DIR` or the download cache).
+    pub present_locally: bool,
+}
+
 #[derive(Debug, Clone, Object)]
 pub struct SupportedModelList {
     pub models: Vec<SupportedModel>,
     pub pagination: Pagination,
+    /// Every set of weights this build can run, whatever the page.
+    pub weights: Vec<ModelWeights>,
 }
 
-pub struct SystemApi;
+pub struct SystemApi {
+    pub models: std::sync::Arc<visprompt_vision::store::ModelStore>,
+}
 
 #[OpenApi(tag = "ApiTags::System")]
 impl SystemApi {
@@ -86,6 +108,33 @@ impl SystemApi {
             offset: page.offset(),
             limit: page.limit(),
         };
-        Ok(Json(SupportedModelList { models, pagination }))
+        let store = self.models.clone();
+        // Presence checks touch the disk: off the async threads.
+        let weights = tokio::task::spawn_blocking(move || {
+            visprompt_vision::weights::catalogue()
+                .iter()
+                .map(|spec| ModelWeights {
+                    id: spec.id.into(),
+                    kind: match spec.kind {
+                        visprompt_vision::weights::ModelKind::Encoder => "encoder",
+                        visprompt_vision::weights::ModelKind::Segmenter => "segmenter",
+                    }
+                    .into(),
+                    name: spec.name.into(),
+                    repository: spec.repo.into(),
+                    size_bytes: spec.size_bytes,
+                    licence: spec.licence.into(),
+                    gated: spec.gated,
+                    present_locally: store.present_locally(spec),
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+        Ok(Json(SupportedModelList {
+            models,
+            pagination,
+            weights,
+        }))
     }
 }
