@@ -20,7 +20,7 @@ fi
 "$venv/bin/python" -m pip install --upgrade pip >/dev/null
 # CPU-only PyTorch keeps the download small; the parity fixtures and the benchmark run on the CPU.
 "$venv/bin/python" -m pip install --index-url https://download.pytorch.org/whl/cpu torch torchvision
-"$venv/bin/python" -m pip install "transformers>=5" safetensors segment-anything-hq timm pillow numpy
+"$venv/bin/python" -m pip install "transformers>=5" safetensors segment-anything-hq timm pillow numpy scipy
 "$venv/bin/python" - <<'PY'
 import torch, transformers
 print(f"parity venv ready: torch {torch.__version__}, transformers {transformers.__version__}")
