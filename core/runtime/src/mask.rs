@@ -278,6 +278,12 @@ impl BitMask {
             let Some((next, b)) = found else {
                 break; // a single isolated pixel
             };
+            // Back at the start about to repeat the first step: the loop is closed. (Jacob's
+            // criterion alone misses this on some shapes and would trace the loop again and
+            // again until the step limit.)
+            if current == start && contour.len() > 2 && next == contour[1] {
+                break;
+            }
             let rel = (b.0 - next.0, b.1 - next.1);
             back = DIRS.iter().position(|&d| d == rel).unwrap_or(0);
             current = next;
@@ -322,33 +328,44 @@ fn dist2(a: (f64, f64), b: (f64, f64)) -> f64 {
     (a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)
 }
 
+/// Douglas–Peucker with an explicit work list: outlines of noisy masks have hundreds of
+/// thousands of points, too many for recursion on a thread's stack.
 fn douglas_peucker(points: &[(f64, f64)], epsilon: f64) -> Vec<(f64, f64)> {
     if points.len() < 3 {
         return points.to_vec();
     }
-    let (a, b) = (points[0], points[points.len() - 1]);
-    let len = dist2(a, b).sqrt();
-    let distance = |p: (f64, f64)| {
-        if len == 0.0 {
-            dist2(a, p).sqrt()
-        } else {
-            ((b.0 - a.0) * (a.1 - p.1) - (a.0 - p.0) * (b.1 - a.1)).abs() / len
+    let mut keep = vec![false; points.len()];
+    keep[0] = true;
+    keep[points.len() - 1] = true;
+    let mut work = vec![(0usize, points.len() - 1)];
+    while let Some((first, last)) = work.pop() {
+        if last <= first + 1 {
+            continue;
         }
-    };
-    let (index, max) = points[1..points.len() - 1]
-        .iter()
-        .enumerate()
-        .map(|(i, &p)| (i + 1, distance(p)))
-        .fold((0, -1.0), |best, c| if c.1 > best.1 { c } else { best });
-    if max > epsilon {
-        let mut left = douglas_peucker(&points[..=index], epsilon);
-        let right = douglas_peucker(&points[index..], epsilon);
-        left.pop();
-        left.extend(right);
-        left
-    } else {
-        vec![a, b]
+        let (a, b) = (points[first], points[last]);
+        let len = dist2(a, b).sqrt();
+        let distance = |p: (f64, f64)| {
+            if len == 0.0 {
+                dist2(a, p).sqrt()
+            } else {
+                ((b.0 - a.0) * (a.1 - p.1) - (a.0 - p.0) * (b.1 - a.1)).abs() / len
+            }
+        };
+        let (index, max) = (first + 1..last)
+            .map(|i| (i, distance(points[i])))
+            .fold((first, -1.0), |best, c| if c.1 > best.1 { c } else { best });
+        if max > epsilon {
+            keep[index] = true;
+            work.push((first, index));
+            work.push((index, last));
+        }
     }
+    points
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(p, _)| *p)
+        .collect()
 }
 
 /// The pixels a prompt shape marks on a frame of `size`. Positive points become discs of
@@ -407,6 +424,31 @@ fn fill_polygon(vertices: &[Point], w: u32, h: u32) -> BitMask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outlines_of_noisy_full_frame_masks_stay_bounded_and_need_little_stack() {
+        // Pixel noise like an untrained segmenter's: one huge, ragged 8-connected region.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mask = BitMask::from_fn(640, 480, |_, _| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % 100 < 55
+        });
+        // A small stack: no recursion that grows with the outline's length.
+        let outline = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || mask.outline())
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert!(outline.len() >= 3);
+        assert!(
+            outline.len() <= 2 * 640 * 480,
+            "the trace stops when its loop closes: {} points",
+            outline.len()
+        );
+    }
 
     fn square(w: u32, h: u32, x0: u32, y0: u32, side: u32) -> BitMask {
         BitMask::from_fn(w, h, |x, y| {
