@@ -65,6 +65,16 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.media.roots = media_root.path().to_str().unwrap().to_owned();
     // Media stays on loopback: tests send no traffic to other addresses of this machine.
     settings.webrtc.loopback_only = true;
+    // Tests never download model weights; neural tests bring a models folder.
+    settings.models.offline = true;
+    settings.models.cache_dir = Some(
+        media_root
+            .path()
+            .join(".model-cache")
+            .to_str()
+            .unwrap()
+            .to_owned(),
+    );
     if let Some(adjust) = options.adjust {
         adjust(&mut settings);
     }

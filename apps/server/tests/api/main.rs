@@ -8,6 +8,7 @@ mod errors;
 mod frames;
 mod labels;
 mod models;
+mod neural;
 mod openapi;
 mod persistence;
 mod pipeline;

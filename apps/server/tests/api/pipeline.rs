@@ -18,7 +18,7 @@ use visprompt_testkit::{Access, Broker, mosquitto_binary};
 use crate::helpers::{TestApp, assert_error, id, png_of, spawn_app};
 
 /// Messages on `topic`, one JSON document per line, from a `mosquitto_sub` child.
-fn subscribe(broker: &Broker, topic: &str) -> Subscriber {
+pub(crate) fn subscribe(broker: &Broker, topic: &str) -> Subscriber {
     let mut child = Command::new(mosquitto_binary("mosquitto_sub"))
         .args([
             "-h",
@@ -44,14 +44,14 @@ fn subscribe(broker: &Broker, topic: &str) -> Subscriber {
     Subscriber { child, rx }
 }
 
-struct Subscriber {
+pub(crate) struct Subscriber {
     child: Child,
     rx: mpsc::Receiver<String>,
 }
 
 impl Subscriber {
     /// The next message that satisfies `accept`, within `within`.
-    fn next_matching(&self, within: Duration, accept: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn next_matching(&self, within: Duration, accept: impl Fn(&Value) -> bool) -> Value {
         let deadline = std::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -66,7 +66,7 @@ impl Subscriber {
         }
     }
 
-    fn drain(&self) {
+    pub(crate) fn drain(&self) {
         while self.rx.try_recv().is_ok() {}
     }
 }
@@ -79,7 +79,7 @@ impl Drop for Subscriber {
 }
 
 /// Uploads frame 0 of the demo scene; returns the stored frame.
-async fn upload_scene_frame(app: &TestApp, pid: &str) -> Value {
+pub(crate) async fn upload_scene_frame(app: &TestApp, pid: &str) -> Value {
     let scene = SyntheticScene::default();
     let resp = app
         .upload_frame(pid, png_of(&scene.render(0)), "image/png")
@@ -89,7 +89,7 @@ async fn upload_scene_frame(app: &TestApp, pid: &str) -> Value {
 }
 
 /// A visual prompt on `frame` that marks the exact mask of `kind` as `label`.
-fn prompt_of(frame: &Value, label: &Value, kind: ObjectKind) -> Value {
+pub(crate) fn prompt_of(frame: &Value, label: &Value, kind: ObjectKind) -> Value {
     let mask = SyntheticScene::default()
         .ground_truth(0)
         .into_iter()
@@ -102,7 +102,7 @@ fn prompt_of(frame: &Value, label: &Value, kind: ObjectKind) -> Value {
 }
 
 /// Creates an active synthetic source and waits until its frames flow.
-async fn start_synthetic(app: &TestApp, pid: &str) -> Value {
+pub(crate) async fn start_synthetic(app: &TestApp, pid: &str) -> Value {
     let body = json!({ "active": true, "config": { "source_type": "synthetic" } });
     let resp = app
         .post_json(&format!("/api/v1/projects/{pid}/sources"), &body)
@@ -116,7 +116,7 @@ async fn start_synthetic(app: &TestApp, pid: &str) -> Value {
     source
 }
 
-fn labels_in(message: &Value) -> Vec<String> {
+pub(crate) fn labels_in(message: &Value) -> Vec<String> {
     message["detections"]
         .as_array()
         .map(|d| {
@@ -127,11 +127,15 @@ fn labels_in(message: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn status(app: &TestApp) -> Value {
+pub(crate) async fn status(app: &TestApp) -> Value {
     app.get("/api/v1/pipeline").await.json().await.unwrap()
 }
 
-async fn eventually_status(app: &TestApp, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn eventually_status(
+    app: &TestApp,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     for _ in 0..200 {
         let s = status(app).await;
         if check(&s) {
