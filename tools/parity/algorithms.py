@@ -30,8 +30,9 @@ Only the models are replaced; the reference's code runs unchanged:
 Layout of `adapters/vision/tests/fixtures/algorithms/` (D = 32 feature channels):
 
     encoder/config.json, model.safetensors, preprocessor_config.json   the tiny DINOv3
-    images/<name>.png            RGB inputs (references ref_a 240x180, ref_b 200x150; targets
-                                 tgt_a 160x120, tgt_b 208x144)
+    images/<name>.png            RGB inputs from the sample frames (references ref_a 240x180,
+                                 ref_b 200x150; crowded targets tgt_a 160x120, tgt_b 208x144),
+                                 with Gaussian noise (sigma 20) so that patches do not tie
     images/<name>.<object>.png   reference masks, 8-bit grey 0/255
     features.safetensors         the reference encoder on each image alone:
         <name>.features          f32 [1024, D]   patch tokens without the 1+4 prefix tokens,
@@ -48,7 +49,10 @@ Layout of `adapters/vision/tests/fixtures/algorithms/` (D = 32 feature channels)
                                  each step, in output order
         post.<s>.pred_scores f32 [M], .pred_labels i64 [M], .pred_boxes f32 [M, 5]
     cases/<case>/case.json       algorithm, parameters, references (image; masks with category
-                                 ids), targets, the chosen confidence threshold, a summary
+                                 ids), targets (paths relative to the fixture folder), the chosen
+                                 confidence threshold, `prompts_differ_in_float64` (the
+                                 (target, category) pairs whose points change when the prompt
+                                 stage runs in float64: none), a summary
     cases/<case>/io.safetensors  the stages, below
 
 Keys of `io.safetensors` (T targets, C categories, S = the most reference images one category has
@@ -122,6 +126,7 @@ SAMPLES = ROOT / "adapters" / "media" / "assets" / "sample" / "shapes"
 
 ENCODER_ID = "visprompt_tiny_dinov3"
 STORED_DECODER_MASKS = 24  # per target; the rest are checked through their areas and scores
+NOISE_SIGMA = 20.0  # grey levels of Gaussian noise on every input image
 CIRCLE, SQUARE = 7, 3  # category ids, deliberately not in ascending order of first use
 
 
@@ -193,12 +198,17 @@ def make_images(dst: Path) -> dict[str, dict]:
 
     used = {"ref_a": ("circle", "square"), "ref_b": ("circle_top", "circle_bottom")}
     out: dict[str, dict] = {}
-    for name, img in images.items():
-        img = np.ascontiguousarray(img)
+    # Sensor-like noise (masks come from the clean pictures): the pasted objects are copies of
+    # one texture, and without it many patch pairs match equally well, so that the assignment
+    # and the order of the points would hang on the last bit of a dot product.
+    rng = np.random.default_rng(7)
+    for name, clean in images.items():
+        noise = np.round(rng.normal(0.0, NOISE_SIGMA, clean.shape))
+        img = np.clip(clean.astype(np.float64) + noise, 0, 255).astype(np.uint8)
         Image.fromarray(img).save(dst / f"{name}.png")
         entry = {"file": f"images/{name}.png", "size_hw": list(img.shape[:2]), "masks": {}}
         if name in used:
-            masks = colour_masks(img)
+            masks = colour_masks(clean)
             circle = masks["circle"]
             rows = np.nonzero(circle.any(axis=1))[0]
             mid = (rows.min() + rows.max() + 1) // 2
@@ -446,6 +456,21 @@ def extra_prompt_stages(model, algorithm: str, ref, target_emb: torch.Tensor, io
         io["soft.scores"] = out.contiguous()
 
 
+def rounding_sensitive(model, algorithm: str, ref, target_emb: torch.Tensor, sizes: torch.Tensor,
+                       points: torch.Tensor) -> list[list[int]]:
+    """The (target, category) pairs whose points change when the prompt stage runs in float64: a
+    Rust port that rounds its dot products differently may legitimately differ there."""
+    d = {k: v.double() for k, v in (("ref", ref.ref_embeddings), ("masked", ref.masked_ref_embeddings),
+                                    ("masks", ref.flatten_ref_masks), ("target", target_emb))}
+    if algorithm == "PerDino":
+        sims = model.similarity_matcher(d["masked"], d["target"].clone(), ref.category_ids)
+        p64 = model.prompt_generator(sims, ref.category_ids, sizes)
+    else:
+        p64, _ = model.prompt_generator(d["ref"], d["masked"], d["masks"], ref.category_ids, d["target"], sizes)
+    return [[t, c] for t in range(points.shape[0]) for c in range(points.shape[1])
+            if not torch.equal(points[t, c][:, [0, 1, 3]].double(), p64[t, c][:, [0, 1, 3]])]
+
+
 def embedding_sources(refs: list[tuple[str, list[tuple[str, int]]]], category_ids: list[int]) -> torch.Tensor:
     per_cat = {cid: [] for cid in category_ids}
     for r, (_, masks) in enumerate(refs):
@@ -458,21 +483,23 @@ def embedding_sources(refs: list[tuple[str, list[tuple[str, int]]]], category_id
 
 def choose_threshold(raw: list[torch.Tensor], quantile: float) -> float:
     """A threshold halfway between two neighbouring positive decoder scores (the scores without a
-    threshold), as near the quantile of the positive scores as the conditions allow: every target
-    keeps a mask, one target keeps two or more (so NMS has something to suppress), and some
-    positive score falls at or below it (so the threshold bites)."""
+    threshold) such that every target keeps a mask, one target keeps two or more (so NMS has
+    something to suppress) and some positive score falls below it (so it bites); of those within
+    a quarter of the positive scores from the quantile, the one in the widest gap, so that small
+    numerical differences of a port do not move a mask across it."""
     pos = torch.sort(torch.cat(raw)[torch.cat(raw) > 0]).values.tolist()
     candidates = []
     for j in range(1, len(pos)):
         lo, hi = pos[j - 1], pos[j]
         thr = float(f"{(lo + hi) / 2:.3g}")
-        if not (lo + 1e-7 < thr < hi - 1e-7):
+        if not (lo < thr < hi):
             continue
         kept = [int((r > thr).sum()) for r in raw]
         if min(kept) >= 1 and max(kept) >= 2:
-            candidates.append((abs(j - quantile * len(pos)), thr))
+            near = abs(j / len(pos) - quantile) <= 0.25
+            candidates.append((near, min(thr - lo, hi - thr), thr))
     assert candidates, f"no usable threshold among {pos}"
-    return min(candidates)[1]
+    return max(candidates)[2]
 
 
 def save(io: dict[str, torch.Tensor], path: Path) -> None:
@@ -505,6 +532,7 @@ def run_case(name: str, spec: dict, images: dict, shared_features: dict) -> dict
     feats: dict = {}
     ref, decoded, final = staged(model, algorithm, ref_samples, target_samples, io, feats)
     io.update(recorder.take())
+    sensitive = rounding_sensitive(model, algorithm, ref, feats["targets"], io["target_sizes"], io["prompts.points"])
     io["ref.embedding_sources"] = embedding_sources(refs, ref.category_ids)
 
     # the stored encoder outputs are the shared ones
@@ -571,8 +599,9 @@ def run_case(name: str, spec: dict, images: dict, shared_features: dict) -> dict
         },
         "confidence_threshold": threshold,
         "threshold_rule": "halfway (3 significant digits) between two neighbouring positive "
-                          "scores of the decoder without a threshold, nearest the quantile "
-                          f"{spec['quantile']} such that every target keeps a mask and one keeps two",
+                          "scores of the decoder without a threshold, in the widest such gap within "
+                          f"a quarter of the scores from the quantile {spec['quantile']}, such that "
+                          "every target keeps a mask and one keeps two",
         "references": [
             {
                 "image": images[rname]["file"],
@@ -582,6 +611,7 @@ def run_case(name: str, spec: dict, images: dict, shared_features: dict) -> dict
         ],
         "targets": [images[t]["file"] for t in targets],
         "category_ids": list(ref.category_ids),
+        "prompts_differ_in_float64": sensitive,
         "summary": summary,
     }
     (case_dir / "case.json").write_text(json.dumps(case, indent=2) + "\n")
@@ -753,6 +783,8 @@ def main() -> int:
         if only and name not in only:
             continue
         case = run_case(name, spec, images, feats)
+        if case["prompts_differ_in_float64"]:
+            print(f"{name}: points differ in float64 for (target, category) {case['prompts_differ_in_float64']}")
         for s in case["summary"]:
             print(f"{name} {s['target']}: fg points {s['foreground_points']}, decoder masks "
                   f"{s['decoder_masks']} ({s['above_threshold']} above {case['confidence_threshold']}), "
