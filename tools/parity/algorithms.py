@@ -54,6 +54,7 @@ Layout of `adapters/vision/tests/fixtures/algorithms/` (D = 32 feature channels)
                                  (target, category) pairs whose points change when the prompt
                                  stage runs in float64: none), a summary
     cases/<case>/io.safetensors  the stages, below
+    versions.json                the package versions that made the files
 
 Keys of `io.safetensors` (T targets, C categories, S = the most reference images one category has
 masks on, K = foreground + background points per category, t / c index targets / categories):
@@ -758,6 +759,15 @@ def postprocess_cases() -> dict[str, torch.Tensor]:
     return io
 
 
+def write_versions() -> None:
+    from importlib.metadata import version
+
+    meta = {"reference": "geti-instant-learn be4ca92, library/src", "script": "tools/parity/algorithms.py"}
+    for pkg in ("torch", "torchvision", "transformers", "segment-anything-hq", "scipy", "numpy", "pillow"):
+        meta[pkg] = version(pkg)
+    (OUT / "versions.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def main() -> int:
     import_reference()
     torch.set_num_threads(1)
@@ -789,6 +799,7 @@ def main() -> int:
             print(f"{name} {s['target']}: fg points {s['foreground_points']}, decoder masks "
                   f"{s['decoder_masks']} ({s['above_threshold']} above {case['confidence_threshold']}), "
                   f"final {s['final_masks']} {s['final_labels']}, mean area {s['final_mean_area']:.1f}")
+    write_versions()
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"fixtures: {total / 1e6:.2f} MB in {OUT.relative_to(ROOT)}")
     return 0
