@@ -77,6 +77,11 @@ bench-pipeline SECONDS="5":
 bench-models *WHICH:
     cargo run -q --release -p visprompt-bench-models -- {{WHICH}}
 
+# Matcher, SoftMatcher and PerDINO frames and click-to-segment (release): per stage, peak memory,
+# f32 and bf16, beside the reference library's figures. RUNS frames per configuration.
+bench-algorithms RUNS="7":
+    cargo run -q --release -p visprompt-bench-algorithms -- {{RUNS}}
+
 # The WebRTC live view (release): overlay + H.264 encode speed at 640x480 and 1280x720, and
 # capture-to-decoded latency at a viewer peer over loopback. SECONDS per latency run.
 bench-webrtc SECONDS="10":

@@ -24,7 +24,7 @@ pub mod postprocess;
 pub mod prompts;
 pub mod raster;
 
-pub use model::{AlgorithmSettings, ReferenceImage, Trace, VisualPrompter};
+pub use model::{AlgorithmSettings, ReferenceImage, StageTimes, Trace, VisualPrompter};
 pub use postprocess::Prediction;
 pub use raster::BinaryMask;
 

@@ -2,6 +2,7 @@
 //! from reference images with masks and run on target images.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::encoders::RgbImage;
 use crate::segmenters::Sam;
@@ -35,9 +36,24 @@ pub struct ReferenceImage<'a> {
 pub struct Trace {
     pub features: PatchFeatures,
     pub prompts: Vec<CategoryPrompts>,
-    /// Decoded candidates at the original image size, before post-processing.
+    /// Decoded candidates at the original image size, before post-processing (empty from
+    /// [`VisualPrompter::predict`]).
     pub candidates: Vec<Candidate>,
     pub predictions: Vec<Prediction>,
+    pub timings: StageTimes,
+}
+
+/// Wall time of each stage of one prediction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StageTimes {
+    /// Target image → patch features.
+    pub encoder: Duration,
+    /// Features → point prompts.
+    pub prompts: Duration,
+    /// Segmenter: image embedding, prompt decoding, mask upsampling and scoring.
+    pub segmenter: Duration,
+    /// Score filter, NMS, boxes.
+    pub postprocess: Duration,
 }
 
 pub struct VisualPrompter {
@@ -145,13 +161,22 @@ impl VisualPrompter {
 
     /// Detections on `image`.
     pub fn predict(&self, image: RgbImage<'_>) -> Result<Vec<Prediction>, DetectError> {
-        Ok(self.predict_traced(image)?.predictions)
+        Ok(self.run(image, false)?.predictions)
     }
 
     /// Detections on `image` with every intermediate.
     pub fn predict_traced(&self, image: RgbImage<'_>) -> Result<Trace, DetectError> {
+        self.run(image, true)
+    }
+
+    /// One prediction; the candidates before post-processing are kept only when asked for.
+    fn run(&self, image: RgbImage<'_>, keep_candidates: bool) -> Result<Trace, DetectError> {
         let refs = self.references.as_ref().ok_or(DetectError::NotFitted)?;
+        let mut timings = StageTimes::default();
+        let t0 = Instant::now();
         let target = self.encoder.encode(image)?;
+        timings.encoder = t0.elapsed();
+        let t0 = Instant::now();
         let geo = Geometry {
             input_size: self.encoder.input_size(),
             patch_size: self.encoder.patch_size(),
@@ -169,18 +194,28 @@ impl VisualPrompter {
                 AlgorithmSettings::PerDino(p) => prompts::grid_prompts(cat, &target, &geo, p),
             })
             .collect::<Result<_, _>>()?;
+        timings.prompts = t0.elapsed();
+        let t0 = Instant::now();
         let candidates = if prompts.iter().all(|p| p.foreground.is_empty()) {
             Vec::new()
         } else {
             let prepared = decode::prepare(&self.sam, image)?;
             self.decode_all(&prepared, &prompts, (target.rows, target.cols))?
         };
-        let predictions = postprocess(candidates.clone());
+        timings.segmenter = t0.elapsed();
+        let t0 = Instant::now();
+        let (predictions, candidates) = if keep_candidates {
+            (postprocess(candidates.clone()), candidates)
+        } else {
+            (postprocess(candidates), Vec::new())
+        };
+        timings.postprocess = t0.elapsed();
         Ok(Trace {
             features: target,
             prompts,
             candidates,
             predictions,
+            timings,
         })
     }
 
