@@ -63,13 +63,13 @@ fn i64s(t: &Tensor) -> Vec<i64> {
 }
 
 /// An 8-bit RGB image: (width, height, pixels).
-fn rgb(rel: &str) -> (usize, usize, Vec<u8>) {
+fn rgb(rel: &str) -> Pixels {
     let img = image::open(fixtures().join(rel)).unwrap().to_rgb8();
     (img.width() as usize, img.height() as usize, img.into_raw())
 }
 
 /// A mask PNG: non-zero pixels are the object.
-fn mask(rel: &str) -> (usize, usize, Vec<u8>) {
+fn mask(rel: &str) -> Pixels {
     let img = image::open(fixtures().join(rel)).unwrap().to_luma8();
     let data = img.as_raw().iter().map(|&v| u8::from(v != 0)).collect();
     (img.width() as usize, img.height() as usize, data)
@@ -92,6 +92,9 @@ fn sam() -> Arc<Sam> {
         .unwrap(),
     )
 }
+
+/// (width, height, bytes): RGB pixels or a 0/1 mask.
+type Pixels = (usize, usize, Vec<u8>);
 
 struct Case {
     name: String,
@@ -167,7 +170,7 @@ impl Case {
     }
 
     /// `(image, [(category id, mask)])` of each reference.
-    fn references(&self) -> Vec<((usize, usize, Vec<u8>), Vec<(u32, (usize, usize, Vec<u8>))>)> {
+    fn references(&self) -> Vec<(Pixels, Vec<(u32, Pixels)>)> {
         self.json["references"]
             .as_array()
             .unwrap()
@@ -189,7 +192,7 @@ impl Case {
             .collect()
     }
 
-    fn targets(&self) -> Vec<(usize, usize, Vec<u8>)> {
+    fn targets(&self) -> Vec<Pixels> {
         self.json["targets"]
             .as_array()
             .unwrap()

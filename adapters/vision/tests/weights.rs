@@ -3,101 +3,18 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use candle_core::{DType, Device, Tensor};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use visprompt_testkit::{FAKE_HUB_COMMIT as COMMIT, FakeHub};
 use visprompt_vision::weights::catalogue::{self, ModelKind};
 use visprompt_vision::weights::{
     DownloadProgress, HubCache, HubClient, NoProgress, ProgressEvent, WeightsError, load_pth,
 };
 
-const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
-
-/// A stand-in for the hub: serves `HEAD`/`GET /<repo>/resolve/<rev>/<file>` for the files it
-/// holds, answering large files as the hub does (a redirect to a blob URL, the real size in
-/// `X-Linked-Size`), `401` for the repository `org/gated`, and counts requests.
-struct FakeHub {
-    url: String,
-    requests: Arc<AtomicUsize>,
-}
-
 async fn fake_hub(files: HashMap<String, Vec<u8>>) -> FakeHub {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(AtomicUsize::new(0));
-    let files = Arc::new(files);
-    let count = requests.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            let files = files.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let text = String::from_utf8_lossy(&buf).to_string();
-                let mut parts = text.split_whitespace();
-                let method = parts.next().unwrap_or("").to_string();
-                let path = parts.next().unwrap_or("").to_string();
-                let head = method == "HEAD";
-                let reply = |status: &str, headers: Vec<String>, body: &[u8]| {
-                    let mut r = format!("HTTP/1.1 {status}\r\nconnection: close\r\n");
-                    for h in headers {
-                        r.push_str(&h);
-                        r.push_str("\r\n");
-                    }
-                    r.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-                    let mut bytes = r.into_bytes();
-                    if !head {
-                        bytes.extend_from_slice(body);
-                    }
-                    bytes
-                };
-                let response = if path.starts_with("/org/gated/") {
-                    reply("401 Unauthorized", vec![], b"")
-                } else if let Some(key) = path.strip_prefix("/blobs/") {
-                    match files.get(key) {
-                        Some(body) => reply("200 OK", vec![], body),
-                        None => reply("404 Not Found", vec![], b""),
-                    }
-                } else if let Some((_, file)) = path.split_once("/resolve/") {
-                    let file = file.split_once('/').map(|(_, f)| f).unwrap_or("");
-                    match files.get(file) {
-                        Some(body) if body.len() > 1000 => reply(
-                            "302 Found",
-                            vec![
-                                format!("x-repo-commit: {COMMIT}"),
-                                format!("x-linked-size: {}", body.len()),
-                                format!("location: /blobs/{file}"),
-                            ],
-                            b"",
-                        ),
-                        Some(body) => {
-                            reply("200 OK", vec![format!("x-repo-commit: {COMMIT}")], body)
-                        }
-                        None => reply("404 Not Found", vec![], b""),
-                    }
-                } else {
-                    reply("404 Not Found", vec![], b"")
-                };
-                let _ = sock.write_all(&response).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    FakeHub { url, requests }
+    FakeHub::start(files)
 }
 
 #[derive(Default)]

@@ -18,6 +18,10 @@
 //! Usage: `bench-algorithms [RUNS]` (default 7; the median of RUNS after 2 warm-up frames).
 
 use std::process::Command;
+
+// The allocator the server uses (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -195,3 +195,103 @@ pub fn tiny_models_dir(dest: &std::path::Path) {
         dest.join("sam_hq_tiny/config.json"),
     );
 }
+
+/// The commit a [`FakeHub`] names for every repository.
+pub const FAKE_HUB_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// A stand-in for the Hugging Face hub on a loopback port: serves `HEAD`/`GET
+/// /<repo>/resolve/<rev>/<file>` for the files it holds (any repository), answering files over
+/// 1000 bytes as the hub does (a redirect to a blob URL, the real size in `X-Linked-Size`), `401`
+/// for the repository `org/gated`, and counts requests. A throttled hub sends bodies in slices
+/// with a pause between them, so a download lasts long enough to be watched.
+pub struct FakeHub {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeHub {
+    pub fn start(files: std::collections::HashMap<String, Vec<u8>>) -> Self {
+        Self::start_throttled(files, usize::MAX, Duration::ZERO)
+    }
+
+    pub fn start_throttled(
+        files: std::collections::HashMap<String, Vec<u8>>,
+        slice: usize,
+        pause: Duration,
+    ) -> Self {
+        use std::io::Write as _;
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = requests.clone();
+        let files = std::sync::Arc::new(files);
+        std::thread::spawn(move || {
+            for sock in listener.incoming() {
+                let Ok(mut sock) = sock else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let files = files.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let mut parts = text.split_whitespace();
+                    let head = parts.next() == Some("HEAD");
+                    let path = parts.next().unwrap_or("").to_string();
+                    let (status, headers, body): (&str, Vec<String>, &[u8]) =
+                        if path.starts_with("/org/gated/") {
+                            ("401 Unauthorized", vec![], b"")
+                        } else if let Some(key) = path.strip_prefix("/blobs/") {
+                            match files.get(key) {
+                                Some(body) => ("200 OK", vec![], body),
+                                None => ("404 Not Found", vec![], b""),
+                            }
+                        } else if let Some((_, rest)) = path.split_once("/resolve/") {
+                            let file = rest.split_once('/').map(|(_, f)| f).unwrap_or("");
+                            match files.get(file) {
+                                Some(body) if body.len() > 1000 => (
+                                    "302 Found",
+                                    vec![
+                                        format!("x-repo-commit: {FAKE_HUB_COMMIT}"),
+                                        format!("x-linked-size: {}", body.len()),
+                                        format!("location: /blobs/{file}"),
+                                    ],
+                                    b"",
+                                ),
+                                Some(body) => (
+                                    "200 OK",
+                                    vec![format!("x-repo-commit: {FAKE_HUB_COMMIT}")],
+                                    body,
+                                ),
+                                None => ("404 Not Found", vec![], b""),
+                            }
+                        } else {
+                            ("404 Not Found", vec![], b"")
+                        };
+                    let mut reply = format!("HTTP/1.1 {status}\r\nconnection: close\r\n");
+                    for h in headers {
+                        reply.push_str(&h);
+                        reply.push_str("\r\n");
+                    }
+                    reply.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+                    if sock.write_all(reply.as_bytes()).is_err() || head {
+                        return;
+                    }
+                    for piece in body.chunks(slice.max(1)) {
+                        if sock.write_all(piece).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(pause);
+                    }
+                });
+            }
+        });
+        FakeHub { url, requests }
+    }
+}

@@ -102,7 +102,42 @@ pub struct DecodeOptions {
 }
 
 /// One mask per prompt: (full-size binary masks, low-res logits [B,1,l,l], IoU [B]).
+/// Prompts are decoded in chunks: the decoder's attention holds the image embedding once per
+/// prompt, so a whole batch of 80 would hold gigabytes at once.
 fn masks_for(
+    sam: &Sam,
+    image: &PreparedImage,
+    prompts: &Prompts,
+    n: usize,
+) -> Result<(Vec<BinaryMask>, Tensor, Vec<f32>), DetectError> {
+    let mut masks = Vec::with_capacity(n);
+    let mut lows = Vec::new();
+    let mut ious = Vec::with_capacity(n);
+    for start in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - start);
+        let part = |t: &Option<Tensor>| -> Result<Option<Tensor>, DetectError> {
+            Ok(match t {
+                Some(t) => Some(t.narrow(0, start, len)?),
+                None => None,
+            })
+        };
+        let chunk = Prompts {
+            points: match &prompts.points {
+                Some((c, l)) => Some((c.narrow(0, start, len)?, l.narrow(0, start, len)?)),
+                None => None,
+            },
+            boxes: part(&prompts.boxes)?,
+            masks: part(&prompts.masks)?,
+        };
+        let (m, low, iou) = decode_chunk(sam, image, &chunk)?;
+        masks.extend(m);
+        lows.push(low);
+        ious.extend(iou);
+    }
+    Ok((masks, Tensor::cat(&lows, 0)?, ious))
+}
+
+fn decode_chunk(
     sam: &Sam,
     image: &PreparedImage,
     prompts: &Prompts,
@@ -137,16 +172,14 @@ fn masks_for(
     };
     let iou: Vec<f32> = iou_all.iter().zip(&pick).map(|(r, &i)| r[i]).collect();
     let (h, w) = image.work_size;
-    let mut masks = Vec::with_capacity(b);
-    for start in (0..b).step_by(CHUNK) {
-        let n = CHUNK.min(b - start);
-        let up = sam.upscale_masks(&image.embedding, &low.narrow(0, start, n)?)?;
-        let v: Vec<f32> = up.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        for k in 0..n {
+    let up = sam.upscale_masks(&image.embedding, &low)?;
+    let v: Vec<f32> = up.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let masks = (0..b)
+        .map(|k| {
             let plane = &v[k * h * w..(k + 1) * h * w];
-            masks.push(BinaryMask::from_fn(w, h, |i| plane[i] > 0.0));
-        }
-    }
+            BinaryMask::from_fn(w, h, |i| plane[i] > 0.0)
+        })
+        .collect();
     Ok((masks, low, iou))
 }
 
@@ -182,7 +215,7 @@ pub fn decode_category(
         boxes: None,
         masks: None,
     };
-    let (masks, low, iou) = masks_for(sam, image, &first)?;
+    let (masks, low, iou) = masks_for(sam, image, &first, n_fg)?;
     let keep: Vec<usize> = (0..n_fg).filter(|&i| masks[i].area() > 0).collect();
     if keep.is_empty() {
         return Ok(Vec::new());
@@ -205,7 +238,7 @@ pub fn decode_category(
             boxes: Some(Tensor::from_vec(boxes, (keep.len(), 4), &device)?),
             masks: Some(low.index_select(&idx, 0)?),
         };
-        let (m2, _, iou2) = masks_for(sam, image, &second)?;
+        let (m2, _, iou2) = masks_for(sam, image, &second, keep.len())?;
         (m2, iou2)
     } else {
         let w: Vec<f32> = keep.iter().map(|&i| iou[i]).collect();

@@ -284,3 +284,107 @@ async fn click_to_segment_refuses_what_it_cannot_use() {
     assert!(message.contains("sam_hq_vit_tiny.pth"), "{message}");
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_encoder_downloads_with_progress_in_model_status_then_runs() {
+    // The segmenter is in MODELS_DIR; the encoder only on a (slow) stand-in for the hub.
+    let models = tempfile::tempdir().unwrap();
+    visprompt_testkit::tiny_models_dir(models.path());
+    let encoder = models.path().join("dinov3_small");
+    let files = std::collections::HashMap::from([
+        (
+            "config.json".to_string(),
+            std::fs::read(encoder.join("config.json")).unwrap(),
+        ),
+        (
+            "model.safetensors".to_string(),
+            std::fs::read(encoder.join("model.safetensors")).unwrap(),
+        ),
+    ]);
+    std::fs::remove_dir_all(&encoder).unwrap();
+    // About 170 kB in 8 kB slices every 100 ms: two seconds of downloading.
+    let hub =
+        visprompt_testkit::FakeHub::start_throttled(files, 8 * 1024, Duration::from_millis(100));
+    let dir = models.path().to_str().unwrap().to_owned();
+    let endpoint = hub.url.clone();
+    let app = spawn_app_with(Options {
+        adjust: Some(Box::new(move |s| {
+            s.models.dir = Some(dir);
+            s.models.offline = false;
+            s.models.hub_endpoint = Some(endpoint);
+        })),
+        ..Options::default()
+    })
+    .await;
+    let pid = id(&app.post_project("download").await);
+    let label = app.post_label(&pid, "disc").await;
+    let frame = upload_scene_frame(&app, &pid).await;
+    app.post_json(
+        &format!("/api/v1/projects/{pid}/prompts"),
+        &prompt_of(&frame, &label, ObjectKind::StripedDisc),
+    )
+    .await;
+    start_synthetic(&app, &pid).await;
+    let resp = app
+        .post_json(
+            &format!("/api/v1/projects/{pid}/models"),
+            &permissive("matcher"),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    // Model status: downloading with a fraction that grows, then ready.
+    let mut seen = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..600 {
+        let s: Value = app
+            .get(&format!("/api/v1/projects/{pid}/model-status"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        statuses.push(s["status"].to_string());
+        if s["status"] == "downloading" {
+            assert_eq!(s["model"], "dinov3_small");
+            if let Some(p) = s["progress"].as_f64() {
+                assert!((0.0..=1.0).contains(&p), "{s}");
+                seen.push(p);
+            }
+        }
+        // "ready" counts once the pipeline runs the new model (the classical one that new
+        // projects start with was ready before).
+        let pipeline: Value = app.get("/api/v1/pipeline").await.json().await.unwrap();
+        if s["status"] == "ready" && pipeline["detector"]["algorithm"] == "matcher" {
+            break;
+        }
+        assert_ne!(s["status"], "error", "{s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    statuses.dedup();
+    assert!(
+        seen.len() >= 3,
+        "progress seen while downloading: {seen:?}; statuses {statuses:?}; hub requests {}",
+        hub.requests.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    eventually_status(&app, "the downloaded model runs", |s| {
+        s["detector"]["state"] == "running" && s["detector"]["processed"].as_u64() > Some(0)
+    })
+    .await;
+    // The weights are now in the cache and listed as present.
+    let body: Value = app
+        .get("/api/v1/system/supported-models")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let enc = body["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == "dinov3_small")
+        .unwrap()
+        .clone();
+    assert_eq!(enc["present_locally"], true);
+    app.shutdown().await;
+}
