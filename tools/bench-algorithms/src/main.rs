@@ -11,9 +11,8 @@
 //! that asked for this benchmark; the ratio is ours / theirs.
 //!
 //! Random weights make the number of prompts an algorithm decodes depend on chance: the report
-//! states how many each frame decoded. PerDINO's product threshold (0.65 similarity) selects only
-//! the best patch on random features, so it is also run with the threshold lowered until its 80
-//! points are all used, the reference's worst case.
+//! states how many each frame decoded. PerDINO is also run with its point threshold lowered so
+//! that all 80 points are used whatever the features (`perdino_80`), the reference's worst case.
 //!
 //! Usage: `bench-algorithms [RUNS]` (default 7; the median of RUNS after 2 warm-up frames).
 
