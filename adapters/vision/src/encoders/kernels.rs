@@ -33,7 +33,7 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     }
 }
 
-fn parallelism() -> gemm::Parallelism {
+pub(crate) fn parallelism() -> gemm::Parallelism {
     let n = candle_core::utils::get_num_threads();
     if n > 1 {
         gemm::Parallelism::Rayon(n)
@@ -44,7 +44,7 @@ fn parallelism() -> gemm::Parallelism {
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` with explicit strides (row stride, column stride).
 #[allow(clippy::too_many_arguments)]
-fn gemm_f32(
+pub(crate) fn gemm_f32(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     (dst_rs, dst_cs): (usize, usize),

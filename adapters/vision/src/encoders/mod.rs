@@ -19,7 +19,7 @@ pub mod bf16;
 pub mod config;
 mod dinov2;
 mod dinov3;
-mod kernels;
+pub(crate) mod kernels;
 mod patchify;
 pub mod preprocess;
 pub mod profiling;
