@@ -134,6 +134,8 @@ fn adapters_depend_only_on_the_core_never_on_apps_or_each_other() {
         "visprompt-media",
         "visprompt-classical",
         "visprompt-sinks",
+        "visprompt-vision",
+        "visprompt-webrtc",
     ] {
         let deps = normal_closure(&meta, adapter);
         let ours: Vec<&String> = deps
