@@ -1,0 +1,11 @@
+//! The evaluation harness: how well a detector segments what it was shown, and how fast.
+//!
+//! - [`metrics`]: per class and overall mIoU (cumulative, as the few-shot papers report it, and
+//!   the per-image mean the reference system computes), FB-IoU, and instance precision and recall
+//!   at IoU 0.5.
+//!
+//! The dataset readers, the run protocol and the reports build on these.
+
+pub mod metrics;
+
+pub use metrics::{ClassReport, GroundTruth, Metrics, Predicted, Report};
