@@ -4,8 +4,13 @@
 //!   the per-image mean the reference system computes), FB-IoU, and instance precision and recall
 //!   at IoU 0.5.
 //!
-//! The dataset readers, the run protocol and the reports build on these.
+//! - [`datasets`]: PerSeg and folder (FSS-1000) layouts on disk.
+//! - [`synthetic`]: a generated dataset of textured objects with exact masks, for tests and demos.
+//!
+//! The run protocol and the reports build on these.
 
+pub mod datasets;
 pub mod metrics;
+pub mod synthetic;
 
 pub use metrics::{ClassReport, GroundTruth, Metrics, Predicted, Report};

@@ -1,0 +1,202 @@
+//! Datasets on disk: which images of which class, with which masks.
+//!
+//! Two folder layouts are read, found by their top-level folders:
+//! - **PerSeg**: `Images/<class>/<name>.jpg|png` and `Annotations/<class>/<name>.png`;
+//! - **folder** (FSS-1000 as the reference library arranges it): `images/<class>/<name>.jpg|png`
+//!   and `masks/<class>/<name>.png`.
+//!
+//! Classes and images are in name order (natural order: `2` before `10`), so a seed picks the same
+//! references on every machine. A mask is the image's non-zero pixels. Anything malformed (an
+//! image without its mask, an empty class, no class at all) is an error naming the path.
+
+use std::path::{Path, PathBuf};
+
+/// One image and its object mask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub image: PathBuf,
+    pub mask: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Class {
+    pub name: String,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    PerSeg,
+    Folder,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dataset {
+    pub root: PathBuf,
+    pub layout: Layout,
+    pub classes: Vec<Class>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DatasetError {
+    #[error(
+        "{0}: not a dataset: expected Images/ and Annotations/ (PerSeg) or images/ and masks/ (folder layout)"
+    )]
+    UnknownLayout(PathBuf),
+    #[error("{image}: no mask for this image (looked for {expected})")]
+    MissingMask { image: PathBuf, expected: PathBuf },
+    #[error("{0}: a class folder without images")]
+    EmptyClass(PathBuf),
+    #[error("{0}: cannot be read: {1}")]
+    Unreadable(PathBuf, String),
+}
+
+/// Sorts names so that embedded numbers compare by value (`2.jpg` before `10.jpg`).
+fn natural_key(name: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut digits = String::new();
+    for ch in name.chars() {
+        if ch.is_ascii_digit() {
+            digits.push(ch);
+        } else {
+            if !digits.is_empty() {
+                out.push((
+                    std::mem::take(&mut text),
+                    digits.parse().unwrap_or(u64::MAX),
+                ));
+                digits.clear();
+            }
+            text.push(ch);
+        }
+    }
+    out.push((text, digits.parse().unwrap_or(0)));
+    out
+}
+
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| DatasetError::Unreadable(dir.to_path_buf(), e.to_string()))?;
+    let mut out: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    out.sort_by_key(|p| natural_key(&p.file_name().unwrap_or_default().to_string_lossy()));
+    Ok(out)
+}
+
+fn is_image(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("jpg" | "jpeg" | "png")
+    )
+}
+
+impl Dataset {
+    /// Reads the dataset at `root`, finding its layout.
+    pub fn open(root: &Path) -> Result<Self, DatasetError> {
+        let (layout, images, masks) =
+            if root.join("Images").is_dir() && root.join("Annotations").is_dir() {
+                (
+                    Layout::PerSeg,
+                    root.join("Images"),
+                    root.join("Annotations"),
+                )
+            } else if root.join("images").is_dir() && root.join("masks").is_dir() {
+                (Layout::Folder, root.join("images"), root.join("masks"))
+            } else {
+                return Err(DatasetError::UnknownLayout(root.to_path_buf()));
+            };
+        let mut classes = Vec::new();
+        for class_dir in entries(&images)?.into_iter().filter(|p| p.is_dir()) {
+            let name = class_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut samples = Vec::new();
+            for image in entries(&class_dir)?.into_iter().filter(|p| is_image(p)) {
+                let stem = image
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let mask = masks.join(&name).join(format!("{stem}.png"));
+                if !mask.is_file() {
+                    return Err(DatasetError::MissingMask {
+                        image,
+                        expected: mask,
+                    });
+                }
+                samples.push(Sample { image, mask });
+            }
+            if samples.is_empty() {
+                return Err(DatasetError::EmptyClass(class_dir));
+            }
+            classes.push(Class { name, samples });
+        }
+        if classes.is_empty() {
+            return Err(DatasetError::EmptyClass(images));
+        }
+        Ok(Dataset {
+            root: root.to_path_buf(),
+            layout,
+            classes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+    }
+
+    #[test]
+    fn perseg_and_folder_layouts_read_in_natural_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        for n in ["10", "2", "1"] {
+            touch(&r.join(format!("Images/dog/{n}.jpg")));
+            touch(&r.join(format!("Annotations/dog/{n}.png")));
+        }
+        touch(&r.join("Images/cat/a.png"));
+        touch(&r.join("Annotations/cat/a.png"));
+        let d = Dataset::open(r).unwrap();
+        assert_eq!(d.layout, Layout::PerSeg);
+        let names: Vec<&str> = d.classes.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["cat", "dog"]);
+        let dogs: Vec<String> = d.classes[1]
+            .samples
+            .iter()
+            .map(|s| s.image.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(dogs, ["1", "2", "10"]);
+
+        let dir = tempfile::tempdir().unwrap();
+        touch(&dir.path().join("images/apple/1.jpg"));
+        touch(&dir.path().join("masks/apple/1.png"));
+        assert_eq!(Dataset::open(dir.path()).unwrap().layout, Layout::Folder);
+    }
+
+    #[test]
+    fn malformed_datasets_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        assert!(matches!(
+            Dataset::open(r),
+            Err(DatasetError::UnknownLayout(_))
+        ));
+        touch(&r.join("Images/dog/1.jpg"));
+        std::fs::create_dir_all(r.join("Annotations/dog")).unwrap();
+        let err = Dataset::open(r).unwrap_err();
+        assert!(err.to_string().contains("Images/dog/1.jpg"), "{err}");
+        assert!(err.to_string().contains("Annotations/dog/1.png"), "{err}");
+        touch(&r.join("Annotations/dog/1.png"));
+        std::fs::create_dir_all(r.join("Images/empty")).unwrap();
+        let err = Dataset::open(r).unwrap_err();
+        assert_eq!(err, DatasetError::EmptyClass(r.join("Images/empty")));
+    }
+}
