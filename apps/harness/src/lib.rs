@@ -7,9 +7,13 @@
 //! - [`datasets`]: PerSeg and folder (FSS-1000) layouts on disk.
 //! - [`synthetic`]: a generated dataset of textured objects with exact masks, for tests and demos.
 //!
-//! The run protocol and the reports build on these.
+//! - [`eval`]: the protocol: per class, seeded `k`-shot references fit a detector (any
+//!   `DetectorFactory`), every other image is a target; metrics and latencies.
+//!
+//! The reports and the command line build on these.
 
 pub mod datasets;
+pub mod eval;
 pub mod metrics;
 pub mod synthetic;
 
