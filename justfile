@@ -77,6 +77,13 @@ bench-pipeline SECONDS="5":
 bench-models *WHICH:
     cargo run -q --release -p visprompt-bench-models -- {{WHICH}}
 
+# Generates the synthetic dataset (if missing) and evaluates a model on it: mIoU, FB-IoU,
+# precision/recall, latency; writes target/eval/report/{report.json,summary.md}.
+# Extra arguments go to `visprompt-harness eval`, e.g. `just eval --model matcher --models-dir DIR`.
+eval *ARGS:
+    test -d target/eval/synthetic || cargo run -q -p visprompt-harness -- generate target/eval/synthetic --per-class 8
+    cargo run -q -p visprompt-harness -- eval target/eval/synthetic --out target/eval/report {{ARGS}}
+
 # Matcher, SoftMatcher and PerDINO frames and click-to-segment (release): per stage, peak memory,
 # f32 and bf16, beside the reference library's figures. RUNS frames per configuration.
 bench-algorithms RUNS="7":
