@@ -10,8 +10,9 @@
 //! - [`eval`]: the protocol: per class, seeded `k`-shot references fit a detector (any
 //!   `DetectorFactory`), every other image is a target; metrics and latencies.
 //!
-//! The reports and the command line build on these.
+//! - [`compare`]: two reports side by side.
 
+pub mod compare;
 pub mod datasets;
 pub mod eval;
 pub mod metrics;

@@ -5,6 +5,7 @@
 //! visprompt-harness generate OUT [--per-class N] [--size WxH] [--seed S]
 //! visprompt-harness eval DATASET [--model classical|matcher|soft_matcher|perdino] [--shots K]
 //!                               [--seed S] [--out DIR] [--models-dir DIR]
+//! visprompt-harness compare A/report.json B/report.json
 //! ```
 //!
 //! `eval` shows a progress bar, prints a summary and writes `report.json` (configuration,
@@ -33,7 +34,8 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  visprompt-harness generate OUT [--per-class N] [--size WxH] [--seed S]\n  \
          visprompt-harness eval DATASET [--model classical|matcher|soft_matcher|perdino] \
-         [--shots K] [--seed S] [--out DIR] [--models-dir DIR]"
+         [--shots K] [--seed S] [--out DIR] [--models-dir DIR]\n  \
+         visprompt-harness compare A/report.json B/report.json"
     );
     std::process::exit(2)
 }
@@ -71,6 +73,14 @@ fn main() {
     let (Some(command), Some(target)) = (args.first(), args.get(1)) else {
         usage()
     };
+    if command == "compare" {
+        let Some(b) = args.get(2) else { usage() };
+        if let Err(e) = compare(target, b) {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let opts = options(&args[2..]);
     let known = [
         "per-class",
@@ -94,6 +104,18 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+fn compare(a: &str, b: &str) -> Result<(), String> {
+    let read = |p: &str| -> Result<serde_json::Value, String> {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| format!("{p}: not a report: {e}"))
+    };
+    print!(
+        "{}",
+        visprompt_harness::compare::compare(&read(a)?, &read(b)?)
+    );
+    Ok(())
 }
 
 fn generate(out: PathBuf, opts: &[(String, String)]) -> Result<(), String> {

@@ -61,6 +61,22 @@ fn generate_then_eval_writes_a_consistent_report() {
         "{summary}"
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("mIoU"));
+    // A report compared with itself: no difference anywhere.
+    let report_path = out.join("report.json");
+    let output = harness()
+        .args([
+            "compare",
+            report_path.to_str().unwrap(),
+            report_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("| mIoU (cumulative) |") && table.contains("+0.0 pt"),
+        "{table}"
+    );
 }
 
 #[test]
