@@ -20,7 +20,7 @@ const ROWS: &[(&str, &[&str], bool)] = &[
     ("peak memory (MB)", &["speed", "peak_rss_mb"], false),
 ];
 
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<f64> {
+fn at(v: &Value, path: &[&str]) -> Option<f64> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_f64()
 }
 
