@@ -1,9 +1,10 @@
 //! Datasets on disk: which images of which class, with which masks.
 //!
-//! Two folder layouts are read, found by their top-level folders:
+//! Three layouts are read, found by what the root holds:
 //! - **PerSeg**: `Images/<class>/<name>.jpg|png` and `Annotations/<class>/<name>.png`;
 //! - **folder** (FSS-1000 as the reference library arranges it): `images/<class>/<name>.jpg|png`
-//!   and `masks/<class>/<name>.png`.
+//!   and `masks/<class>/<name>.png`;
+//! - **COCO**: `annotations.json` with instance segmentations and `images/` ([`crate::coco`]).
 //!
 //! Classes and images are in name order (natural order: `2` before `10`), so a seed picks the same
 //! references on every machine. A mask is the image's non-zero pixels. Anything malformed (an
@@ -11,14 +12,53 @@
 
 use std::path::{Path, PathBuf};
 
-/// One image and its object mask.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sample {
-    pub image: PathBuf,
-    pub mask: PathBuf,
+use visprompt_runtime::BitMask;
+
+use crate::coco::CocoMask;
+
+/// Where an image's object mask comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MaskSource {
+    /// A mask image: its non-zero pixels.
+    File(PathBuf),
+    /// COCO instance segmentations of the class on the image.
+    Coco(CocoMask),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl MaskSource {
+    pub fn load(&self) -> Result<BitMask, DatasetError> {
+        match self {
+            MaskSource::File(path) => {
+                let img = image::open(path)
+                    .map_err(|e| DatasetError::Unreadable(path.clone(), e.to_string()))?
+                    .to_luma8();
+                Ok(BitMask::from_fn(img.width(), img.height(), |x, y| {
+                    img.get_pixel(x, y).0[0] != 0
+                }))
+            }
+            MaskSource::Coco(m) => m
+                .rasterize()
+                .map_err(|e| DatasetError::Unreadable(PathBuf::from("annotations.json"), e)),
+        }
+    }
+
+    /// For messages: the file, or the annotations it comes from.
+    pub fn describe(&self) -> String {
+        match self {
+            MaskSource::File(path) => path.display().to_string(),
+            MaskSource::Coco(_) => "the COCO annotations".into(),
+        }
+    }
+}
+
+/// One image and its object mask.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub image: PathBuf,
+    pub mask: MaskSource,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct Class {
     pub name: String,
     pub samples: Vec<Sample>,
@@ -28,9 +68,10 @@ pub struct Class {
 pub enum Layout {
     PerSeg,
     Folder,
+    Coco,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     pub root: PathBuf,
     pub layout: Layout,
@@ -40,7 +81,7 @@ pub struct Dataset {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DatasetError {
     #[error(
-        "{0}: not a dataset: expected Images/ and Annotations/ (PerSeg) or images/ and masks/ (folder layout)"
+        "{0}: not a dataset: expected Images/ and Annotations/ (PerSeg), images/ and masks/ (folder layout) or annotations.json and images/ (COCO)"
     )]
     UnknownLayout(PathBuf),
     #[error("{image}: no mask for this image (looked for {expected})")]
@@ -95,6 +136,9 @@ fn is_image(p: &Path) -> bool {
 impl Dataset {
     /// Reads the dataset at `root`, finding its layout.
     pub fn open(root: &Path) -> Result<Self, DatasetError> {
+        if root.join("annotations.json").is_file() && root.join("images").is_dir() {
+            return crate::coco::open_coco(root);
+        }
         let (layout, images, masks) =
             if root.join("Images").is_dir() && root.join("Annotations").is_dir() {
                 (
@@ -127,7 +171,10 @@ impl Dataset {
                         expected: mask,
                     });
                 }
-                samples.push(Sample { image, mask });
+                samples.push(Sample {
+                    image,
+                    mask: MaskSource::File(mask),
+                });
             }
             if samples.is_empty() {
                 return Err(DatasetError::EmptyClass(class_dir));

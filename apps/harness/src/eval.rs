@@ -55,16 +55,11 @@ fn load_image(path: &std::path::Path) -> Result<RgbImage, EvalError> {
     RgbImage::from_raw(w, h, img.into_raw()).map_err(|e| err(e.to_string()))
 }
 
-fn load_mask(path: &std::path::Path) -> Result<BitMask, EvalError> {
-    let img = image::open(path)
-        .map_err(|e| EvalError::Image {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?
-        .to_luma8();
-    Ok(BitMask::from_fn(img.width(), img.height(), |x, y| {
-        img.get_pixel(x, y).0[0] != 0
-    }))
+fn load_mask(sample: &Sample) -> Result<BitMask, EvalError> {
+    sample.mask.load().map_err(|e| EvalError::Image {
+        path: sample.mask.describe(),
+        message: e.to_string(),
+    })
 }
 
 /// Indices `0..n` shuffled by `seed` (Fisher–Yates on SplitMix64): the same on every machine.
@@ -133,7 +128,7 @@ pub fn evaluate(
         for i in targets {
             let sample = &class.samples[i];
             let image = load_image(&sample.image)?;
-            let truth = load_mask(&sample.mask)?;
+            let truth = load_mask(sample)?;
             let started = Instant::now();
             let detections = detector.detect(&image).map_err(|e| EvalError::Detector {
                 class: class.name.clone(),
@@ -172,10 +167,10 @@ pub fn evaluate(
 
 fn reference(sample: &Sample, label: LabelId) -> Result<Reference, EvalError> {
     let image = load_image(&sample.image)?;
-    let mask = load_mask(&sample.mask)?;
+    let mask = load_mask(sample)?;
     if (mask.width(), mask.height()) != (image.width(), image.height()) {
         return Err(EvalError::Image {
-            path: sample.mask.display().to_string(),
+            path: sample.mask.describe(),
             message: format!(
                 "{}x{} mask for a {}x{} image",
                 mask.width(),

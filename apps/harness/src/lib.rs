@@ -4,7 +4,8 @@
 //!   the per-image mean the reference system computes), FB-IoU, and instance precision and recall
 //!   at IoU 0.5.
 //!
-//! - [`datasets`]: PerSeg and folder (FSS-1000) layouts on disk.
+//! - [`datasets`]: PerSeg and folder (FSS-1000) layouts on disk; [`coco`]: COCO-style instance
+//!   annotations.
 //! - [`synthetic`]: a generated dataset of textured objects with exact masks, for tests and demos.
 //!
 //! - [`eval`]: the protocol: per class, seeded `k`-shot references fit a detector (any
@@ -12,6 +13,7 @@
 //!
 //! - [`compare`]: two reports side by side.
 
+pub mod coco;
 pub mod compare;
 pub mod datasets;
 pub mod eval;

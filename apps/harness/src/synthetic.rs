@@ -62,13 +62,14 @@ mod tests {
             assert_eq!(class.samples.len(), 3);
             for s in &class.samples {
                 let img = image::open(&s.image).unwrap();
-                let mask = image::open(&s.mask).unwrap().to_luma8();
+                let mask = s.mask.load().unwrap();
                 assert_eq!((img.width(), img.height()), (96, 64));
-                let set = mask.pixels().filter(|p| p.0[0] != 0).count();
+                assert_eq!((mask.width(), mask.height()), (96, 64));
+                let set = mask.area();
                 assert!(
                     set > 0 && set < 96 * 64,
                     "{}: {set} mask pixels",
-                    s.mask.display()
+                    s.mask.describe()
                 );
             }
         }
