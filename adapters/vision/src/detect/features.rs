@@ -117,19 +117,24 @@ pub struct MaskView<'a> {
     pub data: &'a [u8],
 }
 
-/// The mask on the patch grid: antialiased bilinear resize to `input_size²`, then the minimum
-/// over each `patch × patch` block (computed as `1 − max(1 − x)` in `f32`, as the reference does,
-/// so tiny positive values round to "outside"). Returns `grid²` values; a patch is in the mask
-/// when its value is non-zero.
-pub fn pool_mask(mask: MaskView<'_>, input_size: usize, patch: usize) -> Vec<f32> {
+/// The mask as 0/1 values, antialiased-bilinear resized to `input_size²` (the encoder's input).
+fn resized_to_input(mask: MaskView<'_>, input_size: usize) -> Vec<f32> {
     let plane: Vec<f32> = mask.data.iter().map(|&v| f32::from(v != 0)).collect();
-    let resized = resize_aa(
+    resize_aa(
         &plane,
         1,
         (mask.height, mask.width),
         (input_size, input_size),
         Filter::Bilinear,
-    );
+    )
+}
+
+/// The mask on the patch grid: antialiased bilinear resize to `input_size²`, then the minimum
+/// over each `patch × patch` block (computed as `1 − max(1 − x)` in `f32`, as the reference does,
+/// so tiny positive values round to "outside"). Returns `grid²` values; a patch is in the mask
+/// when its value is non-zero.
+pub fn pool_mask(mask: MaskView<'_>, input_size: usize, patch: usize) -> Vec<f32> {
+    let resized = resized_to_input(mask, input_size);
     let grid = input_size / patch;
     let mut out = vec![0f32; grid * grid];
     for gy in 0..grid {
@@ -297,14 +302,7 @@ pub fn reference_features(shots: &[ReferenceShot<'_>]) -> ReferenceFeatures {
 /// (by the mean of the resized mask), or else the single most covered patch. The reference fails
 /// on such masks; a user who marked a small object expects it to be found.
 pub fn pool_mask_by_coverage(mask: MaskView<'_>, input_size: usize, patch: usize) -> Vec<f32> {
-    let plane: Vec<f32> = mask.data.iter().map(|&v| f32::from(v != 0)).collect();
-    let resized = resize_aa(
-        &plane,
-        1,
-        (mask.height, mask.width),
-        (input_size, input_size),
-        Filter::Bilinear,
-    );
+    let resized = resized_to_input(mask, input_size);
     let grid = input_size / patch;
     let mut cover = vec![0f32; grid * grid];
     for (g, c) in cover.iter_mut().enumerate() {

@@ -195,6 +195,45 @@ fn prototype_map(cat: &CategoryReference, target: &PatchFeatures) -> Result<Vec<
     }
 }
 
+/// What the two matching generators start from.
+struct Similarities {
+    dim: usize,
+    /// Reference patches (padding included).
+    n_ref: usize,
+    n_target: usize,
+    /// Prototype · target patches.
+    local: Vec<f32>,
+    /// Every reference patch · every target patch, `[n_ref × n_target]`.
+    sim: Vec<f32>,
+    /// In-mask reference patches.
+    in_mask: Vec<usize>,
+    background: Vec<PromptPoint>,
+}
+
+impl Similarities {
+    fn of(
+        cat: &CategoryReference,
+        target: &PatchFeatures,
+        geo: &Geometry,
+        num_background: usize,
+    ) -> Result<Self, DetectError> {
+        let dim = target.dim;
+        let n_target = target.len();
+        let sim = similarity_matrix(&cat.ref_embeddings, &target.data, dim)?;
+        let in_mask = cat.in_mask();
+        let background = background_points(&sim, n_target, &in_mask, num_background, geo);
+        Ok(Self {
+            dim,
+            n_ref: cat.n_ref(dim),
+            n_target,
+            local: prototype_map(cat, target)?,
+            sim,
+            in_mask,
+            background,
+        })
+    }
+}
+
 /// Matcher's parameters for prompting.
 #[derive(Clone, Copy, Debug)]
 pub struct MatcherPrompting {
@@ -215,13 +254,15 @@ pub fn matcher_prompts(
     geo: &Geometry,
     p: &MatcherPrompting,
 ) -> Result<CategoryPrompts, DetectError> {
-    let dim = target.dim;
-    let n_ref = cat.n_ref(dim);
-    let n_target = target.len();
-    let local = prototype_map(cat, target)?;
-    let sim = similarity_matrix(&cat.ref_embeddings, &target.data, dim)?;
-    let in_mask = cat.in_mask();
-    let background = background_points(&sim, n_target, &in_mask, p.num_background, geo);
+    let Similarities {
+        n_ref,
+        n_target,
+        local,
+        sim,
+        in_mask,
+        background,
+        ..
+    } = Similarities::of(cat, target, geo, p.num_background)?;
 
     // (target patch, score) of the kept matches.
     let mut matches: Vec<(usize, f32)> = Vec::new();
@@ -345,13 +386,15 @@ pub fn soft_matcher_prompts(
     geo: &Geometry,
     p: &SoftPrompting,
 ) -> Result<CategoryPrompts, DetectError> {
-    let dim = target.dim;
-    let n_ref = cat.n_ref(dim);
-    let n_target = target.len();
-    let local = prototype_map(cat, target)?;
-    let sim = similarity_matrix(&cat.ref_embeddings, &target.data, dim)?;
-    let in_mask = cat.in_mask();
-    let background = background_points(&sim, n_target, &in_mask, p.num_background, geo);
+    let Similarities {
+        dim,
+        n_ref,
+        n_target,
+        local,
+        sim,
+        in_mask,
+        background,
+    } = Similarities::of(cat, target, geo, p.num_background)?;
     if in_mask.is_empty() {
         return Ok(CategoryPrompts {
             category: cat.id,
