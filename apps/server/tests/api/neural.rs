@@ -38,13 +38,12 @@ fn permissive(model_type: &str) -> Value {
     json!({ "name": model_type, "active": true, "config": config })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_neural_algorithm_runs_live_with_weights_from_the_models_folder() {
-    let broker = Broker::start(Access::Anonymous);
-    let (app, _models) = app_with_models().await;
-    let pid = id(&app.post_project("neural").await);
+/// A project whose label `disc` is prompted on the synthetic scene's striped disc, with the
+/// synthetic source running; returns its id and the label.
+async fn live_prompted_project(app: &TestApp, name: &str) -> (String, Value) {
+    let pid = id(&app.post_project(name).await);
     let label = app.post_label(&pid, "disc").await;
-    let frame = upload_scene_frame(&app, &pid).await;
+    let frame = upload_scene_frame(app, &pid).await;
     let resp = app
         .post_json(
             &format!("/api/v1/projects/{pid}/prompts"),
@@ -52,6 +51,26 @@ async fn each_neural_algorithm_runs_live_with_weights_from_the_models_folder() {
         )
         .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
+    start_synthetic(app, &pid).await;
+    (pid, label)
+}
+
+/// Makes a permissive configuration of `model_type` the project's active model.
+async fn activate(app: &TestApp, pid: &str, model_type: &str) {
+    let resp = app
+        .post_json(
+            &format!("/api/v1/projects/{pid}/models"),
+            &permissive(model_type),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED, "{model_type}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_neural_algorithm_runs_live_with_weights_from_the_models_folder() {
+    let broker = Broker::start(Access::Anonymous);
+    let (app, _models) = app_with_models().await;
+    let (pid, label) = live_prompted_project(&app, "neural").await;
     let topic = "visprompt/neural";
     let sub = subscribe(&broker, topic);
     let sink = json!({ "active": true, "config": { "sink_type": "mqtt", "broker_host": "127.0.0.1", "broker_port": broker.port, "topic": topic } });
@@ -59,16 +78,9 @@ async fn each_neural_algorithm_runs_live_with_weights_from_the_models_folder() {
         .post_json(&format!("/api/v1/projects/{pid}/sinks"), &sink)
         .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
-    start_synthetic(&app, &pid).await;
 
     for model_type in ["matcher", "soft_matcher", "perdino"] {
-        let resp = app
-            .post_json(
-                &format!("/api/v1/projects/{pid}/models"),
-                &permissive(model_type),
-            )
-            .await;
-        assert_eq!(resp.status(), StatusCode::CREATED, "{model_type}");
+        activate(&app, &pid, model_type).await;
         let s = eventually_status(&app, "the neural detector runs", |s| {
             s["detector"]["algorithm"] == model_type
                 && s["detector"]["state"] == "running"
@@ -101,22 +113,8 @@ async fn each_neural_algorithm_runs_live_with_weights_from_the_models_folder() {
 async fn missing_weights_put_the_pipeline_in_error_naming_the_file_and_the_server_stays_up() {
     // No MODELS_DIR and offline (the test settings).
     let app = spawn_app().await;
-    let pid = id(&app.post_project("no weights").await);
-    let label = app.post_label(&pid, "disc").await;
-    let frame = upload_scene_frame(&app, &pid).await;
-    app.post_json(
-        &format!("/api/v1/projects/{pid}/prompts"),
-        &prompt_of(&frame, &label, ObjectKind::StripedDisc),
-    )
-    .await;
-    start_synthetic(&app, &pid).await;
-    let resp = app
-        .post_json(
-            &format!("/api/v1/projects/{pid}/models"),
-            &permissive("matcher"),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (pid, _) = live_prompted_project(&app, "no weights").await;
+    activate(&app, &pid, "matcher").await;
     let s = eventually_status(&app, "the model error shows", |s| s["state"] == "error").await;
     let message = s["message"].as_str().unwrap();
     for needle in ["dinov3_small", "model.safetensors", "MODELS_DIR"] {
@@ -316,22 +314,8 @@ async fn a_missing_encoder_downloads_with_progress_in_model_status_then_runs() {
         ..Options::default()
     })
     .await;
-    let pid = id(&app.post_project("download").await);
-    let label = app.post_label(&pid, "disc").await;
-    let frame = upload_scene_frame(&app, &pid).await;
-    app.post_json(
-        &format!("/api/v1/projects/{pid}/prompts"),
-        &prompt_of(&frame, &label, ObjectKind::StripedDisc),
-    )
-    .await;
-    start_synthetic(&app, &pid).await;
-    let resp = app
-        .post_json(
-            &format!("/api/v1/projects/{pid}/models"),
-            &permissive("matcher"),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (pid, _) = live_prompted_project(&app, "download").await;
+    activate(&app, &pid, "matcher").await;
 
     // Model status: downloading with a fraction that grows, then ready.
     let mut seen = Vec::new();
