@@ -7,6 +7,7 @@
 //! - [`api`]: one module per REST resource, and the error mapping in [`api::error`].
 //! - [`middleware`]: bearer token, body limits, JSON error bodies.
 //! - [`telemetry`]: logging set-up.
+//! - [`ui`]: the built browser UI, served at `/` beside the API.
 
 pub mod api;
 pub mod demo;
@@ -17,6 +18,7 @@ pub mod middleware;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod ui;
 
 pub use settings::Settings;
 pub use startup::{Application, openapi_document};

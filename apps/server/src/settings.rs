@@ -21,6 +21,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("MAX_BODY_BYTES", "server.max_body_bytes"),
     ("MAX_UPLOAD_BYTES", "server.max_upload_bytes"),
     ("MAX_IMPORT_BYTES", "server.max_import_bytes"),
+    ("UI_DIR", "server.ui_dir"),
     ("DB_DATA_DIR", "store.data_dir"),
     ("DB_URL", "store.url"),
     ("DB_NAMESPACE", "store.namespace"),
@@ -48,6 +49,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
 /// Variables taken as plain text, never parsed as numbers, lists or tables: JSON and ranges
 /// would otherwise be half-understood by the generic parser before our own sees them.
 const TEXT_ENV_KEYS: &[&str] = &[
+    "UI_DIR",
     "ICE_SERVERS",
     "TURN_URLS",
     "WEBRTC_PORT_RANGE",
@@ -89,6 +91,8 @@ pub struct ServerSettings {
     pub max_upload_bytes: u64,
     /// Largest project archive to import.
     pub max_import_bytes: u64,
+    /// The built browser UI (`apps/ui/dist`), served at `/`.
+    pub ui_dir: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -215,6 +219,7 @@ impl Default for Settings {
                 max_body_bytes: 16 << 20,
                 max_upload_bytes: 32 << 20,
                 max_import_bytes: 512 << 20,
+                ui_dir: PathBuf::from("apps/ui/dist"),
             },
             store: StoreSettings {
                 data_dir: PathBuf::from(".data"),

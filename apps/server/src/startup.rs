@@ -183,7 +183,7 @@ fn routes(state: AppState, settings: &Settings) -> poem::endpoint::BoxEndpoint<'
         Cors::new().allow_origins(origins)
     };
     let token = settings.server.api_token.clone();
-    Route::new()
+    let api_routes = Route::new()
         .nest("/", api)
         .at("/api/openapi.json", spec)
         .at("/metrics", metrics)
@@ -202,8 +202,8 @@ fn routes(state: AppState, settings: &Settings) -> poem::endpoint::BoxEndpoint<'
                 }
             }
         })
-        .with(cors)
-        .boxed()
+        .with(cors);
+    crate::ui::WithUi::new(api_routes.boxed(), &settings.server.ui_dir).boxed()
 }
 
 /// The OpenAPI document as served at `/api/openapi.json`, from the default settings (the

@@ -16,4 +16,5 @@ mod projects;
 mod prompts;
 mod sinks;
 mod sources;
+mod ui;
 mod webrtc;
