@@ -11,13 +11,14 @@
 //! - [`eval`]: the protocol: per class, seeded `k`-shot references fit a detector (any
 //!   `DetectorFactory`), every other image is a target; metrics and latencies.
 //!
-//! - [`compare`]: two reports side by side.
+//! - [`compare`]: two reports side by side; [`plots`]: the report's PNG plots.
 
 pub mod coco;
 pub mod compare;
 pub mod datasets;
 pub mod eval;
 pub mod metrics;
+pub mod plots;
 pub mod synthetic;
 
 pub use metrics::{ClassReport, GroundTruth, Metrics, Predicted, Report};

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! `eval` shows a progress bar, prints a summary and writes `report.json` (configuration,
-//! versions, per-class and overall figures, latencies, peak memory) and `summary.md` to `--out`
+//! versions, per-class and overall figures, latencies, peak memory), `summary.md` and two PNG
+//! plots (`iou_per_class.png`, `latency.png`) to `--out`
 //! (default `eval-report`). Neural models take their weights from `--models-dir`, else the hub
 //! cache under `.data/models`; `OFFLINE=1` never downloads.
 
@@ -25,6 +26,7 @@ use visprompt_domain::{
 };
 use visprompt_harness::datasets::Dataset;
 use visprompt_harness::eval::{Outcome, Protocol, evaluate, percentile};
+use visprompt_harness::plots;
 use visprompt_harness::synthetic::write_synthetic;
 use visprompt_runtime::DetectorFactory;
 use visprompt_vision::detector::VisionDetectorFactory;
@@ -304,9 +306,47 @@ fn write_reports(
             c.iou_per_image * 100.0
         ));
     }
+    let title = format!(
+        "{} on {}",
+        model.params.algorithm().display_name(),
+        dataset_dir.file_name().map_or_else(
+            || dataset_dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    );
+    let bars: Vec<(String, f64)> = r
+        .classes
+        .iter()
+        .map(|c| {
+            (
+                outcome.class_names[c.class as usize].clone(),
+                c.iou_cumulative,
+            )
+        })
+        .collect();
+    let iou_png = out.join("iou_per_class.png");
+    plots::iou_bars(&format!("IoU per class: {title}"), &bars)
+        .and_then(|p| p.save_png(&iou_png))
+        .map_err(|e| e.to_string())?;
+    let latency_png = out.join("latency.png");
+    plots::latency_histogram(
+        &format!("Latency: {title}"),
+        &outcome.latencies_ms,
+        p50,
+        p95,
+    )
+    .and_then(|p| p.save_png(&latency_png))
+    .map_err(|e| e.to_string())?;
+    md.push_str("\n![IoU per class](iou_per_class.png)\n\n![Latency](latency.png)\n");
     let md_path = out.join("summary.md");
     std::fs::write(&md_path, &md).map_err(|e| format!("{}: {e}", md_path.display()))?;
     println!("{md}");
-    println!("report: {} and {}", json_path.display(), md_path.display());
+    println!(
+        "report: {}, {}, {} and {}",
+        json_path.display(),
+        md_path.display(),
+        iou_png.display(),
+        latency_png.display()
+    );
     Ok(())
 }

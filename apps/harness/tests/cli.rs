@@ -61,6 +61,15 @@ fn generate_then_eval_writes_a_consistent_report() {
         "{summary}"
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("mIoU"));
+    // The plots: PNGs with one bar per class and the latency histogram.
+    for (name, min_width) in [("iou_per_class.png", 480), ("latency.png", 720)] {
+        let png = image::open(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(png.width() >= min_width && png.height() == 420, "{name}");
+        assert!(
+            summary.contains(&format!("]({name})")),
+            "{name} in {summary}"
+        );
+    }
     // A report compared with itself: no difference anywhere.
     let report_path = out.join("report.json");
     let output = harness()
