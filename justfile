@@ -44,9 +44,11 @@ build-image *ARGS:
 run-image *ARGS:
     tools/run/image.sh {{ trim("image=" + quote(image) + " " + trim(_webrtc-args + " " + ARGS)) }}
 
-# Every test: unit, integration (embedded and remote database), API, OpenAPI drift, contract fuzzing.
+# Every test: unit, integration (embedded and remote database), API, OpenAPI drift, examples,
+# doc tests, contract fuzzing.
 test: build-test-tools
     cargo test --workspace --all-targets
+    cargo test --workspace --doc
     just fuzz-api
 
 # The SurrealDB server binary that the remote-mode store tests start.

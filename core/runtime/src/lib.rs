@@ -15,11 +15,14 @@
 //! - [`changes`]: a repository decorator that reports every stored change.
 //! - [`confine`]: media paths checked against the roots with symlinks resolved.
 //! - [`pipeline`]: spec, running pipeline, status and the manager.
+//! - [`embedded`]: [`embedded::LivePipeline`], the pipeline in a program of one's own, with no
+//!   server or database: see its example.
 
 pub mod broadcast;
 pub mod changes;
 pub mod confine;
 pub mod detection;
+pub mod embedded;
 pub mod frame;
 pub mod image;
 pub mod mask;

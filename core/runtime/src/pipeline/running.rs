@@ -120,11 +120,26 @@ impl RunningPipeline {
         source_factory: Arc<dyn SourceFactory>,
         sink_factory: Arc<dyn SinkFactory>,
     ) -> Self {
+        Self::start_with_detector(spec, outputs, source_factory, sink_factory, None).await
+    }
+
+    /// As [`RunningPipeline::start`], with a detector already fitted: it is in place before the
+    /// source opens, so no frame passes through undetected.
+    pub async fn start_with_detector(
+        spec: PipelineSpec,
+        outputs: PipelineOutputs,
+        source_factory: Arc<dyn SourceFactory>,
+        sink_factory: Arc<dyn SinkFactory>,
+        detector: Option<Box<dyn Detector>>,
+    ) -> Self {
         outputs.frames.clear();
         outputs.results.clear();
         let stats = Arc::new(PipelineStats::new(spec.project_id));
         let (labels, labels_rx) = watch::channel(Arc::new(LabelTable::from_labels(&spec.labels)));
         let (detector_swap, swap_rx) = mpsc::unbounded_channel();
+        if detector.is_some() {
+            let _ = detector_swap.send(detector);
+        }
         let detector = Stage {
             task: tokio::spawn(run_detector(
                 spec.project_id,
@@ -540,12 +555,12 @@ async fn run_sink(
     id: SinkId,
     config: SinkConfig,
     health: SinkHealthReporter,
-    mut results: Subscription<FrameResult>,
-    mut stop: oneshot::Receiver<()>,
+    results: Subscription<FrameResult>,
+    stop: oneshot::Receiver<()>,
     stats: Arc<PipelineStats>,
     project_id: ProjectId,
 ) {
-    let mut sink: Box<dyn ResultSink> = match factory.build(&config, health.clone()).await {
+    let sink: Box<dyn ResultSink> = match factory.build(&config, health.clone()).await {
         Ok(sink) => sink,
         Err(error) => {
             tracing::warn!(message = "Sink cannot start.", sink_id = %id, error = %error);
@@ -557,6 +572,22 @@ async fn run_sink(
             return;
         }
     };
+    drive_sink(sink, results, stop, project_id, |skipped, error| {
+        stats.sink_published(id, skipped, error)
+    })
+    .await;
+    health.set(SinkHealth::Stopped);
+}
+
+/// Hands the project's newest results to `sink` until `stop` fires or the results end, then closes
+/// the sink. `published` hears of each hand-over: results skipped so far, and the sink's error.
+pub(crate) async fn drive_sink(
+    mut sink: Box<dyn ResultSink>,
+    mut results: Subscription<FrameResult>,
+    mut stop: oneshot::Receiver<()>,
+    project_id: ProjectId,
+    mut published: impl FnMut(u64, Option<String>) + Send,
+) {
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -566,10 +597,9 @@ async fn run_sink(
                     continue;
                 }
                 let error = sink.publish(&result).await.err().map(|e| e.to_string());
-                stats.sink_published(id, results.skipped(), error);
+                published(results.skipped(), error);
             }
         }
     }
     sink.close().await;
-    health.set(SinkHealth::Stopped);
 }
