@@ -1,9 +1,10 @@
 //! Datasets on disk: which images of which class, with which masks.
 //!
-//! Three layouts are read, found by what the root holds:
+//! Four layouts are read, found by what the root holds:
 //! - **PerSeg**: `Images/<class>/<name>.jpg|png` and `Annotations/<class>/<name>.png`;
 //! - **folder** (FSS-1000 as the reference library arranges it): `images/<class>/<name>.jpg|png`
 //!   and `masks/<class>/<name>.png`;
+//! - **FSS-1000** as published: `<class>/<n>.jpg` with its mask `<class>/<n>.png` beside it;
 //! - **COCO**: `annotations.json` with instance segmentations and `images/` ([`crate::coco`]).
 //!
 //! Classes and images are in name order (natural order: `2` before `10`), so a seed picks the same
@@ -68,6 +69,7 @@ pub struct Class {
 pub enum Layout {
     PerSeg,
     Folder,
+    Fss1000,
     Coco,
 }
 
@@ -81,7 +83,7 @@ pub struct Dataset {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DatasetError {
     #[error(
-        "{0}: not a dataset: expected Images/ and Annotations/ (PerSeg), images/ and masks/ (folder layout) or annotations.json and images/ (COCO)"
+        "{0}: not a dataset: expected Images/ and Annotations/ (PerSeg), images/ and masks/ (folder layout), class folders of N.jpg with N.png masks (FSS-1000) or annotations.json and images/ (COCO)"
     )]
     UnknownLayout(PathBuf),
     #[error("{image}: no mask for this image (looked for {expected})")]
@@ -133,6 +135,29 @@ fn is_image(p: &Path) -> bool {
     )
 }
 
+fn is_jpeg(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("jpg" | "jpeg")
+    )
+}
+
+/// A root of class folders, some holding a `.jpg` with a `.png` of the same name beside it.
+fn looks_like_fss1000(root: &Path) -> Result<bool, DatasetError> {
+    for class_dir in entries(root)?.into_iter().filter(|p| p.is_dir()) {
+        let paired = entries(&class_dir)?
+            .iter()
+            .any(|p| is_jpeg(p) && p.with_extension("png").is_file());
+        if paired {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 impl Dataset {
     /// Reads the dataset at `root`, finding its layout.
     pub fn open(root: &Path) -> Result<Self, DatasetError> {
@@ -148,6 +173,9 @@ impl Dataset {
                 )
             } else if root.join("images").is_dir() && root.join("masks").is_dir() {
                 (Layout::Folder, root.join("images"), root.join("masks"))
+            } else if looks_like_fss1000(root)? {
+                // Images and masks share the class folders: the .jpg files are the images.
+                (Layout::Fss1000, root.to_path_buf(), root.to_path_buf())
             } else {
                 return Err(DatasetError::UnknownLayout(root.to_path_buf()));
             };
@@ -158,7 +186,11 @@ impl Dataset {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let mut samples = Vec::new();
-            for image in entries(&class_dir)?.into_iter().filter(|p| is_image(p)) {
+            let is_sample = |p: &Path| match layout {
+                Layout::Fss1000 => is_jpeg(p),
+                _ => is_image(p),
+            };
+            for image in entries(&class_dir)?.into_iter().filter(|p| is_sample(p)) {
                 let stem = image
                     .file_stem()
                     .unwrap_or_default()
@@ -226,6 +258,43 @@ mod tests {
         touch(&dir.path().join("images/apple/1.jpg"));
         touch(&dir.path().join("masks/apple/1.png"));
         assert_eq!(Dataset::open(dir.path()).unwrap().layout, Layout::Folder);
+    }
+
+    #[test]
+    fn fss1000_pairs_each_jpeg_with_the_png_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        for n in ["10", "2", "1"] {
+            touch(&r.join(format!("abacus/{n}.jpg")));
+            touch(&r.join(format!("abacus/{n}.png")));
+        }
+        touch(&r.join("zebra/1.jpg"));
+        touch(&r.join("zebra/1.png"));
+        let d = Dataset::open(r).unwrap();
+        assert_eq!(d.layout, Layout::Fss1000);
+        assert_eq!(d.classes.len(), 2);
+        let abacus = &d.classes[0];
+        assert_eq!(abacus.name, "abacus");
+        let pairs: Vec<(String, String)> = abacus
+            .samples
+            .iter()
+            .map(|s| {
+                (
+                    s.image.file_name().unwrap().to_string_lossy().into_owned(),
+                    s.mask.describe(),
+                )
+            })
+            .collect();
+        assert_eq!(pairs.len(), 3, "masks are not taken for images: {pairs:?}");
+        assert_eq!(pairs[0].0, "1.jpg");
+        assert_eq!(pairs[2].0, "10.jpg");
+        assert!(pairs[2].1.ends_with("abacus/10.png"), "{pairs:?}");
+
+        // An image whose mask is missing is named.
+        touch(&r.join("zebra/2.jpg"));
+        let err = Dataset::open(r).unwrap_err();
+        assert!(err.to_string().contains("zebra/2.jpg"), "{err}");
+        assert!(err.to_string().contains("zebra/2.png"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!   the per-image mean the reference system computes), FB-IoU, and instance precision and recall
 //!   at IoU 0.5.
 //!
-//! - [`datasets`]: PerSeg and folder (FSS-1000) layouts on disk; [`coco`]: COCO-style instance
+//! - [`datasets`]: PerSeg, folder and FSS-1000 layouts on disk; [`coco`]: COCO-style instance
 //!   annotations.
 //! - [`synthetic`]: a generated dataset of textured objects with exact masks, for tests and demos.
 //!
