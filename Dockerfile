@@ -17,7 +17,16 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     cargo build --release --locked -p visprompt-server \
     && install -D -m 0755 target/release/visprompt-server /out/visprompt-server
 
-# ---- runtime: the binary, curl for the health check, nothing else ------------------------------
+# ---- ui: the browser UI's static files ----------------------------------------------------------
+FROM node:20-${DEBIAN_RELEASE}-slim AS ui
+WORKDIR /src/apps/ui
+COPY apps/ui/package.json apps/ui/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY openapi /src/openapi
+COPY apps/ui ./
+RUN npm run build
+
+# ---- runtime: the binary, the UI, curl for the health check, nothing else ----------------------
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 
 # ca-certificates: model downloads from the Hugging Face hub; curl: HEALTHCHECK. Versions are
@@ -35,6 +44,7 @@ RUN groupadd --gid 10001 visprompt \
     && chown visprompt:visprompt /data
 
 COPY --from=builder /out/visprompt-server /usr/local/bin/visprompt-server
+COPY --from=ui /src/apps/ui/dist /usr/share/visprompt/ui
 
 # Listen on every interface of the container (the default is loopback only); database and
 # captured frames in the /data volume; media files (videos, image folders) mounted under /media.
@@ -43,6 +53,7 @@ ENV HOST=0.0.0.0 \
     PORT=9100 \
     DB_DATA_DIR=/data \
     MEDIA_ROOTS=/media \
+    UI_DIR=/usr/share/visprompt/ui \
     WEBRTC_PORT_RANGE=50000-50050
 
 VOLUME ["/data"]

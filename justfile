@@ -59,6 +59,10 @@ build-test-tools:
 openapi:
     cargo run -q -p visprompt-server -- openapi > openapi/openapi.json
 
+# Build the browser UI into apps/ui/dist (only when its sources changed; --force to rebuild).
+ui-build *ARGS:
+    tools/ui/build.sh {{ARGS}}
+
 # Contract fuzzing: schemathesis with all its checks against the running server.
 fuzz-api EXAMPLES="60":
     tools/fuzz/run.sh {{EXAMPLES}}

@@ -39,4 +39,6 @@ note "${shown[*]} ${command[*]}"
 if flag dry-run; then
     exit 0
 fi
+# The browser UI the server serves at / (built only when its sources changed).
+tools/ui/build.sh
 exec "${command[@]}"
