@@ -111,7 +111,7 @@ function TopBar({ projectId }: { projectId?: string }) {
         visprompt
       </Link>
       <select
-        aria-label="Project"
+        aria-label="Switch project"
         value={projectId ?? ""}
         onChange={(event) => {
           if (event.target.value) navigate(`/projects/${event.target.value}/live`);
