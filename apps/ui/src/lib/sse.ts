@@ -22,6 +22,8 @@ export class SseParser {
     const events: SseEvent[] = [];
     let newline: number;
     while ((newline = this.buffer.search(/\r\n|\r|\n/)) >= 0) {
+      // A CR at the very end may be the first half of a CRLF split across chunks: wait.
+      if (this.buffer[newline] === "\r" && newline === this.buffer.length - 1) break;
       const line = this.buffer.slice(0, newline);
       const breakLength = this.buffer.startsWith("\r\n", newline) ? 2 : 1;
       this.buffer = this.buffer.slice(newline + breakLength);
