@@ -240,7 +240,29 @@ try {
   await shot("09-sinks");
   step("file sink publishing");
 
-  // 12. Export the project, then import the archive as a new project.
+  // 12. A sample dataset as the active source, browsed frame by frame from the live view.
+  await nav("Sources").click();
+  await page.getByRole("button", { name: "Add source" }).click();
+  await page.getByLabel("Source kind").selectOption("sample_dataset");
+  await page.getByLabel("Dataset").locator("option", { hasText: "frames" }).first().waitFor({ state: "attached" });
+  await page.locator("form").getByRole("button", { name: "Add source" }).click();
+  await page.getByTestId("frame-position").filter({ hasText: "1 /" }).waitFor();
+  const frameCount = Number((await page.getByTestId("frame-position").innerText()).split("/")[1]);
+  check(frameCount > 1, `the dataset has frames (${frameCount})`);
+  await page.getByRole("button", { name: "Next" }).click();
+  await page.getByTestId("frame-position").filter({ hasText: `2 / ${frameCount}` }).waitFor();
+  await page.getByRole("button", { name: "Last" }).click();
+  await page.getByTestId("frame-position").filter({ hasText: `${frameCount} / ${frameCount}` }).waitFor();
+  await shot("10-source-frames");
+  await nav("Live view").click();
+  await page.getByTestId("connection-state").filter({ hasText: "connected" }).waitFor({ timeout: 30000 });
+  await page.getByRole("button", { name: "First" }).click();
+  // Seeking makes the server process that frame: its result names the frame's index.
+  await page.getByText("source frame 1").waitFor({ timeout: 20000 });
+  await shot("11-live-dataset");
+  step(`sample dataset browsed (${frameCount} frames), seek result on the data channel`);
+
+  // 13. Export the project, then import the archive as a new project.
   await nav("Project").click();
   const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Export project" }).click()]);
   const archivePath = join(shots, "..", ".e2e-export.zip");
@@ -261,7 +283,7 @@ try {
   check(imported && !imported.active, "the imported project exists and is inactive");
   const importedPrompts = await api(`/api/v1/projects/${imported.id}/prompts`);
   check(importedPrompts.prompts.length === 1, "the imported project has the prompt");
-  await shot("10-projects");
+  await shot("12-projects");
   step("imported the archive as a new project");
 
   check(pageErrors.length === 0, `no uncaught page errors (${pageErrors.join("; ")})`);

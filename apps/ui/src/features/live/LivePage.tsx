@@ -10,9 +10,12 @@ import { ErrorNote } from "../../components/ErrorNote";
 import { LabelChip } from "../../components/LabelChip";
 import { Link, navigate } from "../../lib/router";
 import { useProjectMutations } from "../projects/projectActions";
+import { FrameBrowser } from "../sources/FrameBrowser";
+import { NAVIGABLE } from "../sources/SourcesPage";
 import { LiveConnection, type LiveState } from "./connection";
 import { parsePayload, type PredictionPayload } from "./payload";
 import {
+  DelayedPayloads,
   inboundVideoCounters,
   PredictionStats,
   videoFigures,
@@ -32,7 +35,8 @@ export function LivePage({ projectId }: { projectId: string }) {
   const sources = useSources(projectId);
   const { activate } = useProjectMutations();
   const isActive = project.data?.active === true;
-  const hasSource = sources.data?.some((s) => s.active);
+  const activeSource = sources.data?.find((s) => s.active);
+  const hasSource = !!activeSource;
 
   return (
     <div className="page live-page">
@@ -57,6 +61,9 @@ export function LivePage({ projectId }: { projectId: string }) {
         </div>
       )}
       {isActive && <LiveSession projectId={projectId} />}
+      {isActive && activeSource && NAVIGABLE.includes(activeSource.config.source_type) && (
+        <FrameBrowser projectId={projectId} sourceId={activeSource.id} />
+      )}
     </div>
   );
 }
@@ -86,6 +93,8 @@ function LiveSession({ projectId }: { projectId: string }) {
   const connectionRef = useRef<LiveConnection | null>(null);
   const statsRef = useRef(new PredictionStats());
   const countersRef = useRef<VideoCounters | null>(null);
+  const pendingRef = useRef(new DelayedPayloads<PredictionPayload>());
+  const videoDelayRef = useRef(0);
   const [state, setState] = useState<LiveState>("idle");
   const [channelState, setChannelState] = useState<RTCDataChannelState | "none">("none");
   const [error, setError] = useState<unknown>(null);
@@ -124,7 +133,7 @@ function LiveSession({ projectId }: { projectId: string }) {
           inferenceMs: parsed.frame.inference_ms,
           detections: parsed.detections.length,
         });
-        setPayload(parsed);
+        pendingRef.current.push(parsed, receivedAt);
       },
     });
     connectionRef.current = connection;
@@ -141,6 +150,16 @@ function LiveSession({ projectId }: { projectId: string }) {
     };
   }, [projectId, wanted, attempt]);
 
+  // Each animation frame, show the newest payload the video has caught up with.
+  useEffect(() => {
+    let frame = requestAnimationFrame(function show() {
+      const due = pendingRef.current.take(Date.now(), videoDelayRef.current);
+      if (due) setPayload(due);
+      frame = requestAnimationFrame(show);
+    });
+    return () => cancelAnimationFrame(frame);
+  }, []);
+
   // Automatic reconnection after a failure or a lost connection.
   useEffect(() => {
     if (!wanted || !autoReconnect || (state !== "failed" && state !== "disconnected")) return;
@@ -156,7 +175,9 @@ function LiveSession({ projectId }: { projectId: string }) {
       if (!pc || pc.connectionState === "closed") return;
       const counters = inboundVideoCounters(await pc.getStats());
       if (counters) {
-        setVideo(videoFigures(countersRef.current, counters));
+        const figures = videoFigures(countersRef.current, counters);
+        videoDelayRef.current = (figures.jitterBufferMs ?? 0) + (figures.decodeMs ?? 0);
+        setVideo(figures);
         countersRef.current = counters;
       }
     }, 1000);
@@ -291,8 +312,10 @@ function Figures({ summary, video }: { summary: PredictionSummary | null; video:
         <dd>{fmt(summary?.endToEndP50, "ms")}</dd>
         <dt>Inference</dt>
         <dd>{fmt(summary?.inferenceP50, "ms")}</dd>
-        <dt title="Jitter buffer delay per frame in this browser">Buffer</dt>
+        <dt title="Jitter buffer delay per frame in this browser; the outlines wait as long, plus decoding">Buffer</dt>
         <dd>{fmt(video?.jitterBufferMs, "ms")}</dd>
+        <dt>Decode</dt>
+        <dd>{fmt(video?.decodeMs, "ms")}</dd>
         <dt title="Results this viewer did not receive (gaps in the frame sequence)">Missed</dt>
         <dd>{summary ? summary.missed : "–"}</dd>
       </dl>

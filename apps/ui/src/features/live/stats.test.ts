@@ -1,6 +1,6 @@
 // Live-view figures from payload samples and WebRTC counters.
 import { describe, expect, it } from "vitest";
-import { percentile, PredictionStats, videoFigures, type PredictionSample } from "./stats";
+import { DelayedPayloads, percentile, PredictionStats, videoFigures, type PredictionSample } from "./stats";
 import { parsePayload } from "./payload";
 
 const sample = (receivedAt: number, sequence: number, latencyMs = 5, capturedAtMs = receivedAt - 20): PredictionSample => ({
@@ -56,8 +56,9 @@ describe("prediction statistics", () => {
 describe("video figures", () => {
   it("computes frames per second and buffer delay between two readings", () => {
     const first = { timestamp: 10000, framesDecoded: 100, jitterBufferDelay: 1.0, jitterBufferEmittedCount: 100 };
-    const second = { timestamp: 12000, framesDecoded: 160, jitterBufferDelay: 2.2, jitterBufferEmittedCount: 160, frameWidth: 640, frameHeight: 480 };
-    const f = videoFigures(first, second);
+    const second = { timestamp: 12000, framesDecoded: 160, jitterBufferDelay: 2.2, jitterBufferEmittedCount: 160, frameWidth: 640, frameHeight: 480, totalDecodeTime: 0.3 };
+    const f = videoFigures({ ...first, totalDecodeTime: 0.18 }, second);
+    expect(f.decodeMs).toBeCloseTo(2);
     expect(f.fps).toBeCloseTo(30);
     expect(f.jitterBufferMs).toBeCloseTo(20);
     expect(f.width).toBe(640);
@@ -74,5 +75,20 @@ describe("payload parsing", () => {
     expect(parsePayload(JSON.stringify({ ...valid, version: 2 }))).toBeNull();
     expect(parsePayload("not json")).toBeNull();
     expect(parsePayload(JSON.stringify({ version: 1 }))).toBeNull();
+  });
+});
+
+describe("delayed payloads", () => {
+  it("releases the newest payload that is old enough, dropping the ones before it", () => {
+    const queue = new DelayedPayloads<string>();
+    queue.push("a", 0);
+    queue.push("b", 30);
+    queue.push("c", 60);
+    expect(queue.take(40, 50)).toBeNull();
+    expect(queue.take(85, 50)).toBe("b");
+    expect(queue.take(85, 50)).toBeNull(); // "a" went with "b"; "c" is not due yet
+    expect(queue.take(200, 50)).toBe("c");
+    queue.push("d", 300);
+    expect(queue.take(300, 0)).toBe("d");
   });
 });

@@ -92,6 +92,8 @@ export interface VideoCounters {
   frameHeight?: number;
   jitterBufferDelay?: number;
   jitterBufferEmittedCount?: number;
+  /** Seconds spent decoding, summed over framesDecoded. */
+  totalDecodeTime?: number;
 }
 
 export interface VideoFigures {
@@ -100,6 +102,8 @@ export interface VideoFigures {
   height?: number;
   /** Average time a frame waits in the jitter buffer, ms, over the interval. */
   jitterBufferMs: number | null;
+  /** Average decode time per frame, ms, over the interval. */
+  decodeMs: number | null;
   framesDropped?: number;
 }
 
@@ -107,18 +111,23 @@ export interface VideoFigures {
 export function videoFigures(previous: VideoCounters | null, current: VideoCounters): VideoFigures {
   let fps: number | null = null;
   let jitterBufferMs: number | null = null;
+  let decodeMs: number | null = null;
   if (previous && current.timestamp > previous.timestamp) {
     const decoded = current.framesDecoded - previous.framesDecoded;
     fps = decoded >= 0 ? (decoded * 1000) / (current.timestamp - previous.timestamp) : null;
     const emitted = (current.jitterBufferEmittedCount ?? 0) - (previous.jitterBufferEmittedCount ?? 0);
     const delay = (current.jitterBufferDelay ?? 0) - (previous.jitterBufferDelay ?? 0);
     if (emitted > 0) jitterBufferMs = (delay / emitted) * 1000;
+    const decodedFrames = current.framesDecoded - previous.framesDecoded;
+    const decoding = (current.totalDecodeTime ?? 0) - (previous.totalDecodeTime ?? 0);
+    if (decodedFrames > 0 && current.totalDecodeTime !== undefined) decodeMs = (decoding / decodedFrames) * 1000;
   }
   return {
     fps,
     width: current.frameWidth,
     height: current.frameHeight,
     jitterBufferMs,
+    decodeMs,
     framesDropped: current.framesDropped,
   };
 }
@@ -136,8 +145,42 @@ export function inboundVideoCounters(report: RTCStatsReport): VideoCounters | nu
         frameHeight: stat.frameHeight as number | undefined,
         jitterBufferDelay: stat.jitterBufferDelay as number | undefined,
         jitterBufferEmittedCount: stat.jitterBufferEmittedCount as number | undefined,
+        totalDecodeTime: stat.totalDecodeTime as number | undefined,
       };
     }
   });
   return found;
+}
+
+/**
+ * Holds data-channel payloads back by the video's own delay (jitter buffer + decoding), so the
+ * browser's outlines are drawn over the frame they belong to: predictions and video leave the
+ * server together, but the video spends longer on the way to the screen.
+ */
+export class DelayedPayloads<T> {
+  private queue: { item: T; receivedAt: number }[] = [];
+
+  constructor(private readonly capacity = 120) {}
+
+  push(item: T, receivedAt: number): void {
+    this.queue.push({ item, receivedAt });
+    if (this.queue.length > this.capacity) this.queue.shift();
+  }
+
+  /** The newest item received at least `delayMs` before `now`, or null; older ones are dropped. */
+  take(now: number, delayMs: number): T | null {
+    let due = -1;
+    for (let i = 0; i < this.queue.length; i++) {
+      if (this.queue[i].receivedAt <= now - delayMs) due = i;
+      else break;
+    }
+    if (due < 0) return null;
+    const { item } = this.queue[due];
+    this.queue.splice(0, due + 1);
+    return item;
+  }
+
+  clear(): void {
+    this.queue = [];
+  }
 }

@@ -51,10 +51,10 @@ export function FrameBrowser({ projectId, sourceId }: { projectId: string; sourc
         Frames <span className="muted" data-testid="frame-position">{count ? `${current + 1} / ${count}` : ""}</span>
       </h2>
       <div className="row">
-        <button type="button" className="small" onClick={() => go(0)} disabled={current === 0}>⏮ First</button>
+        <button type="button" className="small" onClick={() => go(0)} disabled={current === 0}>First</button>
         <button type="button" className="small" onClick={() => go(current - 1)} disabled={current === 0}>◀ Previous</button>
         <button type="button" className="small" onClick={() => go(current + 1)} disabled={current >= count - 1}>Next ▶</button>
-        <button type="button" className="small" onClick={() => go(count - 1)} disabled={current >= count - 1}>Last ⏭</button>
+        <button type="button" className="small" onClick={() => go(count - 1)} disabled={current >= count - 1}>Last</button>
         <form
           className="row"
           onSubmit={(e) => {
