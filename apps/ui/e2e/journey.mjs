@@ -192,7 +192,12 @@ try {
   await page.getByTestId("prompt-card").first().waitFor();
   await page.waitForFunction(() => document.querySelector('[data-testid="prompt-card"] svg image'));
   await shot("06-prompts");
-  step("visual prompt saved");
+  // Opening it shows the stored annotations again.
+  await page.getByTestId("prompt-card").first().locator("a").click();
+  await page.getByRole("heading", { name: "Edit visual prompt" }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="annotation-list"] li').length === 2);
+  await nav("Prompts").click();
+  step("visual prompt saved and reopened");
 
   // 9. Detections of "disc" in the live view, from the data channel.
   await nav("Live view").click();

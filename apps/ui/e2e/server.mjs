@@ -36,7 +36,7 @@ function tinyModels(repoRoot, dest) {
   return true;
 }
 
-export async function startServer({ uiDir, repoRoot }) {
+export async function startServer({ uiDir, repoRoot, extraEnv = {} }) {
   const binary = resolve(process.env.VISPROMPT_SERVER_BIN ?? join(repoRoot, "target/debug/visprompt-server"));
   if (!existsSync(binary)) throw new Error(`no server binary at ${binary} (set VISPROMPT_SERVER_BIN)`);
   const port = await freePort();
@@ -63,6 +63,7 @@ export async function startServer({ uiDir, repoRoot }) {
     WEBRTC_LOOPBACK_ONLY: "true",
     LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
     ...(haveModels ? { MODELS_DIR: models } : {}),
+    ...extraEnv,
   };
   const child = spawn(binary, [], { env, stdio: ["ignore", "pipe", "pipe"] });
   const log = [];

@@ -6,6 +6,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { authHeaders, type Schemas } from "./client";
 import { invalidateForEntity, keys } from "./queries";
 import { followEventStream } from "../lib/sse";
+import { useTokenPrompt } from "../components/TokenGate";
 
 interface EventStreamState {
   open: boolean;
@@ -23,6 +24,7 @@ export function useEventStream(): EventStreamState {
 export function EventStreamProvider({ children }: { children: ReactNode }) {
   const client = useQueryClient();
   const [state, setState] = useState<EventStreamState>({ open: false });
+  const { version: tokenVersion } = useTokenPrompt();
 
   useEffect(() => {
     const abort = new AbortController();
@@ -50,7 +52,7 @@ export function EventStreamProvider({ children }: { children: ReactNode }) {
       abort.signal,
     );
     return () => abort.abort();
-  }, [client]);
+  }, [client, tokenVersion]);
 
   return <EventStreamContext.Provider value={state}>{children}</EventStreamContext.Provider>;
 }

@@ -5,7 +5,8 @@ import { useQueryClient } from "@tanstack/react-query";
 import { onUnauthorized, readToken, storeToken } from "../api/client";
 import { Modal } from "./Modal";
 
-const TokenContext = createContext<{ ask: () => void }>({ ask: () => {} });
+/** `version` changes whenever the token does, so long-lived connections can reopen with it. */
+const TokenContext = createContext<{ ask: () => void; version: number }>({ ask: () => {}, version: 0 });
 export const useTokenPrompt = () => useContext(TokenContext);
 
 export function TokenGate({ children }: { children: ReactNode }) {
@@ -13,6 +14,7 @@ export function TokenGate({ children }: { children: ReactNode }) {
   const [asking, setAsking] = useState(false);
   const [draft, setDraft] = useState(readToken() ?? "");
   const [rejected, setRejected] = useState(false);
+  const [version, setVersion] = useState(0);
 
   useEffect(
     () =>
@@ -26,11 +28,12 @@ export function TokenGate({ children }: { children: ReactNode }) {
   const save = () => {
     storeToken(draft.trim() || null);
     setAsking(false);
+    setVersion((v) => v + 1);
     void client.invalidateQueries();
   };
 
   return (
-    <TokenContext.Provider value={{ ask: () => setAsking(true) }}>
+    <TokenContext.Provider value={{ ask: () => setAsking(true), version }}>
       {children}
       {asking && (
         <Modal title="API token" onClose={() => setAsking(false)}>
