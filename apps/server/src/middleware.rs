@@ -139,3 +139,118 @@ pub async fn json_errors<E: Endpoint>(
     }
     Ok(resp)
 }
+
+/// Whether a browser request comes from a page of this very server: its `Origin` names the host
+/// and port it was sent to. Only for hosts written as IP addresses or `localhost`: a DNS name
+/// could be rebound by a hostile page to this machine's address, so such origins must be listed
+/// in `CORS_ORIGINS` explicitly.
+pub fn same_origin(req: &Request) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(origin_host) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    if !origin_host.eq_ignore_ascii_case(host) {
+        return false;
+    }
+    // The host without its port; IPv6 literals keep their brackets.
+    let name = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// The API behind CORS, except for requests from the server's own pages ([`same_origin`]), which
+/// a browser sends with an `Origin` that `CORS_ORIGINS` need not list: the UI then works on any
+/// `PORT`. A refused origin gets the JSON error body like every other error.
+pub struct OwnOriginOrCors {
+    pub api: std::sync::Arc<poem::endpoint::BoxEndpoint<'static>>,
+    pub cors: poem::endpoint::BoxEndpoint<'static>,
+}
+
+impl Endpoint for OwnOriginOrCors {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        if same_origin(&req) {
+            return self.api.call(req).await;
+        }
+        match self.cors.call(req).await {
+            Ok(resp) => Ok(resp),
+            Err(err) if err.status() == StatusCode::FORBIDDEN => Ok(Json(ErrorBody::new(
+                "forbidden_origin",
+                format!("{err}: add the page's origin to CORS_ORIGINS"),
+            ))
+            .with_status(StatusCode::FORBIDDEN)
+            .into_response()),
+            Err(err) => Ok(json_error_body(err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod same_origin_tests {
+    use super::*;
+
+    fn request(origin: &str, host: &str) -> Request {
+        Request::builder()
+            .header(header::ORIGIN, origin)
+            .header(header::HOST, host)
+            .finish()
+    }
+
+    #[test]
+    fn pages_of_this_server_by_address_are_its_own() {
+        assert!(same_origin(&request(
+            "http://127.0.0.1:9300",
+            "127.0.0.1:9300"
+        )));
+        assert!(same_origin(&request(
+            "http://localhost:9300",
+            "localhost:9300"
+        )));
+        assert!(same_origin(&request("http://[::1]:9300", "[::1]:9300")));
+        assert!(same_origin(&request("https://10.0.0.5", "10.0.0.5")));
+    }
+
+    #[test]
+    fn other_origins_and_dns_names_are_not() {
+        assert!(!same_origin(&request(
+            "http://127.0.0.1:9301",
+            "127.0.0.1:9300"
+        )));
+        assert!(!same_origin(&request(
+            "http://evil.example:9300",
+            "127.0.0.1:9300"
+        )));
+        // A rebound name: same string both sides, but a name, not an address.
+        assert!(!same_origin(&request(
+            "http://evil.example:9300",
+            "evil.example:9300"
+        )));
+        assert!(!same_origin(&request("null", "127.0.0.1:9300")));
+        assert!(!same_origin(
+            &Request::builder()
+                .header(header::HOST, "127.0.0.1")
+                .finish()
+        ));
+    }
+}

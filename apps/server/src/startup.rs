@@ -201,9 +201,13 @@ fn routes(state: AppState, settings: &Settings) -> poem::endpoint::BoxEndpoint<'
                     None => ep.call(req).await.map(poem::IntoResponse::into_response),
                 }
             }
-        })
-        .with(cors);
-    crate::ui::WithUi::new(api_routes.boxed(), &settings.server.ui_dir).boxed()
+        });
+    let api = Arc::new(api_routes.boxed());
+    let checked = crate::middleware::OwnOriginOrCors {
+        cors: poem::Middleware::transform(&cors, api.clone()).boxed(),
+        api,
+    };
+    crate::ui::WithUi::new(checked.boxed(), &settings.server.ui_dir).boxed()
 }
 
 /// The OpenAPI document as served at `/api/openapi.json`, from the default settings (the

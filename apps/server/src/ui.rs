@@ -175,7 +175,13 @@ mod tests {
 
     #[test]
     fn api_paths_are_never_the_ui() {
-        for path in ["/api/v1/projects", "/api", "/api/docs", "/health", "/metrics"] {
+        for path in [
+            "/api/v1/projects",
+            "/api",
+            "/api/docs",
+            "/health",
+            "/metrics",
+        ] {
             assert!(is_api_path(path), "{path}");
         }
         for path in ["/", "/projects/1", "/assets/app.js", "/apiary", "/healthy"] {

@@ -174,6 +174,7 @@ pub fn json_error_body(err: poem::Error) -> Response {
     }
     let (status, code, message) = match status {
         StatusCode::UNAUTHORIZED => (status, "unauthorized", message),
+        StatusCode::FORBIDDEN => (status, "forbidden", message),
         StatusCode::NOT_FOUND => (status, "not_found", message),
         StatusCode::METHOD_NOT_ALLOWED => (status, "method_not_allowed", message),
         StatusCode::PAYLOAD_TOO_LARGE => (status, "payload_too_large", message),

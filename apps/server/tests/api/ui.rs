@@ -117,9 +117,14 @@ async fn paths_out_of_the_ui_folder_are_refused() {
     let address = app.address.trim_start_matches("http://").to_owned();
 
     // Sent raw: HTTP clients would resolve the dot segments before sending.
-    for path in ["/../secret.txt", "/assets/../../secret.txt", "/%2e%2e/secret.txt"] {
+    for path in [
+        "/../secret.txt",
+        "/assets/../../secret.txt",
+        "/%2e%2e/secret.txt",
+    ] {
         let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).await.unwrap();
@@ -158,5 +163,53 @@ async fn an_unbuilt_ui_explains_how_to_build_it() {
     let text = page.text().await.unwrap();
     assert!(text.contains("just ui-build"), "{text}");
     assert!(text.contains("/api/docs"), "{text}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_servers_own_pages_may_write_on_any_port_and_other_origins_may_not() {
+    // The test server's port is random, so the default CORS_ORIGINS (port 9100) never lists it.
+    let app = spawn_app_with(Options::default()).await;
+    let own = app.address.clone();
+    let created = app
+        .client
+        .post(app.url("/api/v1/projects"))
+        .header("Origin", &own)
+        .json(&serde_json::json!({ "name": "from the UI" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let foreign = app
+        .client
+        .post(app.url("/api/v1/projects"))
+        .header("Origin", "http://attacker.example")
+        .json(&serde_json::json!({ "name": "from elsewhere" }))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(foreign, StatusCode::FORBIDDEN, "forbidden_origin").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("CORS_ORIGINS"),
+        "{body}"
+    );
+    // Nothing was stored by the refused request.
+    let list: serde_json::Value = app.get("/api/v1/projects").await.json().await.unwrap();
+    assert_eq!(list["pagination"]["total"], 1, "{list}");
+
+    // A listed origin still gets its CORS headers.
+    let listed = app
+        .client
+        .get(app.url("/api/v1/projects"))
+        .header("Origin", "http://localhost:9100")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    assert_eq!(
+        header(&listed, "access-control-allow-origin"),
+        "http://localhost:9100"
+    );
     app.shutdown().await;
 }
