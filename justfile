@@ -45,19 +45,37 @@ run-image *ARGS:
     tools/run/image.sh {{ trim("image=" + quote(image) + " " + trim(_webrtc-args + " " + ARGS)) }}
 
 # Every test: unit, integration (embedded and remote database), API, OpenAPI drift, examples,
-# doc tests, contract fuzzing.
+# doc tests, the UI's client drift check, type check and Vitest suite, the Playwright journey in
+# Chromium, contract fuzzing.
 test: build-test-tools
     cargo test --workspace --all-targets
     cargo test --workspace --doc
+    just ui-test
+    just e2e
     just fuzz-api
 
 # The SurrealDB server binary that the remote-mode store tests start.
 build-test-tools:
     cargo build -p visprompt-surrealdb-server
 
-# Regenerate the checked-in OpenAPI document.
+# Regenerate the checked-in OpenAPI document and the UI's typed client generated from it.
 openapi:
     cargo run -q -p visprompt-server -- openapi > openapi/openapi.json
+    tools/ui/build.sh --deps-only
+    cd apps/ui && npm run --silent generate
+
+# The UI's checks: generated client up to date, types, Vitest.
+ui-test:
+    tools/ui/build.sh --deps-only
+    cd apps/ui && npm run --silent check-client && npm run --silent typecheck && npm test
+
+# The browser journey (Playwright + Debian's Chromium) against the debug server binary on a random
+# port; screenshots under apps/ui/e2e-screenshots/.
+e2e:
+    cargo build -q -p visprompt-server
+    tools/ci/install-chromium.sh
+    tools/ui/build.sh --deps-only
+    cd apps/ui && VISPROMPT_SERVER_BIN="$PWD/../../target/debug/visprompt-server" npm run --silent e2e
 
 # Build the browser UI into apps/ui/dist (only when its sources changed; --force to rebuild).
 ui-build *ARGS:

@@ -3,8 +3,9 @@
 # never built), installing its npm packages first when package-lock.json changed. `just run` and
 # `just ui-build` call it, so the two-command promise holds on a fresh clone.
 #
-#   tools/ui/build.sh          build if stale
-#   tools/ui/build.sh --force  build in any case
+#   tools/ui/build.sh              build if stale
+#   tools/ui/build.sh --force      build in any case
+#   tools/ui/build.sh --deps-only  only install the npm packages (when the lock changed)
 set -euo pipefail
 cd "$(dirname "$0")/../../apps/ui"
 
@@ -17,6 +18,10 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "==> npm ci (apps/ui)"
     npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ "${1:-}" = "--deps-only" ]; then
+    exit 0
 fi
 
 stale=false

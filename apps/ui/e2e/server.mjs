@@ -57,8 +57,8 @@ export async function startServer({ uiDir, repoRoot, extraEnv = {} }) {
     DEMO_PROJECT: "false",
     UI_DIR: uiDir,
     MEDIA_ROOTS: media,
-    // The page's own origin: the server checks the Origin of state-changing requests.
-    CORS_ORIGINS: origin,
+    // CORS_ORIGINS is left at its default (port 9100): the server lets its own pages through
+    // on any port, and this journey shows it.
     WEBRTC_PORT_RANGE: `${rtcBase}-${rtcBase + 49}`,
     WEBRTC_LOOPBACK_ONLY: "true",
     LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
