@@ -10,8 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../../apps/ui"
 
 if ! command -v npm >/dev/null; then
-    echo "error: npm is needed to build the browser UI (Debian: apt-get install nodejs npm)" >&2
-    exit 1
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing Node.js and npm (Debian packages) to build the browser UI"
+        bash ../../tools/ci/install-node.sh
+    else
+        echo "error: npm is needed to build the browser UI (Debian: sudo apt-get install nodejs npm)" >&2
+        exit 1
+    fi
 fi
 
 # npm ci when node_modules is missing or older than the lock file.
