@@ -93,6 +93,9 @@ pub(crate) struct Peer {
     pub(crate) project_id: ProjectId,
     pub(crate) connection: Arc<RTCPeerConnection>,
     pub(crate) predictions: Mutex<Option<Arc<RTCDataChannel>>>,
+    /// Whether a prediction reached the channel yet: a viewer joining a still source (an image
+    /// folder between seeks) is sent the newest result instead of waiting for the next one.
+    pub(crate) greeted: std::sync::atomic::AtomicBool,
 }
 
 /// Requests for a key frame, from peers to the encoder.
@@ -240,6 +243,7 @@ impl Peers {
                     project_id,
                     connection: connection.clone(),
                     predictions: Mutex::new(None),
+                    greeted: std::sync::atomic::AtomicBool::new(false),
                 });
                 self.watch(session_id, &peer);
                 self.peers

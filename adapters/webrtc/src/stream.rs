@@ -109,6 +109,7 @@ pub(crate) async fn run(
                     Some(frame) => {
                         let duration = encoding.last_sent.elapsed();
                         encoding.send(&peers, (*frame).clone(), outputs.results.latest(), duration).await;
+                        greet_new_viewers(&peers, outputs.results.latest(), &encoding.stats).await;
                     }
                     None => encoding.last_sent = Instant::now(),
                 }
@@ -213,8 +214,27 @@ fn enc_frame(encoder: &mut H264Encoder, image: &RgbImage) -> Option<crate::h264:
 }
 
 async fn send_predictions(peers: &Peers, result: &FrameResult, stats: &StreamStats) {
+    send_predictions_to(peers, result, stats, false).await;
+}
+
+/// The newest result to viewers whose channel opened after it was published.
+async fn greet_new_viewers(peers: &Peers, latest: Option<Arc<FrameResult>>, stats: &StreamStats) {
+    if let Some(result) = latest {
+        send_predictions_to(peers, &result, stats, true).await;
+    }
+}
+
+async fn send_predictions_to(
+    peers: &Peers,
+    result: &FrameResult,
+    stats: &StreamStats,
+    only_new: bool,
+) {
     let json = result.payload_json();
     for peer in peers.snapshot() {
+        if only_new && peer.greeted.load(Ordering::Relaxed) {
+            continue;
+        }
         let channel = peer.predictions.lock().expect("channel slot").clone();
         let Some(channel) = channel else { continue };
         if channel.ready_state() != RTCDataChannelState::Open
@@ -223,6 +243,7 @@ async fn send_predictions(peers: &Peers, result: &FrameResult, stats: &StreamSta
             continue;
         }
         if channel.send_text(json.to_string()).await.is_ok() {
+            peer.greeted.store(true, Ordering::Relaxed);
             stats.predictions_sent.fetch_add(1, Ordering::Relaxed);
         }
     }

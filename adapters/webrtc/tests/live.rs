@@ -275,3 +275,29 @@ async fn hostile_offers_are_refused_and_leave_no_session_behind() {
     assert_eq!(live.viewer_count(), 0);
     live.shutdown().await;
 }
+
+/// A still source (an image folder between seeks) publishes one result and then nothing: a viewer
+/// joining afterwards still gets that result on its data channel, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_joining_a_still_source_gets_the_newest_result_once() {
+    let (live, outputs) = start();
+    let (label, project) = (LabelId::new(), ProjectId::new());
+    publish(&outputs, 7, label, project);
+    let mut viewer = connect(&live, project, "late-viewer").await;
+    let prediction = viewer
+        .next_prediction(Duration::from_secs(10))
+        .await
+        .expect("the newest result arrives without a new frame");
+    let payload: serde_json::Value = serde_json::from_str(&prediction.json).unwrap();
+    assert_eq!(payload["frame"]["sequence"], 7, "{payload}");
+    // Still pictures keep being re-sent; the result is not.
+    assert!(
+        viewer
+            .next_prediction(Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "the same result is sent once"
+    );
+    viewer.close().await;
+    live.shutdown().await;
+}

@@ -233,7 +233,7 @@ impl ProjectsApi {
             .service
             .export_project(ProjectId::from_uuid(project_id.0))
             .await?;
-        let name = format!("attachment; filename=\"project-{}.zip\"", bundle.project.id);
+        let name = archive_disposition(bundle.project.name.as_str());
         let bytes = tokio::task::spawn_blocking(move || write_archive(&bundle))
             .await
             .map_err(|_| ApiError::internal())?;
@@ -271,5 +271,43 @@ fn archive_error(err: ArchiveError) -> ApiError {
             ApiError::too_large(err.to_string())
         }
         other => ApiError::invalid("archive", other.to_string()),
+    }
+}
+
+/// `Content-Disposition` of an export, named after the project: a plain ASCII `filename` for
+/// every client (anything else becomes `_`, quotes and slashes included, so the header cannot be
+/// broken out of) and the exact name, percent-encoded, in `filename*` (RFC 6266).
+fn archive_disposition(project_name: &str) -> String {
+    let ascii: String = project_name
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+            ' ' => '-',
+            _ => '_',
+        })
+        .collect();
+    let ascii = ascii.trim_matches(|c| c == '.' || c == '-');
+    let ascii = if ascii.is_empty() { "project" } else { ascii };
+    let file = format!("{project_name}.zip");
+    let exact = percent_encoding::utf8_percent_encode(&file, percent_encoding::NON_ALPHANUMERIC);
+    format!("attachment; filename=\"{ascii}.zip\"; filename*=UTF-8''{exact}")
+}
+
+#[cfg(test)]
+mod disposition_tests {
+    use super::archive_disposition;
+
+    #[test]
+    fn exports_are_named_after_the_project_without_breaking_the_header() {
+        assert_eq!(
+            archive_disposition("Line 3"),
+            "attachment; filename=\"Line-3.zip\"; filename*=UTF-8''Line%203%2Ezip"
+        );
+        let hostile = archive_disposition("a\"; x=\"/../évil");
+        let plain = hostile.split("; filename*=").next().unwrap();
+        assert_eq!(plain.matches('"').count(), 2, "{hostile}");
+        assert!(!plain.contains('/'), "{hostile}");
+        assert!(hostile.contains("%C3%A9vil"), "{hostile}");
+        assert!(archive_disposition("...").contains("filename=\"project.zip\""));
     }
 }
