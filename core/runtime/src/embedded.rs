@@ -309,7 +309,9 @@ mod tests {
         fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectorError> {
             let mut mask = BitMask::new(image.width(), image.height());
             mask.set(1, 1, true);
-            Ok(Detection::from_mask(self.0, 0.5, mask).into_iter().collect())
+            Ok(Detection::from_mask(self.0, 0.5, mask)
+                .into_iter()
+                .collect())
         }
     }
 
@@ -374,7 +376,11 @@ mod tests {
             "no frame passed through undetected: {:?}",
             record.detections
         );
-        assert!(record.names.iter().all(|n| n == "dot"), "{:?}", record.names);
+        assert!(
+            record.names.iter().all(|n| n == "dot"),
+            "{:?}",
+            record.names
+        );
         assert!(record.closed, "stop closes the sinks");
     }
 }
