@@ -164,6 +164,12 @@ pub fn json_error_body(err: poem::Error) -> Response {
     }
     if status == StatusCode::BAD_REQUEST && message.contains("verification failed") {
         let field = constrained_field(&message);
+        // The parser's wording names its own types; people need the field and the rule.
+        let message = match (&field, plain_constraint(&message)) {
+            (Some(field), Some(rule)) => format!("{field}: {rule}"),
+            (None, Some(rule)) => rule,
+            _ => message,
+        };
         return Json(ErrorBody {
             code: "invalid_value".into(),
             message,
@@ -190,6 +196,41 @@ pub fn json_error_body(err: poem::Error) -> Response {
         .into_response()
 }
 
+/// The rule a value broke, in words, from the validator poem-openapi names after
+/// "verification failed." (`maximum(1, exclusive: true)` → "must be less than 1").
+fn plain_constraint(message: &str) -> Option<String> {
+    let rest = &message[message.find("verification failed.")? + "verification failed.".len()..];
+    let rest = rest.trim_start();
+    let open = rest.find('(')?;
+    let (name, args) = (&rest[..open], &rest[open + 1..]);
+    // Arguments end at the closing parenthesis; a pattern may hold parentheses of its own, and
+    // is quoted, so it ends at the first `")`.
+    let args = if let Some(quoted) = args.strip_prefix('"') {
+        &quoted[..quoted.find("\")")?]
+    } else {
+        &args[..args.find(')')?]
+    };
+    let (value, exclusive) = match args.split_once(", exclusive: ") {
+        Some((value, flag)) => (value, flag == "true"),
+        None => (args, false),
+    };
+    Some(match name {
+        "maximum" if exclusive => format!("must be less than {value}"),
+        "maximum" => format!("must be at most {value}"),
+        "minimum" if exclusive => format!("must be greater than {value}"),
+        "minimum" => format!("must be at least {value}"),
+        "minLength" if value == "1" => "must not be empty".to_string(),
+        "minLength" => format!("must be at least {value} characters long"),
+        "maxLength" => format!("must be at most {value} characters long"),
+        "minItems" => format!("must have at least {value} item(s)"),
+        "maxItems" => format!("must have at most {value} items"),
+        "multipleOf" => format!("must be a multiple of {value}"),
+        "uniqueItems" => "must not repeat an item".to_string(),
+        "pattern" => format!("does not have the expected form (pattern {value})"),
+        _ => return None,
+    })
+}
+
 /// The field path in poem-openapi's message: the query parameter, or the chain of object fields
 /// (`field `config` ... field `url``) joined with dots.
 fn constrained_field(message: &str) -> Option<String> {
@@ -208,4 +249,47 @@ fn constrained_field(message: &str) -> Option<String> {
     }
     let fields = between("field `");
     (!fields.is_empty()).then(|| fields.join("."))
+}
+
+#[cfg(test)]
+mod plain_constraint_tests {
+    use super::plain_constraint;
+
+    #[test]
+    fn validators_read_as_rules() {
+        let cases = [
+            (
+                "failed to parse \"ClassicalConfig\": field `confidence_threshold` verification failed. maximum(1, exclusive: true) (occurred while parsing \"ModelConfigBody\")",
+                "must be less than 1",
+            ),
+            (
+                "field `x` verification failed. minimum(0, exclusive: false)",
+                "must be at least 0",
+            ),
+            (
+                "field `name` verification failed. minLength(1)",
+                "must not be empty",
+            ),
+            (
+                "field `name` verification failed. maxLength(100)",
+                "must be at most 100 characters long",
+            ),
+            (
+                "field `url` verification failed. pattern(\"^(https?)://(a|b)\") (occurred while parsing \"X\")",
+                "does not have the expected form (pattern ^(https?)://(a|b))",
+            ),
+        ];
+        for (message, rule) in cases {
+            assert_eq!(
+                plain_constraint(message).as_deref(),
+                Some(rule),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            plain_constraint("field `x` verification failed. somethingNew(3)"),
+            None
+        );
+        assert_eq!(plain_constraint("no validator here"), None);
+    }
 }
