@@ -7,17 +7,24 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/examples-… → target/<profile>/examples/<name>
+    // target/<profile>/deps/examples-… → target/<profile>/examples/. `cargo test` leaves the
+    // example as `<name>-<hash>`; `cargo build --examples` adds a plain `<name>`. The newest wins.
     let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(path.is_file(), "{} is built by cargo test", path.display());
-    path
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let hashed = format!("{name}-");
+    let newest = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            file == name
+                || (file.starts_with(&hashed)
+                    && file[hashed.len()..].chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok());
+    newest
+        .map(|entry| entry.path())
+        .unwrap_or_else(|| panic!("no {name} in {}: cargo test builds it", dir.display()))
 }
 
 #[test]
