@@ -48,8 +48,9 @@ run-image *ARGS:
 # doc tests, the UI's client drift check, type check and Vitest suite, the Playwright journey in
 # Chromium, contract fuzzing.
 test: build-test-tools
-    cargo test --workspace --all-targets
-    cargo test --workspace --doc
+    # Every package's library, binaries and integration tests, doc tests, and the examples built
+    # as programs (tests/examples.rs runs them; `--all-targets` would build them as test harnesses).
+    cargo test --workspace
     just ui-test
     just e2e
     just fuzz-api
