@@ -47,12 +47,13 @@ run-image *ARGS:
 # Every test: unit, integration (embedded and remote database), API, OpenAPI drift, examples,
 # doc tests, the UI's client drift check, type check and Vitest suite, the Playwright journey in
 # Chromium, contract fuzzing.
+[doc("Every test: Rust (unit, integration, API, doc tests, examples), the UI's Vitest and Playwright suites, contract fuzzing.")]
 test: build-test-tools
     # Every package's library, binaries and integration tests, doc tests, and the examples built
     # as programs (tests/examples.rs runs them; `--all-targets` would build them as test harnesses).
     cargo test --workspace
     just ui-test
-    just e2e
+    just _e2e-run
     just fuzz-api
 
 # The SurrealDB server binary that the remote-mode store tests start.
@@ -72,8 +73,14 @@ ui-test:
 
 # The browser journey (Playwright + Debian's Chromium) against the debug server binary on a random
 # port; screenshots under apps/ui/e2e-screenshots/.
+[doc("The browser journey in Chromium against the real server; screenshots under apps/ui/e2e-screenshots/.")]
 e2e:
     cargo build -q -p visprompt-server
+    just _e2e-run
+
+# The journey against target/debug/visprompt-server as it is (`just test` has just built it with
+# the workspace's features; building it alone would resolve other features and recompile).
+_e2e-run:
     tools/ci/install-chromium.sh
     tools/ui/build.sh --deps-only
     cd apps/ui && VISPROMPT_SERVER_BIN="$PWD/../../target/debug/visprompt-server" npm run --silent e2e
