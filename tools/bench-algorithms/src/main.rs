@@ -10,6 +10,9 @@
 //! (torch 2.10, 2 threads, random weights, the same configurations) and stated in the issue
 //! that asked for this benchmark; the ratio is ours / theirs.
 //!
+//! With `BENCH_PROFILE=1`, the click configuration also prints where one click's time goes (the
+//! decoder's transformer, upscaling and HQ convolutions, the logits' upscaling) to stderr.
+//!
 //! Random weights make the number of prompts an algorithm decodes depend on chance: the report
 //! states how many each frame decoded. PerDINO is also run with its point threshold lowered so
 //! that all 80 points are used whatever the features (`perdino_80`), the reference's worst case.
@@ -220,6 +223,19 @@ fn child(algorithm: &str, precision: &str, runs: usize) {
             if i >= 2 {
                 times.push(ms(t.elapsed()));
             }
+        }
+        if std::env::var_os("BENCH_PROFILE").is_some() {
+            // Where one click's time goes, averaged over `runs` more clicks.
+            visprompt_vision::encoders::profiling::set_enabled(true);
+            let t = Instant::now();
+            for _ in 0..runs {
+                interactive::segment(&sam, &prepared, &clicks, None).expect("segments");
+            }
+            let total = ms(t.elapsed()) / runs as f64;
+            for (stage, d) in visprompt_vision::encoders::profiling::take() {
+                eprintln!("  {stage:<32} {:>7.1} ms", ms(d) / runs as f64);
+            }
+            eprintln!("  {:<32} {total:>7.1} ms", "click (total)");
         }
         println!(
             "click\t{precision}\t{:.1}\t0\t0\t0\t0\t1\t{:.0}",

@@ -3,6 +3,7 @@
 
 use candle_core::Tensor;
 
+use crate::encoders::profiling::time;
 use crate::segmenters::{Prompts, Sam};
 
 use super::DetectError;
@@ -70,12 +71,17 @@ pub fn segment(
         .enumerate()
         .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
     let low = out.low_res_logits.narrow(1, best.0, 1)?;
-    let up = sam.upscale_masks(&image.embedding, &low)?;
+    let up = time("click: upscale logits", || {
+        sam.upscale_masks(&image.embedding, &low)
+    })?;
     let (h, w) = image.work_size;
-    let v: Vec<f32> = up.flatten_all()?.to_vec1()?;
-    let mut mask = BinaryMask::from_fn(w, h, |i| v[i] > 0.0);
-    if image.scale < 1.0 {
-        mask = mask.resize_nearest(image.original_size.0, image.original_size.1);
-    }
+    let mask = time("click: threshold", || -> Result<BinaryMask, DetectError> {
+        let v: Vec<f32> = up.flatten_all()?.to_vec1()?;
+        let mut mask = BinaryMask::from_fn(w, h, |i| v[i] > 0.0);
+        if image.scale < 1.0 {
+            mask = mask.resize_nearest(image.original_size.0, image.original_size.1);
+        }
+        Ok(mask)
+    })?;
     Ok((mask, best.1))
 }

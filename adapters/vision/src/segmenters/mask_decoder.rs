@@ -14,6 +14,7 @@ use candle_nn::VarBuilder;
 
 use super::ops::{Conv, ConvTranspose2x2, LayerNorm2d, Mlp, conv3x3_single, gelu};
 use super::transformer::TwoWayTransformer;
+use crate::encoders::profiling::time;
 
 /// Decoder hyper-parameters (the released models: dim 256, depth 2, 8 heads, MLP 2048, IoU head
 /// hidden 256).
@@ -200,7 +201,9 @@ impl MaskDecoder {
             1,
         )?;
         let src = embedding.broadcast_add(dense)?;
-        let (hs, src) = self.transformer.forward(&src, image_pe, &tokens)?;
+        let (hs, src) = time("decoder: two-way transformer", || {
+            self.transformer.forward(&src, image_pe, &tokens)
+        })?;
         let iou_pred = self.iou_head.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?; // [B, 4]
         let mask_tokens_out = hs.narrow(1, 1, n_out - 1)?;
         let mut hyper = Vec::with_capacity(n_out - 1);
@@ -223,7 +226,9 @@ impl MaskDecoder {
                 .narrow(0, start, n)?
                 .transpose(1, 2)?
                 .reshape((n, d, g, g))?;
-            let up = gelu(&u1.forward(&gelu(&un.forward(&u0.forward(&s)?)?)?)?)?; // [n, C/8, 4g, 4g]
+            let up = time("decoder: upscaling", || {
+                gelu(&u1.forward(&gelu(&un.forward(&u0.forward(&s)?)?)?)?)
+            })?; // [n, C/8, 4g, 4g]
             let (_, c8, hh, ww) = up.dims4()?;
             let upm = up.reshape((n, c8, hh * ww))?;
             let hs = hyper_sam.narrow(0, start, n)?.contiguous()?;
@@ -234,17 +239,19 @@ impl MaskDecoder {
                     None => candle_core::bail!("the HQ decoder needs the image's HQ features"),
                 };
                 let hv = hh_vec.narrow(0, start, n)?.squeeze(1)?; // [n, C/8]
-                let y = gelu(
-                    &hq.maskfeature_norm
-                        .forward(&hq.maskfeature_conv1.forward(&up)?)?,
-                )?;
+                let y = time("decoder: HQ mask-feature conv", || {
+                    gelu(
+                        &hq.maskfeature_norm
+                            .forward(&hq.maskfeature_conv1.forward(&up)?)?,
+                    )
+                })?;
                 // hv . (W2 * y + b2) = (hv . W2) * y + hv . b2, one output channel per prompt.
                 let c4 = y.dim(1)?;
                 let w2 = hq.maskfeature_w2.reshape((c8, c4 * 9))?;
                 let wk = hv.matmul(&w2)?.reshape((n, c4, 3, 3))?; // [n, C/4, 3, 3]
                 let bk = hv.matmul(&hq.maskfeature_b2.unsqueeze(1)?)?; // [n, 1]
                 let conv = if y.device().is_cpu() && y.dtype() == DType::F32 {
-                    conv3x3_single(&y, &wk)?
+                    time("decoder: HQ contracted conv", || conv3x3_single(&y, &wk))?
                 } else {
                     let mut per = Vec::with_capacity(n);
                     for i in 0..n {

@@ -587,13 +587,78 @@ impl Module for Mlp {
 }
 
 /// Softmax over the last dimension (fused on CPU).
+/// `x·Wᵀ + b` over the last dimension of `x` (any leading dimensions), through the encoders'
+/// GEMM (one call for all rows, both cores) where `x` is contiguous `f32` on the CPU; candle's
+/// batched matmul elsewhere.
+pub(crate) fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (k, rows) = match dims.split_last() {
+        Some((k, lead)) => (*k, lead.iter().product::<usize>()),
+        None => return layer.forward(x),
+    };
+    let w = layer.weight();
+    let n = w.dim(0)?;
+    if x.is_contiguous() && rows > 0 {
+        let x2 = x.reshape((rows, k))?;
+        if let Some(out) = crate::encoders::kernels::linear_vec(&x2, w, layer.bias(), None, None) {
+            let mut shape = dims;
+            *shape.last_mut().expect("a last dimension") = n;
+            return Tensor::from_vec(out, shape, x.device());
+        }
+    }
+    layer.forward(x)
+}
+
+/// LayerNorm over the last dimension with the encoders' two-pass kernel where it applies.
+pub(crate) fn layer_norm(norm: &candle_nn::LayerNorm, x: &Tensor) -> Result<Tensor> {
+    if let Some(bias) = norm.bias()
+        && norm.remove_mean()
+        && let Some(out) =
+            crate::encoders::kernels::layer_norm(x, norm.weight(), bias, norm.eps() as f32)
+    {
+        return out;
+    }
+    norm.forward(x)
+}
+
+/// `[B, C, N]` → `[B, N, C]` (image channels to tokens), in cache-sized tiles where `x` is
+/// contiguous `f32` on the CPU: candle's strided copy takes milliseconds for a 64x64x256 map.
+pub(crate) fn channels_last(x: &Tensor) -> Result<Tensor> {
+    const TILE: usize = 32;
+    let (b, c, n) = x.dims3()?;
+    // Whole tiles only, so that no tile spans two images of the batch.
+    if x.dtype() == DType::F32 && x.device().is_cpu() && x.is_contiguous() && n % TILE == 0 {
+        let (storage, layout) = x.storage_and_layout();
+        if let candle_core::Storage::Cpu(CpuStorage::F32(all)) = &*storage {
+            let src = &all[layout.start_offset()..layout.start_offset() + b * c * n];
+            let mut dst = vec![0f32; src.len()];
+            // Tiles of output rows in parallel: each task reads a `c x TILE` strip of the source.
+            dst.par_chunks_mut(TILE * c).enumerate().for_each(|(t, d)| {
+                let rows = d.len() / c;
+                let (batch, n0) = ((t * TILE) / n, (t * TILE) % n);
+                let s = &src[batch * c * n..(batch + 1) * c * n];
+                for ci in 0..c {
+                    let from = &s[ci * n + n0..ci * n + n0 + rows];
+                    for (r, v) in from.iter().enumerate() {
+                        d[r * c + ci] = *v;
+                    }
+                }
+            });
+            drop(storage);
+            return Tensor::from_vec(dst, (b, n, c), x.device());
+        }
+    }
+    x.transpose(1, 2)?.contiguous()
+}
+
 pub(crate) fn softmax(x: &Tensor) -> Result<Tensor> {
     candle_nn::ops::softmax_last_dim(x)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::gelu_slice;
+    use super::{channels_last, gelu_slice};
+    use candle_core::Tensor;
 
     #[test]
     fn conv3x3_without_im2col_equals_candles_convolution() {
@@ -613,6 +678,33 @@ mod tests {
             .to_scalar()
             .unwrap();
         assert!(diff < 1e-4, "max difference {diff}");
+    }
+
+    #[test]
+    fn channels_last_equals_candles_transpose() {
+        let dev = candle_core::Device::Cpu;
+        for (b, c, n) in [(2, 5, 64), (1, 256, 4096), (1, 3, 10)] {
+            let x = Tensor::arange(0f32, (b * c * n) as f32, &dev)
+                .unwrap()
+                .reshape((b, c, n))
+                .unwrap();
+            let ours: Vec<f32> = channels_last(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let want: Vec<f32> = x
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(ours, want, "{b}x{c}x{n}");
+        }
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! every prompt whenever the dense prompt embedding is (no mask prompt): their key/value/query
 //! projections in the first layer are then computed once and broadcast over the batch.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
-use super::ops::softmax;
+use super::ops::{channels_last, layer_norm, linear, softmax};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
@@ -58,13 +58,13 @@ impl Attention {
             attn.broadcast_matmul(&v)?
         };
         let out = out.transpose(1, 2)?.reshape((b, nq, c))?;
-        self.out_proj.forward(&out)
+        linear(&self.out_proj, &out)
     }
 
     pub(crate) fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let q = self.q_proj.forward(q)?;
-        let k = self.k_proj.forward(k)?;
-        let v = self.v_proj.forward(v)?;
+        let q = linear(&self.q_proj, q)?;
+        let k = linear(&self.k_proj, k)?;
+        let v = linear(&self.v_proj, v)?;
         self.attend(&q, &k, &v)
     }
 }
@@ -121,29 +121,29 @@ impl TwoWayBlock {
             let q = (queries + query_pe)?;
             (queries + self.self_attn.forward(&q, &q, queries)?)?
         };
-        let queries = self.norm1.forward(&queries)?;
+        let queries = layer_norm(&self.norm1, &queries)?;
 
         let k_in = keys.broadcast_add(key_pe)?;
         let q = (&queries + query_pe)?;
         let attn = self.cross_t2i.forward(&q, &k_in, keys)?;
-        let queries = self.norm2.forward(&(queries + attn)?)?;
+        let queries = layer_norm(&self.norm2, &(queries + attn)?)?;
 
-        let mlp = self.lin2.forward(&self.lin1.forward(&queries)?.relu()?)?;
-        let queries = self.norm3.forward(&(queries + mlp)?)?;
+        let mlp = linear(&self.lin2, &linear(&self.lin1, &queries)?.relu()?)?;
+        let queries = layer_norm(&self.norm3, &(queries + mlp)?)?;
 
         // Image tokens attend to the prompt tokens.
         let q = (&queries + query_pe)?;
         let a = &self.cross_i2t;
-        let iq = a.q_proj.forward(&k_in)?; // [Bk, Nk, I]
+        let iq = linear(&a.q_proj, &k_in)?; // [Bk, Nk, I]
         let iq = if iq.dim(0)? == b {
             iq
         } else {
             iq.broadcast_as((b, iq.dim(1)?, iq.dim(2)?))?
         };
-        let ik = a.k_proj.forward(&q)?;
-        let iv = a.v_proj.forward(&queries)?;
+        let ik = linear(&a.k_proj, &q)?;
+        let iv = linear(&a.v_proj, &queries)?;
         let attn = a.attend(&iq.contiguous()?, &ik, &iv)?;
-        let keys = self.norm4.forward(&attn.broadcast_add(keys)?)?;
+        let keys = layer_norm(&self.norm4, &attn.broadcast_add(keys)?)?;
         Ok((queries, keys))
     }
 }
@@ -182,14 +182,8 @@ impl TwoWayTransformer {
         tokens: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
         let (bi, c, h, w) = image.dims4()?;
-        let mut keys = image
-            .reshape((bi, c, h * w))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let key_pe = image_pe
-            .reshape((1, c, h * w))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let mut keys = channels_last(&image.reshape((bi, c, h * w))?)?;
+        let key_pe = channels_last(&image_pe.reshape((1, c, h * w))?)?;
         let mut queries = tokens.clone();
         for layer in &self.layers {
             let (q, k) = layer.forward(&queries, &keys, tokens, &key_pe)?;
@@ -199,7 +193,7 @@ impl TwoWayTransformer {
         let q = (&queries + tokens)?;
         let k = keys.broadcast_add(&key_pe)?;
         let attn = self.final_attn.forward(&q, &k, &keys)?;
-        let queries = self.norm_final.forward(&(queries + attn)?)?;
+        let queries = layer_norm(&self.norm_final, &(queries + attn)?)?;
         Ok((queries, keys))
     }
 }
