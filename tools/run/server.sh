@@ -39,6 +39,9 @@ note "${shown[*]} ${command[*]}"
 if flag dry-run; then
     exit 0
 fi
-# The browser UI the server serves at / (built only when its sources changed).
-tools/ui/build.sh
+# The browser UI the server serves at / (built only when its sources changed). Without it the
+# API still runs, and / says how to build the UI.
+if ! tools/ui/build.sh; then
+    note "the browser UI could not be built (see above); starting the API without it"
+fi
 exec "${command[@]}"
