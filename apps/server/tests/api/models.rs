@@ -148,6 +148,14 @@ async fn a_min_area_outside_one_percent_to_one_is_refused_by_name() {
         let err = assert_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "invalid_value").await;
         // Named as poem names every range-checked field inside the `config` union.
         assert_eq!(err["field"], "min_area", "{min_area} {err}");
+        // In words, not in the parser's terms.
+        let message = err["message"].as_str().unwrap();
+        let rule = if min_area < 0.01 {
+            "min_area: must be at least 0.01"
+        } else {
+            "min_area: must be at most 1"
+        };
+        assert_eq!(message, rule, "{min_area}");
     }
     app.shutdown().await;
 }

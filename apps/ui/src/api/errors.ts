@@ -33,35 +33,16 @@ export function apiErrorFrom(status: number, body: unknown): ApiError {
 }
 
 /**
- * The server's validation messages come from its request parser and read like
- * `parse request payload error: failed to parse "LabelCreateBody": field `name` verification
- * failed. minLength(1) (occurred while parsing "X")`. People need the middle part only.
+ * The server words out-of-range values itself ("confidence_threshold: must be less than 1"); its
+ * other request-parser messages still carry the parser's frame, e.g. `parse request payload
+ * error: failed to parse "LabelCreateBody": … (occurred while parsing "X")`. People need the
+ * middle part only.
  */
 export function tidyMessage(message: string): string {
   let m = message.replace(/^parse request payload error:\s*/i, "");
   m = m.replace(/^failed to parse "[^"]*":\s*/i, "");
   m = m.replace(/\s*\(occurred while parsing "[^"]*"\)/g, "");
-  const verification = /^field `([^`]+)` verification failed\.\s*(.*)$/i.exec(m);
-  if (verification) {
-    m = `${verification[1]}: ${describeConstraint(verification[2])}`;
-  }
   return m.trim();
-}
-
-/** Rewrites the parser's constraint names (`minLength(1)`, `maximum(1, exclusive: true)`). */
-function describeConstraint(constraint: string): string {
-  const c = constraint.trim();
-  let match = /^minLength\((\d+)\)$/.exec(c);
-  if (match) return match[1] === "1" ? "must not be empty" : `needs at least ${match[1]} characters`;
-  match = /^maxLength\((\d+)\)$/.exec(c);
-  if (match) return `must be at most ${match[1]} characters`;
-  match = /^maximum\(([^,)]+)(, exclusive: true)?\)$/.exec(c);
-  if (match) return match[2] ? `must be less than ${match[1]}` : `must be at most ${match[1]}`;
-  match = /^minimum\(([^,)]+)(, exclusive: true)?\)$/.exec(c);
-  if (match) return match[2] ? `must be greater than ${match[1]}` : `must be at least ${match[1]}`;
-  match = /^pattern\("(.*)"\)$/.exec(c);
-  if (match) return `does not have the expected form (${match[1]})`;
-  return c;
 }
 
 function statusText(status: number): string {
