@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use visprompt_classical::ClassicalDetector;
-use visprompt_domain::{ClassicalParams, Color, LabelId, MediaRoots, Shape, SourceConfig};
+use visprompt_domain::{
+    ClassicalParams, Color, LabelId, LabelName, MediaRoots, Shape, SourceConfig,
+};
 use visprompt_media::synthetic::ObjectKind;
 use visprompt_media::{MediaSourceFactory, SyntheticScene};
 use visprompt_runtime::embedded::{LivePipeline, callback_sink};
@@ -42,7 +44,11 @@ async fn main() {
     // The callback sees every result; it tells `main` when enough frames went by.
     let (done, mut finished) = tokio::sync::mpsc::channel::<()>(1);
     let pipeline = LivePipeline::builder()
-        .label(label, "striped disc", Color::rgb(230, 57, 70))
+        .label(
+            label,
+            LabelName::parse("striped disc").expect("a valid label name"),
+            Color::rgb(230, 57, 70),
+        )
         .source(
             Arc::new(MediaSourceFactory::new(MediaRoots::default())),
             SourceConfig::Synthetic,

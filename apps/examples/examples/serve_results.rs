@@ -13,7 +13,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use visprompt_classical::ClassicalDetector;
-use visprompt_domain::{ClassicalParams, Color, LabelId, MediaRoots, Shape, SourceConfig};
+use visprompt_domain::{
+    ClassicalParams, Color, LabelId, LabelName, MediaRoots, Shape, SourceConfig,
+};
 use visprompt_media::synthetic::ObjectKind;
 use visprompt_media::{MediaSourceFactory, SyntheticScene};
 use visprompt_runtime::embedded::LivePipeline;
@@ -92,7 +94,11 @@ async fn main() {
 
     let (latest, latest_rx) = watch::channel(None);
     let pipeline = LivePipeline::builder()
-        .label(label, "striped disc", Color::rgb(230, 57, 70))
+        .label(
+            label,
+            LabelName::parse("striped disc").expect("a valid label name"),
+            Color::rgb(230, 57, 70),
+        )
         .source(
             Arc::new(MediaSourceFactory::new(MediaRoots::default())),
             SourceConfig::Synthetic,

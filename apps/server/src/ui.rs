@@ -13,7 +13,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use poem::endpoint::{StaticFileEndpoint, StaticFilesEndpoint};
+use poem::endpoint::StaticFileEndpoint;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
@@ -61,7 +61,6 @@ impl Endpoint for WithUi {
 /// Serves the UI's files from one folder.
 pub struct UiFiles {
     dir: PathBuf,
-    files: StaticFilesEndpoint,
     index: StaticFileEndpoint,
 }
 
@@ -69,7 +68,6 @@ impl UiFiles {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         Self {
-            files: StaticFilesEndpoint::new(&dir),
             index: StaticFileEndpoint::new(dir.join("index.html")).no_cache(true),
             dir,
         }
@@ -115,9 +113,14 @@ impl Endpoint for UiFiles {
             .map(|p| p.into_owned())
             .unwrap_or_default();
         let mut response = match self.file_for(&decoded) {
-            Some(_) => {
+            Some(file) => {
                 let immutable = decoded.starts_with("/assets/");
-                let mut response = self.files.call(req).await?.into_response();
+                // The path is already checked and resolved: serve that file (ETag, ranges and
+                // content type come from poem's single-file endpoint).
+                let mut response = StaticFileEndpoint::new(file)
+                    .call(req)
+                    .await?
+                    .into_response();
                 let cache = if immutable {
                     "public, max-age=31536000, immutable"
                 } else {

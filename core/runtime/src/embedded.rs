@@ -4,7 +4,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use async_trait::async_trait;
-//! use visprompt_domain::{Color, LabelId, SourceConfig};
+//! use visprompt_domain::{Color, LabelId, LabelName, SourceConfig};
 //! use visprompt_runtime::embedded::{LivePipeline, callback_sink};
 //! use visprompt_runtime::{
 //!     BitMask, Detection, Detector, DetectorError, FrameSource, RgbImage, SourceError,
@@ -47,7 +47,7 @@
 //! let corner = LabelId::new();
 //! let (seen, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
 //! let pipeline = LivePipeline::builder()
-//!     .label(corner, "corner", Color::rgb(230, 57, 70))
+//!     .label(corner, LabelName::parse("corner").unwrap(), Color::rgb(230, 57, 70))
 //!     .source(Arc::new(Opens), SourceConfig::Synthetic)
 //!     .detector(Box::new(Corner(corner)))
 //!     .sink(callback_sink(move |result| {
@@ -142,11 +142,7 @@ impl LivePipeline {
 
 impl LivePipelineBuilder {
     /// A label the detector may report; its name and colour go into the results' payloads.
-    /// Names that are not valid label names (empty, too long) are replaced by `"label"`.
-    pub fn label(mut self, id: LabelId, name: &str, color: Color) -> Self {
-        let name = LabelName::parse(name)
-            .or_else(|_| LabelName::parse("label"))
-            .expect("\"label\" is a valid name");
+    pub fn label(mut self, id: LabelId, name: LabelName, color: Color) -> Self {
         self.labels.push(Label {
             id,
             project_id: self.project_id,
@@ -348,7 +344,7 @@ mod tests {
         let label = LabelId::new();
         let record = Arc::new(Mutex::new(Record::default()));
         let pipeline = LivePipeline::builder()
-            .label(label, "dot", Color::rgb(1, 2, 3))
+            .label(label, LabelName::parse("dot").unwrap(), Color::rgb(1, 2, 3))
             .source(Arc::new(FiveFrames), SourceConfig::Synthetic)
             .detector(Box::new(Whole(label)))
             .sink(Box::new(Recording(record.clone())))
