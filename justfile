@@ -97,6 +97,12 @@ fuzz-api EXAMPLES="60":
 bench-api:
     tools/bench/api.sh
 
+# Records which functions the release server runs at start-up (valgrind) into
+# apps/server/startup-order.txt, the linker's layout list (apps/server/build.rs). Run it after a
+# toolchain or dependency upgrade, when `just bench-api` reports few matches.
+startup-order:
+    tools/startup-order/record.sh
+
 # Frames/s and per-stage latency of the live pipeline (release): classical and pass-through
 # detectors, each against the same detector in a bare loop. SECONDS per run.
 [doc("Frames/s and per-stage latency of the live pipeline (release build); SECONDS per run.")]

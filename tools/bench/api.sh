@@ -32,6 +32,12 @@ start_ms=$(( (ready - start) / 1000000 ))
 
 sleep 2
 rss_kb=$(awk '/VmRSS/ { print $2 }' "/proc/$server/status")
+anon_kb=$(awk '/RssAnon/ { print $2 }' "/proc/$server/status")
+# How much of the start-up layout (apps/server/build.rs) this binary got: names the list gives
+# that the binary defines. Few matches mean the list is stale: `just startup-order`.
+listed=$(grep -c . apps/server/startup-order.txt || true)
+matched=$(nm --defined-only "$bin" | awk '{ print $3 }' | sort -u \
+    | comm -12 - <(sort -u apps/server/startup-order.txt) | wc -l)
 
 for name in alpha beta gamma; do
     curl -fsS -o /dev/null -X POST "$base/api/v1/projects" -H 'content-type: application/json' \
@@ -51,10 +57,11 @@ run_wrk() {
 read -r health_rps health_p99 < <(run_wrk "$base/health")
 read -r list_rps list_p99 < <(run_wrk "$base/api/v1/projects")
 
-python3 - "$start_ms" "$rss_kb" "$health_rps" "$health_p99" "$list_rps" "$list_p99" <<'PY'
+python3 - "$start_ms" "$rss_kb" "$health_rps" "$health_p99" "$list_rps" "$list_p99" "$anon_kb" "$matched" "$listed" <<'PY'
 import sys
 start_ms, rss_kb = int(sys.argv[1]), int(sys.argv[2])
 h_rps, h_p99, l_rps, l_p99 = float(sys.argv[3]), sys.argv[4], float(sys.argv[5]), sys.argv[6]
+anon_kb, matched, listed = int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
 
 def ms(text):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1000.0)):
@@ -73,4 +80,6 @@ rows = [
 print(f"{'measure':42} {'visprompt':>12} {'reference':>10} {'better by':>10}  target")
 for name, ours, ref, ratio, target in rows:
     print(f"{name:42} {ours:>12} {ref:>10} {ratio:>9.1f}x  {target}")
+print(f"idle RSS: {anon_kb / 1024:.1f} MB anonymous, {(rss_kb - anon_kb) / 1024:.1f} MB mapped from files")
+print(f"start-up layout: {matched} of the {listed} functions in apps/server/startup-order.txt are in this binary")
 PY
