@@ -12,8 +12,9 @@
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::ops::{Conv, ConvTranspose2x2, LayerNorm2d, Mlp, conv3x3_single, gelu};
-use super::transformer::TwoWayTransformer;
+use super::fused::ConvNormGelu;
+use super::ops::{ConvTranspose2x2, LayerNorm2d, Mlp, conv3x3_single, gelu};
+use super::transformer::{ImageTokens, TwoWayTransformer};
 use crate::encoders::profiling::time;
 
 /// Decoder hyper-parameters (the released models: dim 256, depth 2, 8 heads, MLP 2048, IoU head
@@ -48,8 +49,8 @@ struct HqParts {
     hf_mlp: Mlp,
     compress_vit_feat: (ConvTranspose2x2, LayerNorm2d, ConvTranspose2x2),
     embedding_encoder: (ConvTranspose2x2, LayerNorm2d, ConvTranspose2x2),
-    maskfeature_conv1: Conv,
-    maskfeature_norm: LayerNorm2d,
+    /// `embedding_maskfeature` 0-2: conv 3x3, LayerNorm2d, GELU.
+    maskfeature: ConvNormGelu,
     /// Last conv of `embedding_maskfeature`: weight [C/8, C/4, 3, 3] and bias [C/8].
     maskfeature_w2: Tensor,
     maskfeature_b2: Tensor,
@@ -119,8 +120,7 @@ impl MaskDecoder {
                         LayerNorm2d::new(d / 4, ee.pp("1"))?,
                         ConvTranspose2x2::new(ee.pp("3"), d / 4, d / 8)?,
                     ),
-                    maskfeature_conv1: Conv::new(mf.pp("0"), d / 8, d / 4, 3, 1, 1, true)?,
-                    maskfeature_norm: LayerNorm2d::new(d / 4, mf.pp("1"))?,
+                    maskfeature: ConvNormGelu::new(mf.pp("0"), mf.pp("1"), d / 8, d / 4)?,
                     maskfeature_w2: mf.pp("3").get((d / 8, d / 4, 3, 3), "weight")?,
                     maskfeature_b2: mf.pp("3").get(d / 8, "bias")?,
                 })
@@ -170,15 +170,27 @@ impl MaskDecoder {
         Ok(Some((a + b)?))
     }
 
-    /// Decodes B prompts. `embedding` [1, C, g, g]; `image_pe` [1, C, g, g]; `sparse` [B, N, C];
-    /// `dense` [B or 1, C, g, g] (1: no mask prompt, shared); `hq_features` from
-    /// [`Self::hq_features`] for the HQ decoder.
-    pub(crate) fn forward(
+    /// The image side of the transformer's first layer: `embedding` [1, C, g, g], `dense`
+    /// [B or 1, C, g, g] (1: no mask prompt, shared by the batch), `key_pe` [1, g*g, C].
+    pub(crate) fn prepare_image(
         &self,
         embedding: &Tensor,
-        image_pe: &Tensor,
-        sparse: &Tensor,
         dense: &Tensor,
+        key_pe: &Tensor,
+    ) -> Result<ImageTokens> {
+        self.transformer
+            .prepare(&embedding.broadcast_add(dense)?, key_pe)
+    }
+
+    /// Decodes B prompts. `image` from [`Self::prepare_image`] on a g x g embedding; `key_pe`
+    /// [1, g*g, C]; `sparse` [B, N, C]; `hq_features` from [`Self::hq_features`] for the HQ
+    /// decoder.
+    pub(crate) fn forward(
+        &self,
+        image: &ImageTokens,
+        g: usize,
+        key_pe: &Tensor,
+        sparse: &Tensor,
         multimask: bool,
         hq_features: Option<&Tensor>,
     ) -> Result<DecoderOutput> {
@@ -200,9 +212,8 @@ impl MaskDecoder {
             ],
             1,
         )?;
-        let src = embedding.broadcast_add(dense)?;
         let (hs, src) = time("decoder: two-way transformer", || {
-            self.transformer.forward(&src, image_pe, &tokens)
+            self.transformer.forward(image, key_pe, &tokens)
         })?;
         let iou_pred = self.iou_head.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?; // [B, 4]
         let mask_tokens_out = hs.narrow(1, 1, n_out - 1)?;
@@ -215,7 +226,6 @@ impl MaskDecoder {
             Some(hq) => Some(hq.hf_mlp.forward(&mask_tokens_out.narrow(1, 4, 1)?)?), // [B,1,C/8]
             None => None,
         };
-        let g = embedding.dim(2)?;
         let (u0, un, u1) = &self.upscaling;
         let mut sam_masks = Vec::new();
         let mut hq_masks = Vec::new();
@@ -240,10 +250,7 @@ impl MaskDecoder {
                 };
                 let hv = hh_vec.narrow(0, start, n)?.squeeze(1)?; // [n, C/8]
                 let y = time("decoder: HQ mask-feature conv", || {
-                    gelu(
-                        &hq.maskfeature_norm
-                            .forward(&hq.maskfeature_conv1.forward(&up)?)?,
-                    )
+                    hq.maskfeature.forward(&up)
                 })?;
                 // hv . (W2 * y + b2) = (hv . W2) * y + hv . b2, one output channel per prompt.
                 let c4 = y.dim(1)?;

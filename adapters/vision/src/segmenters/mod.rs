@@ -12,6 +12,7 @@
 //! `mask_decoder.*`), not Hugging Face `SamModel` names. Parity with the reference is proven by
 //! `tests/segmenters.rs` on fixtures from `tools/parity/segmenters.py`.
 
+mod fused;
 mod mask_decoder;
 mod ops;
 pub mod preprocess;
@@ -34,6 +35,7 @@ pub use vit::{SamVit, VitConfig};
 
 use mask_decoder::MaskDecoder;
 use prompt_encoder::PromptEncoder;
+use transformer::ImageTokens;
 
 /// Which image encoder a SAM model uses.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -147,6 +149,8 @@ pub struct ImageEmbedding {
     /// (height, width) after resizing the longest side to the model's input size.
     pub input_size: (usize, usize),
     hq_features: OnceLock<Tensor>,
+    /// The decoder's first-layer work on this image for prompts without a mask prompt.
+    image_tokens: OnceLock<ImageTokens>,
 }
 
 impl ImageEmbedding {
@@ -162,10 +166,11 @@ impl ImageEmbedding {
             original_size,
             input_size,
             hq_features: OnceLock::new(),
+            image_tokens: OnceLock::new(),
         }
     }
 
-    /// The same embedding without the HQ features cached by an earlier [`Sam::predict`].
+    /// The same embedding without the decoder work cached by an earlier [`Sam::predict`].
     pub fn without_cache(&self) -> Self {
         Self::new(
             self.embedding.clone(),
@@ -194,7 +199,8 @@ pub struct Sam {
     encoder: Encoder,
     prompt_encoder: PromptEncoder,
     decoder: MaskDecoder,
-    image_pe: Tensor,
+    /// The dense positional encoding of the embedding grid, channels last [1, g*g, C].
+    key_pe: Tensor,
     cfg: SamConfig,
     device: Device,
 }
@@ -223,12 +229,14 @@ impl Sam {
             cfg.mask_in_chans,
         )?;
         let decoder = MaskDecoder::new(vb.pp("mask_decoder"), &cfg.decoder)?;
-        let image_pe = prompt_encoder.dense_pe(&device)?;
+        let image_pe = prompt_encoder.dense_pe(&device)?; // [1, C, g, g]
+        let (_, c, gh, gw) = image_pe.dims4()?;
+        let key_pe = ops::channels_last(&image_pe.reshape((1, c, gh * gw))?)?;
         Ok(Self {
             encoder,
             prompt_encoder,
             decoder,
-            image_pe,
+            key_pe,
             cfg: cfg.clone(),
             device,
         })
@@ -333,11 +341,23 @@ impl Sam {
             prompts.masks.as_ref(),
             &self.device,
         )?;
-        // Without mask prompts the dense embedding is the same for the whole batch: keep one.
-        let dense = if prompts.masks.is_none() {
-            dense.narrow(0, 0, 1)?.contiguous()?
+        // Without mask prompts the dense embedding is the same for the whole batch, and for every
+        // batch on this image: the first layer's work on the image tokens is done once per image.
+        let image_tokens = if prompts.masks.is_none() {
+            match image.image_tokens.get() {
+                Some(t) => t.clone(),
+                None => {
+                    let dense = dense.narrow(0, 0, 1)?.contiguous()?;
+                    let t = self
+                        .decoder
+                        .prepare_image(&image.embedding, &dense, &self.key_pe)?;
+                    let _ = image.image_tokens.set(t.clone());
+                    t
+                }
+            }
         } else {
-            dense
+            self.decoder
+                .prepare_image(&image.embedding, &dense, &self.key_pe)?
         };
         let hq = if self.decoder.is_hq() {
             let f = match image.hq_features.get() {
@@ -356,10 +376,10 @@ impl Sam {
             None
         };
         self.decoder.forward(
-            &image.embedding,
-            &self.image_pe,
+            &image_tokens,
+            image.embedding.dim(2)?,
+            &self.key_pe,
             &sparse,
-            &dense,
             multimask,
             hq.as_ref(),
         )

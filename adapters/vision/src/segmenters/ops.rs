@@ -64,6 +64,15 @@ fn gelu_generic(src: &[f32], dst: &mut [f32]) {
     }
 }
 
+/// GELU of every value of `x`, in place; inlined so that it vectorises for the caller's target
+/// features (the fused decoder kernel calls it from AVX-512 code).
+#[inline(always)]
+pub(crate) fn gelu_in_place(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = gelu_one(*v);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn gelu_avx512(src: &[f32], dst: &mut [f32]) {
@@ -127,11 +136,14 @@ pub(crate) struct LayerNorm2d {
 }
 
 impl LayerNorm2d {
+    /// SAM's epsilon for this norm.
+    pub(crate) const EPS: f64 = 1e-6;
+
     pub(crate) fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             weight: vb.get(channels, "weight")?.reshape((1, channels, 1, 1))?,
             bias: vb.get(channels, "bias")?.reshape((1, channels, 1, 1))?,
-            eps: 1e-6,
+            eps: Self::EPS,
         })
     }
 }
@@ -154,6 +166,9 @@ impl Module for LayerNorm2d {
     }
 }
 
+/// Pixels per work item of [`ChannelNorm`].
+const NORM_BAND: usize = 1024;
+
 /// LayerNorm over channels of a contiguous f32 NCHW tensor, computed plane by plane (the
 /// reduction runs across planes, so every pass is over contiguous pixels).
 struct ChannelNorm {
@@ -175,7 +190,7 @@ impl CustomOp1 for ChannelNorm {
         }
         let (c, hw) = (dims[1], dims[2] * dims[3]);
         let mut out = vec![0f32; src.len()];
-        const BAND: usize = 1024;
+        const BAND: usize = NORM_BAND;
         // Work items: (image, band of pixels).
         let bands = hw.div_ceil(BAND);
         let items: Vec<(usize, usize)> = (0..dims[0])
@@ -186,41 +201,89 @@ impl CustomOp1 for ChannelNorm {
             let p0 = k * BAND;
             let len = BAND.min(hw - p0);
             let base = b * c * hw;
-            let mut mean = [0f32; BAND];
-            let mut var = [0f32; BAND];
-            for ch in 0..c {
-                let row = &src[base + ch * hw + p0..base + ch * hw + p0 + len];
-                for (m, &v) in mean.iter_mut().zip(row) {
-                    *m += v;
+            // SAFETY: every work item writes a disjoint range of `out`: channel rows
+            // `base + ch * hw + p0 ..+ len` of its own image and band.
+            let rows = |ch: usize| unsafe {
+                std::slice::from_raw_parts_mut(out_ptr.get().add(base + ch * hw + p0), len)
+            };
+            let src = |ch: usize| &src[base + ch * hw + p0..base + ch * hw + p0 + len];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F (checked just above).
+                    return unsafe { self.band_avx512(c, &src, &rows) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    return unsafe { self.band_avx2(c, &src, &rows) };
                 }
             }
-            let inv_c = 1.0 / c as f32;
-            for m in mean.iter_mut().take(len) {
-                *m *= inv_c;
-            }
-            for ch in 0..c {
-                let row = &src[base + ch * hw + p0..base + ch * hw + p0 + len];
-                for ((s2, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
-                    let d = v - m;
-                    *s2 += d * d;
-                }
-            }
-            for s2 in var.iter_mut().take(len) {
-                *s2 = 1.0 / (*s2 * inv_c + self.eps).sqrt();
-            }
-            for ch in 0..c {
-                let row = &src[base + ch * hw + p0..base + ch * hw + p0 + len];
-                let (w, bb) = (self.weight[ch], self.bias[ch]);
-                // SAFETY: every work item writes a disjoint range of `out`.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out_ptr.get().add(base + ch * hw + p0), len)
-                };
-                for (((o, &v), &m), &r) in dst.iter_mut().zip(row).zip(&mean).zip(&var) {
-                    *o = (v - m) * r * w + bb;
-                }
-            }
+            self.band(c, &src, &rows)
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+impl ChannelNorm {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn band_avx512<'a>(
+        &self,
+        c: usize,
+        src: &impl Fn(usize) -> &'a [f32],
+        dst: &impl Fn(usize) -> &'a mut [f32],
+    ) {
+        self.band(c, src, dst)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn band_avx2<'a>(
+        &self,
+        c: usize,
+        src: &impl Fn(usize) -> &'a [f32],
+        dst: &impl Fn(usize) -> &'a mut [f32],
+    ) {
+        self.band(c, src, dst)
+    }
+
+    /// One band of at most `NORM_BAND` pixels: `src(ch)` and `dst(ch)` are its values in
+    /// channel `ch`. Inlined into the variants above so that it vectorises for each.
+    #[inline(always)]
+    fn band<'a>(
+        &self,
+        c: usize,
+        src: &impl Fn(usize) -> &'a [f32],
+        dst: &impl Fn(usize) -> &'a mut [f32],
+    ) {
+        let mut mean = [0f32; NORM_BAND];
+        let mut var = [0f32; NORM_BAND];
+        for ch in 0..c {
+            for (m, &v) in mean.iter_mut().zip(src(ch)) {
+                *m += v;
+            }
+        }
+        let inv_c = 1.0 / c as f32;
+        for m in mean.iter_mut() {
+            *m *= inv_c;
+        }
+        for ch in 0..c {
+            for ((s2, &v), &m) in var.iter_mut().zip(src(ch)).zip(&mean) {
+                let d = v - m;
+                *s2 += d * d;
+            }
+        }
+        for s2 in var.iter_mut() {
+            *s2 = 1.0 / (*s2 * inv_c + self.eps).sqrt();
+        }
+        for ch in 0..c {
+            let (w, bb) = (self.weight[ch], self.bias[ch]);
+            for (((o, &v), &m), &r) in dst(ch).iter_mut().zip(src(ch)).zip(&mean).zip(&var) {
+                *o = (v - m) * r * w + bb;
+            }
+        }
     }
 }
 
@@ -320,44 +383,101 @@ pub(crate) fn conv3x3_single(y: &Tensor, k: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = y.dims4()?;
     let ys = y.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
     let ks = k.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-    let hw = h * w;
-    let mut out = vec![0f32; n * hw];
-    const ROWS: usize = 32;
-    out.par_chunks_mut(ROWS * w)
+    let mut out = vec![0f32; n * h * w];
+    // Work items: bands of rows of one image (an image's rows never share an item with the next).
+    out.par_chunks_mut(h * w)
         .enumerate()
-        .for_each(|(chunk, dst)| {
-            let per_img = h.div_ceil(ROWS);
-            let (i, band) = (chunk / per_img, chunk % per_img);
-            let y0 = band * ROWS;
-            let rows = dst.len() / w;
-            for ch in 0..c {
-                let plane = &ys[(i * c + ch) * hw..(i * c + ch + 1) * hw];
-                let kk = &ks[(i * c + ch) * 9..(i * c + ch + 1) * 9];
-                for r in 0..rows {
-                    let oy = y0 + r;
-                    let orow = &mut dst[r * w..(r + 1) * w];
-                    for ky in 0..3 {
-                        let iy = oy as isize + ky as isize - 1;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
+        .for_each(|(i, image)| {
+            let (ys, ks) = (&ys[i * c * h * w..], &ks[i * c * 9..]);
+            let shape = (c, h, w);
+            image
+                .par_chunks_mut(SINGLE_ROWS * w)
+                .enumerate()
+                .for_each(|(band, dst)| {
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        if std::arch::is_x86_feature_detected!("avx512f") {
+                            // SAFETY: the CPU supports AVX-512F (checked just above).
+                            return unsafe { single_band_avx512(ys, ks, shape, band, dst) };
                         }
-                        let srow = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        let (k0, k1, k2) = (kk[ky * 3], kk[ky * 3 + 1], kk[ky * 3 + 2]);
-                        // centre tap over all x, left/right taps shifted.
-                        for (o, &v) in orow.iter_mut().zip(srow) {
-                            *o += k1 * v;
-                        }
-                        for (o, &v) in orow[1..].iter_mut().zip(&srow[..w - 1]) {
-                            *o += k0 * v;
-                        }
-                        for (o, &v) in orow[..w - 1].iter_mut().zip(&srow[1..]) {
-                            *o += k2 * v;
+                        if std::arch::is_x86_feature_detected!("avx2")
+                            && std::arch::is_x86_feature_detected!("fma")
+                        {
+                            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                            return unsafe { single_band_avx2(ys, ks, shape, band, dst) };
                         }
                     }
-                }
-            }
+                    single_band(ys, ks, shape, band, dst)
+                });
         });
     Tensor::from_vec(out, (n, 1, h, w), y.device())
+}
+
+/// Output rows per work item of [`conv3x3_single`].
+const SINGLE_ROWS: usize = 32;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn single_band_avx512(
+    ys: &[f32],
+    ks: &[f32],
+    shape: (usize, usize, usize),
+    band: usize,
+    dst: &mut [f32],
+) {
+    single_band(ys, ks, shape, band, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn single_band_avx2(
+    ys: &[f32],
+    ks: &[f32],
+    shape: (usize, usize, usize),
+    band: usize,
+    dst: &mut [f32],
+) {
+    single_band(ys, ks, shape, band, dst)
+}
+
+/// Rows `band * SINGLE_ROWS ..` of one image's output (`dst`), from its planes `ys` [c, h, w]
+/// and kernels `ks` [c, 3, 3]. Inlined into the variants above so that it vectorises for each.
+#[inline(always)]
+fn single_band(
+    ys: &[f32],
+    ks: &[f32],
+    (c, h, w): (usize, usize, usize),
+    band: usize,
+    dst: &mut [f32],
+) {
+    let y0 = band * SINGLE_ROWS;
+    let rows = dst.len() / w;
+    for ch in 0..c {
+        let plane = &ys[ch * h * w..(ch + 1) * h * w];
+        let kk = &ks[ch * 9..(ch + 1) * 9];
+        for r in 0..rows {
+            let oy = y0 + r;
+            let orow = &mut dst[r * w..(r + 1) * w];
+            for ky in 0..3 {
+                let iy = oy as isize + ky as isize - 1;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let srow = &plane[iy as usize * w..(iy as usize + 1) * w];
+                let (k0, k1, k2) = (kk[ky * 3], kk[ky * 3 + 1], kk[ky * 3 + 2]);
+                // centre tap over all x, left/right taps shifted.
+                for (o, &v) in orow.iter_mut().zip(srow) {
+                    *o += k1 * v;
+                }
+                for (o, &v) in orow[1..].iter_mut().zip(&srow[..w - 1]) {
+                    *o += k0 * v;
+                }
+                for (o, &v) in orow[..w - 1].iter_mut().zip(&srow[1..]) {
+                    *o += k2 * v;
+                }
+            }
+        }
+    }
 }
 
 /// A 2-D convolution with optional bias (PyTorch `nn.Conv2d` weight layout). 1x1 convolutions
@@ -670,8 +790,13 @@ pub(crate) fn channels_last(x: &Tensor) -> Result<Tensor> {
     x.transpose(1, 2)?.contiguous()
 }
 
+/// Softmax over the last dimension, with the encoders' vectorised kernel where it applies.
 pub(crate) fn softmax(x: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::softmax_last_dim(x)
+    let x = x.contiguous()?;
+    match crate::encoders::kernels::softmax_last_dim(&x) {
+        Some(out) => out,
+        None => candle_nn::ops::softmax_last_dim(&x),
+    }
 }
 
 #[cfg(test)]
@@ -699,6 +824,33 @@ mod tests {
                 .to_scalar()
                 .unwrap();
             assert!(diff < 1e-4, "{b}x{c}x{h}x{w}: max difference {diff}");
+        }
+    }
+
+    #[test]
+    fn single_channel_conv3x3_equals_candles_convolution() {
+        use candle_core::Device;
+        // 70 rows: two whole bands of rows and a partial one; each image its own kernel.
+        let (n, c, h, w) = (3, 6, 70, 19);
+        let y = Tensor::randn(0f32, 1.0, (n, c, h, w), &Device::Cpu).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (n, c, 3, 3), &Device::Cpu).unwrap();
+        let ours = super::conv3x3_single(&y, &k).unwrap();
+        assert_eq!(ours.dims(), &[n, 1, h, w]);
+        for i in 0..n {
+            let want = y
+                .narrow(0, i, 1)
+                .unwrap()
+                .conv2d(&k.narrow(0, i, 1).unwrap(), 1, 1, 1, 1)
+                .unwrap();
+            let diff: f32 = (ours.narrow(0, i, 1).unwrap() - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(diff < 1e-4, "image {i}: max difference {diff}");
         }
     }
 

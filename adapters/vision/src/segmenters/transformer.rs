@@ -4,7 +4,10 @@
 //!
 //! For a batch of prompts on one image, the image tokens entering the first layer are the same for
 //! every prompt whenever the dense prompt embedding is (no mask prompt): their key/value/query
-//! projections in the first layer are then computed once and broadcast over the batch.
+//! projections in the first layer are then computed once and broadcast over the batch. They are
+//! also the same for every later batch on that image, so [`TwoWayTransformer::prepare`] computes
+//! them apart ([`ImageTokens`]) and the caller keeps them with the frame's embedding: successive
+//! clicks on one frame skip that work.
 
 use candle_core::{Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
@@ -69,6 +72,19 @@ impl Attention {
     }
 }
 
+/// The image tokens entering the transformer and the first layer's projections of them, which
+/// depend on nothing else. [Bi, N, ·] with Bi = 1 when shared by the whole batch.
+#[derive(Debug, Clone)]
+pub(crate) struct ImageTokens {
+    /// Image tokens (embedding + dense prompt embedding), channels last [Bi, N, C].
+    keys: Tensor,
+    /// First layer, token-to-image attention: key and value projections [Bi, N, I].
+    t2i_k: Tensor,
+    t2i_v: Tensor,
+    /// First layer, image-to-token attention: query projection [Bi, N, I].
+    i2t_q: Tensor,
+}
+
 #[derive(Debug, Clone)]
 struct TwoWayBlock {
     self_attn: Attention,
@@ -106,13 +122,15 @@ impl TwoWayBlock {
     }
 
     /// queries [B, Nq, C]; keys [Bk, Nk, C] with Bk = B, or 1 when the image tokens are shared by
-    /// the whole batch (they become per-prompt in the last step).
+    /// the whole batch (they become per-prompt in the last step). `first`: this layer's
+    /// projections of the image tokens, already computed (the first layer only).
     fn forward(
         &self,
         queries: &Tensor,
         keys: &Tensor,
         query_pe: &Tensor,
         key_pe: &Tensor,
+        first: Option<&ImageTokens>,
     ) -> Result<(Tensor, Tensor)> {
         let b = queries.dim(0)?;
         let queries = if self.skip_first_layer_pe {
@@ -123,9 +141,23 @@ impl TwoWayBlock {
         };
         let queries = layer_norm(&self.norm1, &queries)?;
 
-        let k_in = keys.broadcast_add(key_pe)?;
+        // Projections of the image tokens: the first layer's come from `prepare`, later layers
+        // project the tokens they receive.
+        let (t, a) = (&self.cross_t2i, &self.cross_i2t);
+        let (t2i_k, t2i_v, i2t_q) = match first {
+            Some(p) => (p.t2i_k.clone(), p.t2i_v.clone(), p.i2t_q.clone()),
+            None => {
+                let k_in = keys.broadcast_add(key_pe)?;
+                (
+                    linear(&t.k_proj, &k_in)?,
+                    linear(&t.v_proj, keys)?,
+                    linear(&a.q_proj, &k_in)?, // [Bk, Nk, I]
+                )
+            }
+        };
+
         let q = (&queries + query_pe)?;
-        let attn = self.cross_t2i.forward(&q, &k_in, keys)?;
+        let attn = t.attend(&linear(&t.q_proj, &q)?, &t2i_k, &t2i_v)?;
         let queries = layer_norm(&self.norm2, &(queries + attn)?)?;
 
         let mlp = linear(&self.lin2, &linear(&self.lin1, &queries)?.relu()?)?;
@@ -133,12 +165,10 @@ impl TwoWayBlock {
 
         // Image tokens attend to the prompt tokens.
         let q = (&queries + query_pe)?;
-        let a = &self.cross_i2t;
-        let iq = linear(&a.q_proj, &k_in)?; // [Bk, Nk, I]
-        let iq = if iq.dim(0)? == b {
-            iq
+        let iq = if i2t_q.dim(0)? == b {
+            i2t_q
         } else {
-            iq.broadcast_as((b, iq.dim(1)?, iq.dim(2)?))?
+            i2t_q.broadcast_as((b, i2t_q.dim(1)?, i2t_q.dim(2)?))?
         };
         let ik = linear(&a.k_proj, &q)?;
         let iv = linear(&a.v_proj, &queries)?;
@@ -173,25 +203,39 @@ impl TwoWayTransformer {
         })
     }
 
-    /// image [Bi, C, h, w] (Bi = B or 1), image_pe [1, C, h, w], tokens [B, N, C].
+    /// The image-side work of the first layer: `image` [Bi, C, h, w] (embedding + dense prompt
+    /// embedding), `key_pe` [1, h*w, C] (the positional encoding, channels last).
+    pub(crate) fn prepare(&self, image: &Tensor, key_pe: &Tensor) -> Result<ImageTokens> {
+        let (bi, c, h, w) = image.dims4()?;
+        let keys = channels_last(&image.reshape((bi, c, h * w))?)?;
+        let keys_pe = keys.broadcast_add(key_pe)?;
+        let first = &self.layers[0];
+        Ok(ImageTokens {
+            t2i_k: linear(&first.cross_t2i.k_proj, &keys_pe)?,
+            t2i_v: linear(&first.cross_t2i.v_proj, &keys)?,
+            i2t_q: linear(&first.cross_i2t.q_proj, &keys_pe)?,
+            keys,
+        })
+    }
+
+    /// `image` from [`Self::prepare`], `key_pe` [1, h*w, C], tokens [B, N, C].
     /// Returns (tokens [B, N, C], image tokens [B, h*w, C]).
     pub(crate) fn forward(
         &self,
-        image: &Tensor,
-        image_pe: &Tensor,
+        image: &ImageTokens,
+        key_pe: &Tensor,
         tokens: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
-        let (bi, c, h, w) = image.dims4()?;
-        let mut keys = channels_last(&image.reshape((bi, c, h * w))?)?;
-        let key_pe = channels_last(&image_pe.reshape((1, c, h * w))?)?;
+        let mut keys = image.keys.clone();
         let mut queries = tokens.clone();
-        for layer in &self.layers {
-            let (q, k) = layer.forward(&queries, &keys, tokens, &key_pe)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let first = (i == 0).then_some(image);
+            let (q, k) = layer.forward(&queries, &keys, tokens, key_pe, first)?;
             queries = q;
             keys = k;
         }
         let q = (&queries + tokens)?;
-        let k = keys.broadcast_add(&key_pe)?;
+        let k = keys.broadcast_add(key_pe)?;
         let attn = self.final_attn.forward(&q, &k, &keys)?;
         let queries = layer_norm(&self.norm_final, &(queries + attn)?)?;
         Ok((queries, keys))

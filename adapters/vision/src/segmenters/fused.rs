@@ -1,0 +1,316 @@
+//! The first half of SAM-HQ's `embedding_maskfeature` (3x3 convolution C/8 → C/4 channels,
+//! channel LayerNorm, exact GELU) as one CPU kernel. It runs once per prompt on a [32, 256, 256]
+//! map (2.4 GFLOP), and as three separate passes it was over a quarter of a click's time: a
+//! banded im2col convolution, then two more passes over its 16 MB output.
+//!
+//! The kernel keeps a strip of 16 pixels of 16 output channels in sixteen AVX-512 registers
+//! (lane = pixel, register = channel) while it sums the 9 taps of every input channel, from a
+//! band of input rows copied into a small zero-bordered buffer that stays in cache. A strip's
+//! channel groups go into a small tile, which is normalised there (the channel LayerNorm is
+//! lane-wise arithmetic across the tile's rows), passed through GELU and written out once.
+//! Bands of rows run in parallel.
+//!
+//! Other shapes, dtypes, devices and CPUs without AVX-512 take the unfused path (the same three
+//! operations from `ops`), which is also what the tests compare the kernel against.
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+use super::ops::{Conv, LayerNorm2d, gelu};
+
+/// Pixels per strip and output channels per group: one AVX-512 register holds 16 f32 lanes.
+const LANES: usize = 16;
+/// Output rows per parallel work item.
+const BAND: usize = 8;
+
+/// Conv 3x3 (padding 1, bias) → LayerNorm2d → GELU, weights in PyTorch names under `conv`
+/// and `norm` (`embedding_maskfeature.0` and `.1`).
+#[derive(Debug, Clone)]
+pub(crate) struct ConvNormGelu {
+    conv: Conv,
+    norm: LayerNorm2d,
+    /// Present when the output channels come in whole groups of [`LANES`]: the weights
+    /// reordered for the kernel ([group][c_in][tap][16]) and the per-channel constants.
+    packed: Option<Packed>,
+}
+
+#[derive(Debug, Clone)]
+struct Packed {
+    c_in: usize,
+    c_out: usize,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    norm_weight: Vec<f32>,
+    norm_bias: Vec<f32>,
+    eps: f32,
+}
+
+impl ConvNormGelu {
+    pub(crate) fn new(
+        conv: VarBuilder,
+        norm: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+    ) -> Result<Self> {
+        let packed = if c_out.is_multiple_of(LANES) {
+            let w: Vec<f32> = conv
+                .get((c_out, c_in, 3, 3), "weight")?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1()?;
+            let mut weights = vec![0f32; c_out * c_in * 9];
+            for o in 0..c_out {
+                let (g, lane) = (o / LANES, o % LANES);
+                for ci in 0..c_in {
+                    for t in 0..9 {
+                        weights[((g * c_in + ci) * 9 + t) * LANES + lane] =
+                            w[(o * c_in + ci) * 9 + t];
+                    }
+                }
+            }
+            let lanes = |vb: &VarBuilder, name: &str| -> Result<Vec<f32>> {
+                vb.get(c_out, name)?.to_dtype(DType::F32)?.to_vec1()
+            };
+            Some(Packed {
+                c_in,
+                c_out,
+                weights,
+                bias: lanes(&conv, "bias")?,
+                norm_weight: lanes(&norm, "weight")?,
+                norm_bias: lanes(&norm, "bias")?,
+                eps: LayerNorm2d::EPS as f32,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            conv: Conv::new(conv, c_in, c_out, 3, 1, 1, true)?,
+            norm: LayerNorm2d::new(c_out, norm)?,
+            packed,
+        })
+    }
+
+    /// The three operations one after the other.
+    fn unfused(&self, x: &Tensor) -> Result<Tensor> {
+        gelu(&self.norm.forward(&self.conv.forward(x)?)?)
+    }
+}
+
+impl Module for ConvNormGelu {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = &self.packed
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && x.dim(1)? == p.c_in
+            && std::arch::is_x86_feature_detected!("avx512f")
+        {
+            return fused(x, p);
+        }
+        self.unfused(x)
+    }
+}
+
+/// A raw pointer handed to parallel workers that write disjoint ranges.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: only used for disjoint writes from rayon workers while the owner waits.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+impl OutPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fused(x: &Tensor, p: &Packed) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let x = x.contiguous()?;
+    let (storage, layout) = x.storage_and_layout();
+    let src = match &*storage {
+        candle_core::Storage::Cpu(cpu) => super::ops::contiguous_f32(cpu, layout)?,
+        _ => candle_core::bail!("conv-norm-gelu: expected a CPU tensor"),
+    };
+    // Padded rows: one zero column left, then the row, then zeros up to a whole number of
+    // strips plus the right border, so every 16-wide load of every tap stays inside the row.
+    let strips = w.div_ceil(LANES);
+    let pw = strips * LANES + 2;
+    let co = p.c_out;
+    let mut out = vec![0f32; n * co * h * w];
+    let dst = OutPtr(out.as_mut_ptr());
+    let bands = h.div_ceil(BAND);
+    (0..n * bands).into_par_iter().for_each_init(
+        || (vec![0f32; c * (BAND + 2) * pw], vec![0f32; co * LANES]),
+        |(padded, tile), item| {
+            let (img, band) = (item / bands, item % bands);
+            let y0 = band * BAND;
+            let rows = BAND.min(h - y0);
+            let plane = (BAND + 2) * pw;
+            // Input rows y0-1 ..= y0+rows, zero outside the image.
+            for ci in 0..c {
+                for r in 0..rows + 2 {
+                    let at = ci * plane + r * pw;
+                    let row = &mut padded[at..at + pw];
+                    row.fill(0.0);
+                    let y = (y0 + r) as isize - 1;
+                    if y >= 0 && (y as usize) < h {
+                        let from = ((img * c + ci) * h + y as usize) * w;
+                        row[1..1 + w].copy_from_slice(&src[from..from + w]);
+                    }
+                }
+            }
+            for r in 0..rows {
+                for s in 0..strips {
+                    let x0 = s * LANES;
+                    // SAFETY: AVX-512F was detected by the caller; every load stays inside
+                    // `padded` (see `pw`), `weights` holds c_out * c_in * 9 values and `tile`
+                    // c_out * LANES.
+                    unsafe { strip(padded, plane, pw, r, x0, p, tile) };
+                    let valid = LANES.min(w - x0);
+                    for (o, values) in tile.chunks_exact(LANES).enumerate() {
+                        let at = ((img * co + o) * h + y0 + r) * w + x0;
+                        // SAFETY: each (image, band) item writes only its own rows.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(values.as_ptr(), dst.get().add(at), valid)
+                        };
+                    }
+                }
+            }
+        },
+    );
+    Tensor::from_vec(out, (n, co, h, w), x.device())
+}
+
+/// One strip: 16 pixels of output row `r` of the band starting at column `x0`, all channels,
+/// normalised and through GELU, into `tile[channel * 16 + pixel]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn strip(
+    padded: &[f32],
+    plane: usize,
+    pw: usize,
+    r: usize,
+    x0: usize,
+    p: &Packed,
+    tile: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let base = padded.as_ptr();
+    let rows = tile.as_mut_ptr();
+    for g in 0..p.c_out / LANES {
+        let mut acc = [_mm512_setzero_ps(); LANES];
+        let weights = unsafe { p.weights.as_ptr().add(g * p.c_in * 9 * LANES) };
+        for ci in 0..p.c_in {
+            // Output (r, x) reads padded rows r..r+2, columns x..x+2 (the border shifts by one).
+            let input = unsafe { base.add(ci * plane + r * pw + x0) };
+            for t in 0..9 {
+                let v = unsafe { _mm512_loadu_ps(input.add((t / 3) * pw + t % 3)) };
+                let wt = unsafe { weights.add((ci * 9 + t) * LANES) };
+                for (o, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(v, _mm512_set1_ps(unsafe { *wt.add(o) }), *a);
+                }
+            }
+        }
+        for (o, a) in acc.iter().enumerate() {
+            let c = g * LANES + o;
+            let y = _mm512_add_ps(*a, _mm512_set1_ps(p.bias[c]));
+            unsafe { _mm512_storeu_ps(rows.add(c * LANES), y) };
+        }
+    }
+    // LayerNorm over the channels, lane by lane: mean, then variance about it.
+    let inv_c = _mm512_set1_ps(1.0 / p.c_out as f32);
+    let mut sum = _mm512_setzero_ps();
+    for c in 0..p.c_out {
+        sum = _mm512_add_ps(sum, unsafe { _mm512_loadu_ps(rows.add(c * LANES)) });
+    }
+    let mean = _mm512_mul_ps(sum, inv_c);
+    let mut var = _mm512_setzero_ps();
+    for c in 0..p.c_out {
+        let d = _mm512_sub_ps(unsafe { _mm512_loadu_ps(rows.add(c * LANES)) }, mean);
+        var = _mm512_fmadd_ps(d, d, var);
+    }
+    let var = _mm512_fmadd_ps(var, inv_c, _mm512_set1_ps(p.eps));
+    let inv = _mm512_div_ps(_mm512_set1_ps(1.0), _mm512_sqrt_ps(var));
+    for c in 0..p.c_out {
+        let d = _mm512_sub_ps(unsafe { _mm512_loadu_ps(rows.add(c * LANES)) }, mean);
+        let y = _mm512_fmadd_ps(
+            _mm512_mul_ps(d, inv),
+            _mm512_set1_ps(p.norm_weight[c]),
+            _mm512_set1_ps(p.norm_bias[c]),
+        );
+        unsafe { _mm512_storeu_ps(rows.add(c * LANES), y) };
+    }
+    super::ops::gelu_in_place(tile);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    fn layer(c_in: usize, c_out: usize) -> ConvNormGelu {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        // A first build creates the variables; they are then set to random values (the norm
+        // constants too) and the layer built again from them.
+        ConvNormGelu::new(vb.pp("conv"), vb.pp("norm"), c_in, c_out).unwrap();
+        let mut data = map.data().lock().unwrap();
+        for (name, var) in data.iter_mut() {
+            let shape = var.shape().clone();
+            let scale = if name.starts_with("conv.weight") {
+                0.3
+            } else {
+                1.0
+            };
+            var.set(&Tensor::randn(0f32, scale, shape, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        drop(data);
+        ConvNormGelu::new(vb.pp("conv"), vb.pp("norm"), c_in, c_out).unwrap()
+    }
+
+    #[test]
+    fn fused_kernel_equals_the_three_operations() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            panic!("this test needs a CPU with AVX-512F, which the fused kernel is written for");
+        }
+        // Odd widths (a partial strip), heights that leave a partial band, several images, and
+        // the decoder's real shape.
+        for (n, c, co, h, w) in [
+            (2, 5, 16, 11, 21),
+            (1, 3, 32, 8, 16),
+            (1, 32, 64, 64, 64),
+            (2, 7, 48, 3, 40),
+        ] {
+            let block = layer(c, co);
+            assert!(block.packed.is_some());
+            let x = Tensor::randn(0f32, 1.0, (n, c, h, w), &Device::Cpu).unwrap();
+            let ours = block.forward(&x).unwrap();
+            let want = block.unfused(&x).unwrap();
+            assert_eq!(ours.dims(), want.dims());
+            let diff: f32 = (ours - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(
+                diff < 1e-5,
+                "{n}x{c}x{h}x{w} -> {co}: max difference {diff}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_channel_counts_take_the_unfused_path() {
+        let block = layer(4, 24);
+        assert!(block.packed.is_none());
+        let x = Tensor::randn(0f32, 1.0, (1, 4, 5, 6), &Device::Cpu).unwrap();
+        assert_eq!(block.forward(&x).unwrap().dims(), &[1, 24, 5, 6]);
+    }
+}
