@@ -19,7 +19,7 @@ use super::bf16::PackedBf16;
 use super::config::Activation;
 
 /// Runs `f` on the data of a contiguous `f32` CPU tensor.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     if t.dtype() != DType::F32 || !t.device().is_cpu() || !t.is_contiguous() {
         return None;
     }
@@ -208,7 +208,7 @@ fn activate_in_place(out: &mut [f32], n: usize, act: Option<Activation>) {
 }
 
 /// Exact (erf) GELU in place, with the widest vector unit the CPU has.
-fn gelu_in_place(xs: &mut [f32]) {
+pub(crate) fn gelu_in_place(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {

@@ -242,7 +242,7 @@ unsafe fn strip(
         );
         unsafe { _mm512_storeu_ps(rows.add(c * LANES), y) };
     }
-    super::ops::gelu_in_place(tile);
+    super::ops::gelu_in_place_inlined(tile);
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ fn gelu_generic(src: &[f32], dst: &mut [f32]) {
 /// GELU of every value of `x`, in place; inlined so that it vectorises for the caller's target
 /// features (the fused decoder kernel calls it from AVX-512 code).
 #[inline(always)]
-pub(crate) fn gelu_in_place(x: &mut [f32]) {
+pub(crate) fn gelu_in_place_inlined(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v = gelu_one(*v);
     }
@@ -552,6 +552,96 @@ impl Conv {
     }
 }
 
+impl Conv {
+    /// `gelu(conv(x) + residual)`, the residual and the GELU optional. 1x1 and depthwise
+    /// convolutions on f32 CPU tensors (TinyViT's inverted-residual blocks, on 64 MB maps) run it
+    /// in one pass over the output: the bias and residual are the product's starting values and
+    /// GELU is applied to each piece as it is finished. Others compose the operations.
+    pub(crate) fn forward_fused(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        act: bool,
+    ) -> Result<Tensor> {
+        let (b, c_in, h, w) = x.dims4()?;
+        let (c_out, _, kh, kw) = self.weight.dims4()?;
+        let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        let pointwise = kh == 1 && kw == 1 && self.stride == 1 && self.padding == 0;
+        if pointwise && self.groups == 1 && f32_cpu(x) && residual.is_none_or(f32_cpu) {
+            return self.pointwise_fused(x, (b, c_in, c_out, h * w), residual, act);
+        }
+        let depthwise_layer = self.groups > 1 && self.groups == c_in && c_in == c_out;
+        if depthwise_layer && residual.is_none() && f32_cpu(x) && self.weight.dtype() == DType::F32
+        {
+            let bias = match &self.bias {
+                Some(b) => b.clone(),
+                None => Tensor::zeros(c_out, DType::F32, x.device())?,
+            };
+            return depthwise(x, &self.weight, &bias, self.stride, self.padding, act);
+        }
+        let y = self.forward(x)?;
+        let y = match residual {
+            Some(r) => (y + r)?,
+            None => y,
+        };
+        if act { gelu(&y) } else { Ok(y) }
+    }
+
+    /// The 1x1 case of [`Self::forward_fused`]: per image, `out[co × HW] = W[co × ci] ·
+    /// x[ci × HW]` accumulated onto bias + residual.
+    fn pointwise_fused(
+        &self,
+        x: &Tensor,
+        (b, c_in, c_out, hw): (usize, usize, usize, usize),
+        residual: Option<&Tensor>,
+        act: bool,
+    ) -> Result<Tensor> {
+        use crate::encoders::kernels::{gelu_in_place, gemm_f32, parallelism, with_f32};
+        let (_, _, h, w) = x.dims4()?;
+        let weight: Vec<f32> = self.weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let mut out = match residual {
+            Some(r) => {
+                if r.dims() != [b, c_out, h, w] {
+                    candle_core::bail!("residual {:?} for output {:?}", r.dims(), (b, c_out, h, w));
+                }
+                r.flatten_all()?.to_vec1::<f32>()?
+            }
+            None => vec![0f32; b * c_out * hw],
+        };
+        if let Some(bias) = &self.bias {
+            let bias: Vec<f32> = bias.to_dtype(DType::F32)?.to_vec1()?;
+            out.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
+                let v = bias[plane % c_out];
+                o.iter_mut().for_each(|x| *x += v);
+            });
+        }
+        let accumulate = residual.is_some() || self.bias.is_some();
+        let x = x.contiguous()?;
+        let done = with_f32(&x, |xs| {
+            for (i, dst) in out.chunks_exact_mut(c_out * hw).enumerate() {
+                gemm_f32(
+                    (c_out, hw, c_in),
+                    dst,
+                    (hw, 1),
+                    accumulate,
+                    &weight,
+                    (c_in, 1),
+                    &xs[i * c_in * hw..(i + 1) * c_in * hw],
+                    (hw, 1),
+                    parallelism(),
+                );
+            }
+        });
+        if done.is_none() {
+            candle_core::bail!("1x1 convolution: expected an f32 CPU tensor");
+        }
+        if act {
+            out.par_chunks_mut(16 * 1024).for_each(gelu_in_place);
+        }
+        Tensor::from_vec(out, (b, c_out, h, w), x.device())
+    }
+}
+
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c_in, h, w) = x.dims4()?;
@@ -566,7 +656,7 @@ impl Module for Conv {
             };
             let w = self.weight.to_dtype(DType::F32)?;
             let x = x.to_dtype(DType::F32)?;
-            return depthwise(&x, &w, &bias, self.stride, self.padding)?.to_dtype(dt);
+            return depthwise(&x, &w, &bias, self.stride, self.padding, false)?.to_dtype(dt);
         }
         let fast3 = kh == 3
             && kw == 3
@@ -593,58 +683,156 @@ impl Module for Conv {
     }
 }
 
-/// Depthwise KxK convolution with bias on a contiguous f32 NCHW tensor.
-fn depthwise(x: &Tensor, w: &Tensor, bias: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+/// Depthwise KxK convolution with bias on an f32 NCHW tensor, then GELU when `act`.
+fn depthwise(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    stride: usize,
+    pad: usize,
+    act: bool,
+) -> Result<Tensor> {
     let (b, c, h, wd) = x.dims4()?;
     let (_, _, k, _) = w.dims4()?;
-    let oh = (h + 2 * pad - k) / stride + 1;
-    let ow = (wd + 2 * pad - k) / stride + 1;
-    let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let geometry = DepthwiseGeometry {
+        h,
+        wd,
+        k,
+        stride,
+        pad,
+        oh: (h + 2 * pad - k) / stride + 1,
+        ow: (wd + 2 * pad - k) / stride + 1,
+    };
     let ws = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
     let bs = bias.to_vec1::<f32>()?;
-    let mut out = vec![0f32; b * c * oh * ow];
-    out.par_chunks_mut(oh * ow)
-        .enumerate()
-        .for_each(|(plane, o)| {
-            let ch = plane % c;
-            let src = &xs[plane * h * wd..(plane + 1) * h * wd];
-            let ker = &ws[ch * k * k..(ch + 1) * k * k];
-            o.fill(bs[ch]);
-            for oy in 0..oh {
-                let row = &mut o[oy * ow..(oy + 1) * ow];
-                for ky in 0..k {
-                    let iy = (oy * stride + ky) as isize - pad as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
+    let x = x.contiguous()?;
+    let mut out = vec![0f32; b * c * geometry.oh * geometry.ow];
+    let done = crate::encoders::kernels::with_f32(&x, |xs| {
+        out.par_chunks_mut(geometry.oh * geometry.ow)
+            .enumerate()
+            .for_each(|(plane, o)| {
+                let ch = plane % c;
+                let src = &xs[plane * h * wd..(plane + 1) * h * wd];
+                let ker = &ws[ch * k * k..(ch + 1) * k * k];
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU supports AVX-512F (checked just above).
+                        return unsafe {
+                            depthwise_plane_avx512(src, ker, bs[ch], &geometry, act, o)
+                        };
                     }
-                    let srow = &src[iy as usize * wd..(iy as usize + 1) * wd];
-                    for kx in 0..k {
-                        let wv = ker[ky * k + kx];
-                        // ox range where ix = ox*stride + kx - pad is inside [0, wd).
-                        let lo = if kx >= pad {
-                            0
-                        } else {
-                            (pad - kx).div_ceil(stride)
+                    if std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                    {
+                        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                        return unsafe {
+                            depthwise_plane_avx2(src, ker, bs[ch], &geometry, act, o)
                         };
-                        let hi_excl = {
-                            let lim = wd + pad - kx; // ix < wd  <=> ox*stride < wd + pad - kx
-                            lim.div_ceil(stride).min(ow)
-                        };
-                        if stride == 1 {
-                            let off = lo + kx - pad;
-                            for (r, &v) in row[lo..hi_excl].iter_mut().zip(&srow[off..]) {
-                                *r += wv * v;
-                            }
-                        } else {
-                            for (ox, r) in row.iter_mut().enumerate().take(hi_excl).skip(lo) {
-                                *r += wv * srow[ox * stride + kx - pad];
-                            }
-                        }
+                    }
+                }
+                depthwise_plane(src, ker, bs[ch], &geometry, act, o)
+            })
+    });
+    if done.is_none() {
+        candle_core::bail!("depthwise convolution: expected an f32 CPU tensor");
+    }
+    Tensor::from_vec(out, (b, c, geometry.oh, geometry.ow), x.device())
+}
+
+/// Sizes of one depthwise convolution: input `h x wd`, kernel `k`, output `oh x ow`.
+struct DepthwiseGeometry {
+    h: usize,
+    wd: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn depthwise_plane_avx512(
+    src: &[f32],
+    ker: &[f32],
+    bias: f32,
+    g: &DepthwiseGeometry,
+    act: bool,
+    o: &mut [f32],
+) {
+    depthwise_plane(src, ker, bias, g, act, o)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_plane_avx2(
+    src: &[f32],
+    ker: &[f32],
+    bias: f32,
+    g: &DepthwiseGeometry,
+    act: bool,
+    o: &mut [f32],
+) {
+    depthwise_plane(src, ker, bias, g, act, o)
+}
+
+/// One output plane. Inlined into the variants above so that it vectorises for each.
+#[inline(always)]
+fn depthwise_plane(
+    src: &[f32],
+    ker: &[f32],
+    bias: f32,
+    g: &DepthwiseGeometry,
+    act: bool,
+    o: &mut [f32],
+) {
+    let DepthwiseGeometry {
+        h,
+        wd,
+        k,
+        stride,
+        pad,
+        oh,
+        ow,
+    } = *g;
+    o.fill(bias);
+    for oy in 0..oh {
+        let row = &mut o[oy * ow..(oy + 1) * ow];
+        for ky in 0..k {
+            let iy = (oy * stride + ky) as isize - pad as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            let srow = &src[iy as usize * wd..(iy as usize + 1) * wd];
+            for kx in 0..k {
+                let wv = ker[ky * k + kx];
+                // ox range where ix = ox*stride + kx - pad is inside [0, wd).
+                let lo = if kx >= pad {
+                    0
+                } else {
+                    (pad - kx).div_ceil(stride)
+                };
+                let hi_excl = {
+                    let lim = wd + pad - kx; // ix < wd  <=> ox*stride < wd + pad - kx
+                    lim.div_ceil(stride).min(ow)
+                };
+                if stride == 1 {
+                    let off = lo + kx - pad;
+                    for (r, &v) in row[lo..hi_excl].iter_mut().zip(&srow[off..]) {
+                        *r += wv * v;
+                    }
+                } else {
+                    for (ox, r) in row.iter_mut().enumerate().take(hi_excl).skip(lo) {
+                        *r += wv * srow[ox * stride + kx - pad];
                     }
                 }
             }
-        });
-    Tensor::from_vec(out, (b, c, oh, ow), x.device())
+        }
+    }
+    if act {
+        gelu_in_place_inlined(o);
+    }
 }
 
 /// `nn.ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2)`: every input pixel writes its own
@@ -748,6 +936,49 @@ pub(crate) fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     layer.forward(x)
 }
 
+/// `gelu(x·Wᵀ + b + residual)` over the last dimension (residual and GELU optional), in one
+/// pass over the output where the encoders' kernel applies (contiguous f32 on the CPU); the
+/// operations one after the other otherwise.
+pub(crate) fn linear_fused(
+    layer: &Linear,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    act: bool,
+) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let n = layer.weight().dim(0)?;
+    if let Some((&k, lead)) = dims.split_last()
+        && x.is_contiguous()
+    {
+        let rows: usize = lead.iter().product();
+        let x2 = x.reshape((rows, k))?;
+        let residual2 = match residual {
+            Some(r) => Some(r.contiguous()?.reshape((rows, n))?),
+            None => None,
+        };
+        let activation = act.then_some(crate::encoders::config::Activation::Gelu);
+        if rows > 0
+            && let Some(out) = crate::encoders::kernels::linear_vec(
+                &x2,
+                layer.weight(),
+                layer.bias(),
+                residual2.as_ref(),
+                activation,
+            )
+        {
+            let mut shape = dims;
+            *shape.last_mut().expect("a last dimension") = n;
+            return Tensor::from_vec(out, shape, x.device());
+        }
+    }
+    let y = layer.forward(x)?;
+    let y = match residual {
+        Some(r) => (y + r)?,
+        None => y,
+    };
+    if act { gelu(&y) } else { Ok(y) }
+}
+
 /// LayerNorm over the last dimension with the encoders' two-pass kernel where it applies.
 pub(crate) fn layer_norm(norm: &candle_nn::LayerNorm, x: &Tensor) -> Result<Tensor> {
     if let Some(bias) = norm.bias()
@@ -825,6 +1056,67 @@ mod tests {
                 .unwrap();
             assert!(diff < 1e-4, "{b}x{c}x{h}x{w}: max difference {diff}");
         }
+    }
+
+    #[test]
+    fn fused_pointwise_and_depthwise_convolutions_equal_the_composed_operations() {
+        use candle_core::{Device, Module};
+        let dev = Device::Cpu;
+        let randn = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+        let conv = |weight: Tensor, stride, padding, groups| super::Conv {
+            bias: Some(randn(&[weight.dim(0).unwrap()])),
+            weight,
+            stride,
+            padding,
+            groups,
+        };
+        let close = |a: Tensor, b: Tensor, what: &str| {
+            assert_eq!(a.dims(), b.dims(), "{what}");
+            let diff: f32 = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(diff < 1e-4, "{what}: max difference {diff}");
+        };
+        let pointwise = conv(randn(&[10, 6, 1, 1]), 1, 0, 1);
+        let x = randn(&[2, 6, 9, 7]);
+        let residual = randn(&[2, 10, 9, 7]);
+        let composed = super::gelu(&(pointwise.forward(&x).unwrap() + &residual).unwrap()).unwrap();
+        close(
+            pointwise.forward_fused(&x, Some(&residual), true).unwrap(),
+            composed,
+            "1x1 + residual + GELU",
+        );
+        close(
+            pointwise.forward_fused(&x, None, false).unwrap(),
+            pointwise.forward(&x).unwrap(),
+            "1x1",
+        );
+        // Stride 2 on odd sizes exercises the depthwise kernel's border arithmetic; candle's own
+        // grouped convolution is the reference.
+        let depthwise = conv(randn(&[10, 1, 3, 3]), 2, 1, 10);
+        let y = randn(&[2, 10, 9, 7]);
+        let bias = depthwise
+            .bias
+            .clone()
+            .unwrap()
+            .reshape((1, 10, 1, 1))
+            .unwrap();
+        let want = y
+            .conv2d(&depthwise.weight, 1, 2, 1, 10)
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        close(
+            depthwise.forward_fused(&y, None, true).unwrap(),
+            super::gelu(&want).unwrap(),
+            "depthwise + GELU",
+        );
+        close(depthwise.forward(&y).unwrap(), want, "depthwise");
     }
 
     #[test]

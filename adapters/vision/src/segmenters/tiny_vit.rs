@@ -9,7 +9,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
-use super::ops::{Conv, LayerNorm2d, gelu, softmax};
+use super::ops::{Conv, LayerNorm2d, gelu, layer_norm, linear, linear_fused, softmax};
 
 /// Hyper-parameters of a TinyViT encoder (the released SAM models use [`TinyVitConfig::vit_5m`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -64,10 +64,9 @@ impl MbConv {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = gelu(&self.conv1.forward(x)?)?;
-        let y = gelu(&self.conv2.forward(&y)?)?;
-        let y = self.conv3.forward(&y)?;
-        gelu(&(y + x)?)
+        let y = self.conv1.forward_fused(x, None, true)?;
+        let y = self.conv2.forward_fused(&y, None, true)?;
+        self.conv3.forward_fused(&y, Some(x), true)
     }
 }
 
@@ -90,9 +89,9 @@ impl PatchMerging {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = gelu(&self.conv1.forward(x)?)?;
-        let y = gelu(&self.conv2.forward(&y)?)?;
-        self.conv3.forward(&y)
+        let y = self.conv1.forward_fused(x, None, true)?;
+        let y = self.conv2.forward_fused(&y, None, true)?;
+        self.conv3.forward_fused(&y, None, false)
     }
 }
 
@@ -152,11 +151,8 @@ impl Attention {
     /// x: [B, N, C] windows.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
-        let x = self.norm.forward(x)?;
-        let qkv = self
-            .qkv
-            .forward(&x)?
-            .reshape((b, n, self.heads, 3 * self.key_dim))?;
+        let x = layer_norm(&self.norm, x)?;
+        let qkv = linear(&self.qkv, &x)?.reshape((b, n, self.heads, 3 * self.key_dim))?;
         let kd = self.key_dim;
         let q = qkv.narrow(3, 0, kd)?.transpose(1, 2)?.contiguous()?;
         let k = qkv.narrow(3, kd, kd)?.transpose(1, 2)?.contiguous()?;
@@ -167,7 +163,7 @@ impl Attention {
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((b, n, self.heads * kd))?;
-        self.proj.forward(&y)
+        linear(&self.proj, &y)
     }
 }
 
@@ -239,9 +235,9 @@ impl TinyVitBlock {
         let xc = x.transpose(1, 2)?.reshape((b, c, h, w))?;
         let xc = self.local_conv.forward(&xc)?;
         let x = xc.reshape((b, c, l))?.transpose(1, 2)?.contiguous()?;
-        let y = self.mlp_norm.forward(&x)?;
-        let y = self.fc2.forward(&gelu(&self.fc1.forward(&y)?)?)?;
-        x + y
+        let y = layer_norm(&self.mlp_norm, &x)?;
+        let y = linear_fused(&self.fc1, &y, None, true)?;
+        linear_fused(&self.fc2, &y, Some(&x), false)
     }
 }
 
