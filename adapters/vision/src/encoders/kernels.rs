@@ -324,7 +324,7 @@ pub(crate) fn attention(qkv: &[f32], batch: usize, n: usize, heads: usize, d: us
 }
 
 /// In-place softmax of one row, with the widest vector unit the CPU has.
-fn softmax_row(row: &mut [f32]) {
+pub(crate) fn softmax_row(row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {

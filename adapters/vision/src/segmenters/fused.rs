@@ -17,7 +17,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::ops::{Conv, LayerNorm2d, gelu};
+use super::ops::{Conv, LayerNorm2d, SendPtr, gelu};
 
 /// Pixels per strip and output channels per group: one AVX-512 register holds 16 f32 lanes.
 const LANES: usize = 16;
@@ -112,18 +112,6 @@ impl Module for ConvNormGelu {
     }
 }
 
-/// A raw pointer handed to parallel workers that write disjoint ranges.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: only used for disjoint writes from rayon workers while the owner waits.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-impl OutPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 fn fused(x: &Tensor, p: &Packed) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
@@ -139,7 +127,7 @@ fn fused(x: &Tensor, p: &Packed) -> Result<Tensor> {
     let pw = strips * LANES + 2;
     let co = p.c_out;
     let mut out = vec![0f32; n * co * h * w];
-    let dst = OutPtr(out.as_mut_ptr());
+    let dst = SendPtr(out.as_mut_ptr());
     let bands = h.div_ceil(BAND);
     (0..n * bands).into_par_iter().for_each_init(
         || (vec![0f32; c * (BAND + 2) * pw], vec![0f32; co * LANES]),

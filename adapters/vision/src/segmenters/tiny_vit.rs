@@ -103,6 +103,8 @@ struct Attention {
     proj: Linear,
     /// [heads, N, N], gathered once from `attention_biases` at load time.
     bias: Tensor,
+    /// The same, as f32 values for the CPU kernel.
+    bias_f32: Vec<f32>,
     heads: usize,
     key_dim: usize,
     scale: f64,
@@ -141,6 +143,10 @@ impl Attention {
             norm,
             qkv,
             proj,
+            bias_f32: bias
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1()?,
             bias,
             heads,
             key_dim,
@@ -152,7 +158,19 @@ impl Attention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
         let x = layer_norm(&self.norm, x)?;
-        let qkv = linear(&self.qkv, &x)?.reshape((b, n, self.heads, 3 * self.key_dim))?;
+        let qkv = linear(&self.qkv, &x)?;
+        if qkv.device().is_cpu() && qkv.dtype() == candle_core::DType::F32 {
+            let qkv = qkv.contiguous()?;
+            let shape = (b, n, self.heads, self.key_dim);
+            let y = crate::encoders::kernels::with_f32(&qkv, |qkv| {
+                biased_attention(qkv, shape, self.scale as f32, &self.bias_f32)
+            });
+            if let Some(y) = y {
+                let y = Tensor::from_vec(y, (b, n, self.heads * self.key_dim), qkv.device())?;
+                return linear(&self.proj, &y);
+            }
+        }
+        let qkv = qkv.reshape((b, n, self.heads, 3 * self.key_dim))?;
         let kd = self.key_dim;
         let q = qkv.narrow(3, 0, kd)?.transpose(1, 2)?.contiguous()?;
         let k = qkv.narrow(3, kd, kd)?.transpose(1, 2)?.contiguous()?;
@@ -165,6 +183,85 @@ impl Attention {
             .reshape((b, n, self.heads * kd))?;
         linear(&self.proj, &y)
     }
+}
+
+/// Attention within each of `windows` windows of `n` tokens with a learned additive bias, on
+/// the fused projection `qkv` ([windows, n, heads, (q | k | v) × kd], as TinyViT's `qkv` layer
+/// lays it out): `softmax(scale · q·kᵀ + bias) · v` per window and head, written as
+/// [windows, n, heads × kd]. One parallel task per window and head gathers its q, k and v,
+/// and runs the two products and the softmax on them while they are in cache (candle's path
+/// made six passes over the whole tensor, with three transposing copies).
+fn biased_attention(
+    qkv: &[f32],
+    (windows, n, heads, kd): (usize, usize, usize, usize),
+    scale: f32,
+    bias: &[f32],
+) -> Vec<f32> {
+    use crate::encoders::kernels::{gemm_f32, softmax_row};
+    use rayon::prelude::*;
+    let c = heads * kd;
+    let mut out = vec![0f32; windows * n * c];
+    let dst = super::ops::SendPtr(out.as_mut_ptr());
+    (0..windows * heads).into_par_iter().for_each_init(
+        || {
+            [
+                vec![0f32; n * kd],
+                vec![0f32; n * kd],
+                vec![0f32; n * kd],
+                vec![0f32; n * n],
+            ]
+        },
+        |[q, k, v, scores], item| {
+            let (window, h) = (item / heads, item % heads);
+            for i in 0..n {
+                let row = &qkv[(window * n + i) * 3 * c + h * 3 * kd..][..3 * kd];
+                q[i * kd..(i + 1) * kd].copy_from_slice(&row[..kd]);
+                k[i * kd..(i + 1) * kd].copy_from_slice(&row[kd..2 * kd]);
+                v[i * kd..(i + 1) * kd].copy_from_slice(&row[2 * kd..]);
+            }
+            let serial = gemm::Parallelism::None;
+            // scores = q · kᵀ (k read transposed through its strides).
+            gemm_f32(
+                (n, n, kd),
+                scores,
+                (n, 1),
+                false,
+                q,
+                (kd, 1),
+                k,
+                (1, kd),
+                serial,
+            );
+            let bias = &bias[h * n * n..(h + 1) * n * n];
+            for (row, b) in scores.chunks_exact_mut(n).zip(bias.chunks_exact(n)) {
+                for (s, b) in row.iter_mut().zip(b) {
+                    *s = *s * scale + b;
+                }
+                softmax_row(row);
+            }
+            // The context, into q's buffer (q is no longer needed).
+            gemm_f32(
+                (n, kd, n),
+                q,
+                (kd, 1),
+                false,
+                scores,
+                (n, 1),
+                v,
+                (kd, 1),
+                serial,
+            );
+            for i in 0..n {
+                let at = (window * n + i) * c + h * kd;
+                // SAFETY: each (window, head) task writes only its own head's columns of its
+                // window's rows.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(q[i * kd..].as_ptr(), dst.get().add(at), kd)
+                };
+            }
+        },
+    );
+    out
 }
 
 #[derive(Debug, Clone)]
