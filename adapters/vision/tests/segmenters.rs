@@ -308,6 +308,58 @@ fn hq_features_are_cached_per_image_and_batches_match_single_prompts() {
 }
 
 #[test]
+fn batches_of_more_than_one_chunk_match_single_prompts_with_and_without_mask_prompts() {
+    // The decoder works through large batches in chunks of prompts; with mask prompts each
+    // prompt also brings its own image tokens. Eleven prompts span two chunks.
+    let io = load_io("tiny");
+    let sam = Sam::from_file(
+        &small_config("tiny", true),
+        &fixtures().join("tiny/model.pth"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let emb = embed_fixture_image(&sam, &io);
+    let n = 11;
+    let coords: Vec<f32> = (0..n)
+        .flat_map(|i| [20.0 + 9.0 * i as f32, 15.0 + 7.0 * i as f32])
+        .collect();
+    let coords = Tensor::from_vec(coords, (n, 1, 2), &Device::Cpu).unwrap();
+    let labels = Tensor::ones((n, 1), DType::F32, &Device::Cpu).unwrap();
+    for masks in [None, Some(mask_prompt(n, sam.low_res_size()))] {
+        let all = Prompts {
+            points: Some((coords.clone(), labels.clone())),
+            boxes: None,
+            masks: masks.clone(),
+        };
+        let batch = sam.predict(&emb, &all, true).unwrap();
+        assert_eq!(batch.low_res_logits.dim(0).unwrap(), n);
+        for i in 0..n {
+            let one = Prompts {
+                points: Some((
+                    coords.narrow(0, i, 1).unwrap(),
+                    labels.narrow(0, i, 1).unwrap(),
+                )),
+                boxes: None,
+                masks: masks.as_ref().map(|m| m.narrow(0, i, 1).unwrap()),
+            };
+            let single = sam.predict(&emb, &one, true).unwrap();
+            let what = if masks.is_some() {
+                "with mask prompts"
+            } else {
+                "points only"
+            };
+            let d = max_abs_diff(
+                &single.low_res_logits,
+                &batch.low_res_logits.narrow(0, i, 1).unwrap(),
+            );
+            assert!(d <= 1e-4, "{what}, prompt {i}: logits differ by {d}");
+            let d = max_abs_diff(&single.iou, &batch.iou.narrow(0, i, 1).unwrap());
+            assert!(d <= 1e-5, "{what}, prompt {i}: IoU differs by {d}");
+        }
+    }
+}
+
+#[test]
 fn product_resize_is_bit_exact_on_a_real_frame_and_a_large_image() {
     let io = load_io("preprocess");
     let frame_path =

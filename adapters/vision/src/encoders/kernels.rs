@@ -467,30 +467,33 @@ fn layer_norm_rows_avx2(src: &[f32], dst: &mut [f32], ws: &[f32], bs: &[f32], ep
 /// accumulator is a chain of dependent additions the compiler may not reorder).
 #[inline(always)]
 fn layer_norm_rows_generic(src: &[f32], dst: &mut [f32], ws: &[f32], bs: &[f32], eps: f32) {
-    const L: usize = 16;
     let dim = ws.len();
-    let lane_sum = |row: &[f32], f: &dyn Fn(f32) -> f32| -> f32 {
-        let mut lanes = [0f32; L];
-        let mut chunks = row.chunks_exact(L);
-        for c in &mut chunks {
-            for i in 0..L {
-                lanes[i] += f(c[i]);
-            }
-        }
-        let mut total: f32 = lanes.iter().sum();
-        for &v in chunks.remainder() {
-            total += f(v);
-        }
-        total
-    };
     for (o, r) in dst.chunks_exact_mut(dim).zip(src.chunks_exact(dim)) {
-        let mean = lane_sum(r, &|v| v) / dim as f32;
-        let var = lane_sum(r, &|v| (v - mean) * (v - mean)) / dim as f32;
+        let mean = lane_sum(r, |v| v) / dim as f32;
+        let var = lane_sum(r, |v| (v - mean) * (v - mean)) / dim as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for (((o, v), w), b) in o.iter_mut().zip(r).zip(ws).zip(bs) {
             *o = (v - mean) * inv * w + b;
         }
     }
+}
+
+/// `Σ f(v)` over `row`, accumulated in 16 lanes.
+#[inline(always)]
+fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    const L: usize = 16;
+    let mut lanes = [0f32; L];
+    let mut chunks = row.chunks_exact(L);
+    for c in &mut chunks {
+        for i in 0..L {
+            lanes[i] += f(c[i]);
+        }
+    }
+    let mut total: f32 = lanes.iter().sum();
+    for &v in chunks.remainder() {
+        total += f(v);
+    }
+    total
 }
 
 /// Softmax over the last dimension of a contiguous `f32` CPU tensor (`None` otherwise).

@@ -77,7 +77,7 @@ pub(crate) struct MaskDecoder {
     dim: usize,
 }
 
-/// Prompts decoded per chunk after the transformer (bounds the 4g x 4g intermediate maps).
+/// Prompts decoded together (bounds the working set: see [`MaskDecoder::forward`]).
 const CHUNK: usize = 8;
 
 impl MaskDecoder {
@@ -195,6 +195,29 @@ impl MaskDecoder {
         hq_features: Option<&Tensor>,
     ) -> Result<DecoderOutput> {
         let b = sparse.dim(0)?;
+        if b > CHUNK {
+            // Prompts are decoded independently. In chunks, each operation's maps (4096 tokens
+            // of 256 channels per prompt) stay in cache instead of streaming [B, 4096, 256]
+            // tensors through memory once per operation.
+            let (mut logits, mut iou) = (Vec::new(), Vec::new());
+            for start in (0..b).step_by(CHUNK) {
+                let n = CHUNK.min(b - start);
+                let out = self.forward(
+                    &image.prompts(start, n)?,
+                    g,
+                    key_pe,
+                    &sparse.narrow(0, start, n)?,
+                    multimask,
+                    hq_features,
+                )?;
+                logits.push(out.low_res_logits);
+                iou.push(out.iou);
+            }
+            return Ok(DecoderOutput {
+                low_res_logits: Tensor::cat(&logits, 0)?,
+                iou: Tensor::cat(&iou, 0)?,
+            });
+        }
         let d = self.dim;
         let mut out_tokens = vec![self.iou_token.clone(), self.mask_tokens.clone()];
         if let Some(hq) = &self.hq {

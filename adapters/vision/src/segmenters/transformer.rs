@@ -85,6 +85,21 @@ pub(crate) struct ImageTokens {
     i2t_q: Tensor,
 }
 
+impl ImageTokens {
+    /// The tokens for prompts `start..start + n` of the batch (all of them when shared).
+    pub(crate) fn prompts(&self, start: usize, n: usize) -> Result<Self> {
+        if self.keys.dim(0)? == 1 {
+            return Ok(self.clone());
+        }
+        Ok(Self {
+            keys: self.keys.narrow(0, start, n)?,
+            t2i_k: self.t2i_k.narrow(0, start, n)?,
+            t2i_v: self.t2i_v.narrow(0, start, n)?,
+            i2t_q: self.i2t_q.narrow(0, start, n)?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 struct TwoWayBlock {
     self_attn: Attention,
