@@ -22,6 +22,11 @@
 mod profile;
 mod segmenters;
 
+// The allocator the server uses (see its `main.rs`): the models' large tensors are then reused
+// instead of being mapped and faulted in anew for every operation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
