@@ -273,9 +273,8 @@ fn sam_vit_plain_decoder_matches_reference() {
     check_cases(&sam, &emb, &io, "plain");
 }
 
-#[test]
-fn hq_features_are_cached_per_image_and_batches_match_single_prompts() {
-    // Decoding prompts one by one gives the same result as decoding them as one batch.
+/// The tiny SAM-HQ fixture model and its embedding of the fixture image.
+fn tiny_hq_on_fixture_image() -> (HashMap<String, Tensor>, Sam, ImageEmbedding) {
     let io = load_io("tiny");
     let sam = Sam::from_file(
         &small_config("tiny", true),
@@ -284,6 +283,13 @@ fn hq_features_are_cached_per_image_and_batches_match_single_prompts() {
     )
     .unwrap();
     let emb = embed_fixture_image(&sam, &io);
+    (io, sam, emb)
+}
+
+#[test]
+fn hq_features_are_cached_per_image_and_batches_match_single_prompts() {
+    // Decoding prompts one by one gives the same result as decoding them as one batch.
+    let (io, sam, emb) = tiny_hq_on_fixture_image();
     let all = prompts_for(&io, "points", sam.low_res_size());
     let batch = sam.predict(&emb, &all, true).unwrap();
     let (coords, labels) = all.points.clone().unwrap();
@@ -311,14 +317,7 @@ fn hq_features_are_cached_per_image_and_batches_match_single_prompts() {
 fn batches_of_more_than_one_chunk_match_single_prompts_with_and_without_mask_prompts() {
     // The decoder works through large batches in chunks of prompts; with mask prompts each
     // prompt also brings its own image tokens. Eleven prompts span two chunks.
-    let io = load_io("tiny");
-    let sam = Sam::from_file(
-        &small_config("tiny", true),
-        &fixtures().join("tiny/model.pth"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let emb = embed_fixture_image(&sam, &io);
+    let (_, sam, emb) = tiny_hq_on_fixture_image();
     let n = 11;
     let coords: Vec<f32> = (0..n)
         .flat_map(|i| [20.0 + 9.0 * i as f32, 15.0 + 7.0 * i as f32])

@@ -18,6 +18,41 @@ use rayon::prelude::*;
 use super::bf16::PackedBf16;
 use super::config::Activation;
 
+/// Defines `fn $name(args)`, which runs `$generic` (an `#[inline(always)]` function written so
+/// that it vectorises) compiled for the widest vector unit the CPU has: AVX-512F, else AVX2 with
+/// FMA, else the baseline. The crate is built for baseline x86-64 (SSE2), so without this its
+/// loops would not use the wider units.
+macro_rules! widest_simd {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $generic:path) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+pub(crate) use widest_simd;
+
 /// Runs `f` on the data of a contiguous `f32` CPU tensor.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     if t.dtype() != DType::F32 || !t.device().is_cpu() || !t.is_contiguous() {
@@ -207,32 +242,13 @@ fn activate_in_place(out: &mut [f32], n: usize, act: Option<Activation>) {
     }
 }
 
-/// Exact (erf) GELU in place, with the widest vector unit the CPU has.
-pub(crate) fn gelu_in_place(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { gelu_avx512(xs) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { gelu_avx2(xs) };
-        }
-    }
-    xs.iter_mut().for_each(|v| *v = gelu_erf(*v));
+widest_simd! {
+    /// Exact (erf) GELU in place, with the widest vector unit the CPU has.
+    pub(crate) fn gelu_in_place(xs: &mut [f32]) => gelu_in_place_generic
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn gelu_avx512(xs: &mut [f32]) {
-    xs.iter_mut().for_each(|v| *v = gelu_erf(*v));
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gelu_avx2(xs: &mut [f32]) {
+#[inline(always)]
+fn gelu_in_place_generic(xs: &mut [f32]) {
     xs.iter_mut().for_each(|v| *v = gelu_erf(*v));
 }
 
@@ -323,33 +339,9 @@ pub(crate) fn attention(qkv: &[f32], batch: usize, n: usize, heads: usize, d: us
     out
 }
 
-/// In-place softmax of one row, with the widest vector unit the CPU has.
-pub(crate) fn softmax_row(row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { softmax_row_avx512(row) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { softmax_row_avx2(row) };
-        }
-    }
-    softmax_row_generic(row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn softmax_row_avx512(row: &mut [f32]) {
-    softmax_row_generic(row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_row_avx2(row: &mut [f32]) {
-    softmax_row_generic(row)
+widest_simd! {
+    /// In-place softmax of one row, with the widest vector unit the CPU has.
+    pub(crate) fn softmax_row(row: &mut [f32]) => softmax_row_generic
 }
 
 /// Written so that the compiler vectorises it: lane-wise maxima and sums in fixed arrays, and a
@@ -434,33 +426,11 @@ pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Option
     Some(Tensor::from_vec(out, x.shape(), x.device()))
 }
 
-/// LayerNorm of consecutive rows of `ws.len()` values, with the widest vector unit the CPU has.
-fn layer_norm_rows(src: &[f32], dst: &mut [f32], ws: &[f32], bs: &[f32], eps: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { layer_norm_rows_avx512(src, dst, ws, bs, eps) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { layer_norm_rows_avx2(src, dst, ws, bs, eps) };
-        }
-    }
-    layer_norm_rows_generic(src, dst, ws, bs, eps)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn layer_norm_rows_avx512(src: &[f32], dst: &mut [f32], ws: &[f32], bs: &[f32], eps: f32) {
-    layer_norm_rows_generic(src, dst, ws, bs, eps)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn layer_norm_rows_avx2(src: &[f32], dst: &mut [f32], ws: &[f32], bs: &[f32], eps: f32) {
-    layer_norm_rows_generic(src, dst, ws, bs, eps)
+widest_simd! {
+    /// LayerNorm of consecutive rows of `ws.len()` values, with the widest vector unit the CPU
+    /// has.
+    fn layer_norm_rows(src: &[f32], dst: &mut [f32], ws: &[f32], bs: &[f32], eps: f32)
+        => layer_norm_rows_generic
 }
 
 /// Written so that the compiler vectorises it: the sums run in 16 lanes (a float sum in one

@@ -279,14 +279,7 @@ mod tests {
             let ours = block.forward(&x).unwrap();
             let want = block.unfused(&x).unwrap();
             assert_eq!(ours.dims(), want.dims());
-            let diff: f32 = (ours - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
             assert!(
                 diff < 1e-5,
                 "{n}x{c}x{h}x{w} -> {co}: max difference {diff}"

@@ -8,6 +8,8 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, T
 use candle_nn::{Linear, VarBuilder};
 use rayon::prelude::*;
 
+use crate::encoders::kernels::widest_simd;
+
 /// Exact (erf) GELU, as PyTorch's `nn.GELU()` default.
 pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() {
@@ -73,32 +75,8 @@ pub(crate) fn gelu_in_place_inlined(x: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gelu_avx512(src: &[f32], dst: &mut [f32]) {
-    gelu_generic(src, dst)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(src: &[f32], dst: &mut [f32]) {
-    gelu_generic(src, dst)
-}
-
-fn gelu_slice(src: &[f32], dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { gelu_avx512(src, dst) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { gelu_avx2(src, dst) };
-        }
-    }
-    gelu_generic(src, dst)
+widest_simd! {
+    fn gelu_slice(src: &[f32], dst: &mut [f32]) => gelu_generic
 }
 
 struct GeluErf;
@@ -201,88 +179,62 @@ impl CustomOp1 for ChannelNorm {
             let p0 = k * BAND;
             let len = BAND.min(hw - p0);
             let base = b * c * hw;
-            // SAFETY: every work item writes a disjoint range of `out`: channel rows
-            // `base + ch * hw + p0 ..+ len` of its own image and band.
-            let rows = |ch: usize| unsafe {
-                std::slice::from_raw_parts_mut(out_ptr.get().add(base + ch * hw + p0), len)
-            };
-            let src = |ch: usize| &src[base + ch * hw + p0..base + ch * hw + p0 + len];
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F (checked just above).
-                    return unsafe { self.band_avx512(c, &src, &rows) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                    return unsafe { self.band_avx2(c, &src, &rows) };
-                }
-            }
-            self.band(c, &src, &rows)
+            let band = NormBand { hw, p0, len };
+            // SAFETY: `out` holds the whole image, and no other task writes this band.
+            let image_out = SendPtr(unsafe { out_ptr.get().add(base) });
+            norm_band(self, &src[base..base + c * hw], band, image_out)
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
-impl ChannelNorm {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn band_avx512<'a>(
-        &self,
-        c: usize,
-        src: &impl Fn(usize) -> &'a [f32],
-        dst: &impl Fn(usize) -> &'a mut [f32],
-    ) {
-        self.band(c, src, dst)
-    }
+/// Pixels `p0 .. p0 + len` of every `hw`-pixel channel plane of one image.
+#[derive(Clone, Copy)]
+struct NormBand {
+    hw: usize,
+    p0: usize,
+    len: usize,
+}
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn band_avx2<'a>(
-        &self,
-        c: usize,
-        src: &impl Fn(usize) -> &'a [f32],
-        dst: &impl Fn(usize) -> &'a mut [f32],
-    ) {
-        self.band(c, src, dst)
-    }
+widest_simd! {
+    fn norm_band(norm: &ChannelNorm, image: &[f32], band: NormBand, out: SendPtr)
+        => norm_band_generic
+}
 
-    /// One band of at most `NORM_BAND` pixels: `src(ch)` and `dst(ch)` are its values in
-    /// channel `ch`. Inlined into the variants above so that it vectorises for each.
-    #[inline(always)]
-    fn band<'a>(
-        &self,
-        c: usize,
-        src: &impl Fn(usize) -> &'a [f32],
-        dst: &impl Fn(usize) -> &'a mut [f32],
-    ) {
-        let mut mean = [0f32; NORM_BAND];
-        let mut var = [0f32; NORM_BAND];
-        for ch in 0..c {
-            for (m, &v) in mean.iter_mut().zip(src(ch)) {
-                *m += v;
-            }
+/// One band of at most `NORM_BAND` pixels of one image (`image` its input planes, `out` the
+/// start of its output planes). Only this call writes the band's output.
+#[inline(always)]
+fn norm_band_generic(norm: &ChannelNorm, image: &[f32], band: NormBand, out: SendPtr) {
+    let NormBand { hw, p0, len } = band;
+    let c = norm.weight.len();
+    let src = |ch: usize| &image[ch * hw + p0..ch * hw + p0 + len];
+    let mut mean = [0f32; NORM_BAND];
+    let mut var = [0f32; NORM_BAND];
+    for ch in 0..c {
+        for (m, &v) in mean.iter_mut().zip(src(ch)) {
+            *m += v;
         }
-        let inv_c = 1.0 / c as f32;
-        for m in mean.iter_mut() {
-            *m *= inv_c;
+    }
+    let inv_c = 1.0 / c as f32;
+    for m in mean.iter_mut() {
+        *m *= inv_c;
+    }
+    for ch in 0..c {
+        for ((s2, &v), &m) in var.iter_mut().zip(src(ch)).zip(&mean) {
+            let d = v - m;
+            *s2 += d * d;
         }
-        for ch in 0..c {
-            for ((s2, &v), &m) in var.iter_mut().zip(src(ch)).zip(&mean) {
-                let d = v - m;
-                *s2 += d * d;
-            }
-        }
-        for s2 in var.iter_mut() {
-            *s2 = 1.0 / (*s2 * inv_c + self.eps).sqrt();
-        }
-        for ch in 0..c {
-            let (w, bb) = (self.weight[ch], self.bias[ch]);
-            for (((o, &v), &m), &r) in dst(ch).iter_mut().zip(src(ch)).zip(&mean).zip(&var) {
-                *o = (v - m) * r * w + bb;
-            }
+    }
+    for s2 in var.iter_mut() {
+        *s2 = 1.0 / (*s2 * inv_c + norm.eps).sqrt();
+    }
+    for ch in 0..c {
+        let (w, bb) = (norm.weight[ch], norm.bias[ch]);
+        // SAFETY: the band's rows of channel `ch` lie inside the image's output and no other
+        // task writes them (see the caller).
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(ch * hw + p0), len) };
+        for (((o, &v), &m), &r) in dst.iter_mut().zip(src(ch)).zip(&mean).zip(&var) {
+            *o = (v - m) * r * w + bb;
         }
     }
 }
@@ -469,22 +421,7 @@ pub(crate) fn conv3x3_single(y: &Tensor, k: &Tensor) -> Result<Tensor> {
             image
                 .par_chunks_mut(SINGLE_ROWS * w)
                 .enumerate()
-                .for_each(|(band, dst)| {
-                    #[cfg(target_arch = "x86_64")]
-                    {
-                        if std::arch::is_x86_feature_detected!("avx512f") {
-                            // SAFETY: the CPU supports AVX-512F (checked just above).
-                            return unsafe { single_band_avx512(ys, ks, shape, band, dst) };
-                        }
-                        if std::arch::is_x86_feature_detected!("avx2")
-                            && std::arch::is_x86_feature_detected!("fma")
-                        {
-                            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                            return unsafe { single_band_avx2(ys, ks, shape, band, dst) };
-                        }
-                    }
-                    single_band(ys, ks, shape, band, dst)
-                });
+                .for_each(|(band, dst)| single_band(ys, ks, shape, band, dst));
         });
     Tensor::from_vec(out, (n, 1, h, w), y.device())
 }
@@ -492,34 +429,20 @@ pub(crate) fn conv3x3_single(y: &Tensor, k: &Tensor) -> Result<Tensor> {
 /// Output rows per work item of [`conv3x3_single`].
 const SINGLE_ROWS: usize = 32;
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn single_band_avx512(
-    ys: &[f32],
-    ks: &[f32],
-    shape: (usize, usize, usize),
-    band: usize,
-    dst: &mut [f32],
-) {
-    single_band(ys, ks, shape, band, dst)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn single_band_avx2(
-    ys: &[f32],
-    ks: &[f32],
-    shape: (usize, usize, usize),
-    band: usize,
-    dst: &mut [f32],
-) {
-    single_band(ys, ks, shape, band, dst)
+widest_simd! {
+    fn single_band(
+        ys: &[f32],
+        ks: &[f32],
+        shape: (usize, usize, usize),
+        band: usize,
+        dst: &mut [f32],
+    ) => single_band_generic
 }
 
 /// Rows `band * SINGLE_ROWS ..` of one image's output (`dst`), from its planes `ys` [c, h, w]
-/// and kernels `ks` [c, 3, 3]. Inlined into the variants above so that it vectorises for each.
+/// and kernels `ks` [c, 3, 3].
 #[inline(always)]
-fn single_band(
+fn single_band_generic(
     ys: &[f32],
     ks: &[f32],
     (c, h, w): (usize, usize, usize),
@@ -792,23 +715,6 @@ fn depthwise(
                 let ch = plane % c;
                 let src = &xs[plane * h * wd..(plane + 1) * h * wd];
                 let ker = &ws[ch * k * k..(ch + 1) * k * k];
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if std::arch::is_x86_feature_detected!("avx512f") {
-                        // SAFETY: the CPU supports AVX-512F (checked just above).
-                        return unsafe {
-                            depthwise_plane_avx512(src, ker, bs[ch], &geometry, act, o)
-                        };
-                    }
-                    if std::arch::is_x86_feature_detected!("avx2")
-                        && std::arch::is_x86_feature_detected!("fma")
-                    {
-                        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                        return unsafe {
-                            depthwise_plane_avx2(src, ker, bs[ch], &geometry, act, o)
-                        };
-                    }
-                }
                 depthwise_plane(src, ker, bs[ch], &geometry, act, o)
             })
     });
@@ -829,35 +735,20 @@ struct DepthwiseGeometry {
     ow: usize,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn depthwise_plane_avx512(
-    src: &[f32],
-    ker: &[f32],
-    bias: f32,
-    g: &DepthwiseGeometry,
-    act: bool,
-    o: &mut [f32],
-) {
-    depthwise_plane(src, ker, bias, g, act, o)
+widest_simd! {
+    fn depthwise_plane(
+        src: &[f32],
+        ker: &[f32],
+        bias: f32,
+        g: &DepthwiseGeometry,
+        act: bool,
+        o: &mut [f32],
+    ) => depthwise_plane_generic
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_plane_avx2(
-    src: &[f32],
-    ker: &[f32],
-    bias: f32,
-    g: &DepthwiseGeometry,
-    act: bool,
-    o: &mut [f32],
-) {
-    depthwise_plane(src, ker, bias, g, act, o)
-}
-
-/// One output plane. Inlined into the variants above so that it vectorises for each.
+/// One output plane.
 #[inline(always)]
-fn depthwise_plane(
+fn depthwise_plane_generic(
     src: &[f32],
     ker: &[f32],
     bias: f32,
@@ -1108,6 +999,17 @@ pub(crate) fn softmax(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// The largest absolute difference between two tensors of one shape (for tests).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("f32 tensors of one shape")
+}
+
 #[cfg(test)]
 mod tests {
     use super::{channels_last, gelu_slice};
@@ -1124,14 +1026,7 @@ mod tests {
             let ours = super::conv3x3(&x, &k).unwrap();
             let theirs = x.conv2d(&k, 1, 1, 1, 1).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            let diff: f32 = (ours - theirs)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = super::max_abs_diff(&ours, &theirs);
             assert!(diff < 1e-4, "{b}x{c}x{h}x{w}: max difference {diff}");
         }
     }
@@ -1150,14 +1045,7 @@ mod tests {
         };
         let close = |a: Tensor, b: Tensor, what: &str| {
             assert_eq!(a.dims(), b.dims(), "{what}");
-            let diff: f32 = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = super::max_abs_diff(&a, &b);
             assert!(diff < 1e-4, "{what}: max difference {diff}");
         };
         let pointwise = conv(randn(&[10, 6, 1, 1]), 1, 0, 1);
@@ -1211,14 +1099,7 @@ mod tests {
             let ours = super::conv_banded(&x, &kern, stride, pad).unwrap();
             let theirs = x.conv2d(&kern, pad, stride, 1, 1).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            let diff: f32 = (ours - theirs)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = super::max_abs_diff(&ours, &theirs);
             assert!(
                 diff < 1e-4,
                 "{b}x{c}x{h}x{w} k{k} s{stride}: max difference {diff}"
@@ -1241,14 +1122,7 @@ mod tests {
                 .unwrap()
                 .conv2d(&k.narrow(0, i, 1).unwrap(), 1, 1, 1, 1)
                 .unwrap();
-            let diff: f32 = (ours.narrow(0, i, 1).unwrap() - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = super::max_abs_diff(&ours.narrow(0, i, 1).unwrap(), &want);
             assert!(diff < 1e-4, "image {i}: max difference {diff}");
         }
     }
