@@ -255,7 +255,7 @@ fn gelu_in_place_generic(xs: &mut [f32]) {
 /// `x · (1 + erf(x/√2)) / 2` with a branch-free `erf` (Abramowitz & Stegun 7.1.26, absolute
 /// error below 1.5e-7, so GELU's error stays below 1e-7·|x|), which the compiler vectorises.
 #[inline(always)]
-fn gelu_erf(v: f32) -> f32 {
+pub(crate) fn gelu_erf(v: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A1: f32 = 0.254_829_6;
     const A2: f32 = -0.284_496_74;

@@ -280,8 +280,11 @@ mod tests {
             let want = block.unfused(&x).unwrap();
             assert_eq!(ours.dims(), want.dims());
             let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
+            // The two paths sum the 9·c products in different orders: f32 rounding of outputs
+            // of a few units differs by ~1e-5 at the real size; a wrong tap or lane would be
+            // off by whole units.
             assert!(
-                diff < 1e-5,
+                diff < 1e-4,
                 "{n}x{c}x{h}x{w} -> {co}: max difference {diff}"
             );
         }

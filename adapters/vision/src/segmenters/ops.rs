@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, T
 use candle_nn::{Linear, VarBuilder};
 use rayon::prelude::*;
 
-use crate::encoders::kernels::widest_simd;
+use crate::encoders::kernels::{gelu_erf, widest_simd};
 
 /// Exact (erf) GELU, as PyTorch's `nn.GELU()` default.
 pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
@@ -24,45 +24,10 @@ pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// exp(x) for x <= 0 (as used by erf), branch-free: 2^(x log2 e) from an integer power and a
-/// polynomial of the fraction; relative error at f32 rounding.
-#[inline(always)]
-fn exp_neg(x: f32) -> f32 {
-    let t = (x * std::f32::consts::LOG2_E).max(-125.0);
-    let n = (t + 0.5).floor();
-    let f = t - n; // [-0.5, 0.5]
-    // Taylor series of 2^f to degree 7 (error ~5e-9 on this range).
-    let p = 1.0
-        + f * (std::f32::consts::LN_2
-            + f * (0.240_226_5
-                + f * (0.055_504_11
-                    + f * (0.009_618_129
-                        + f * (0.001_333_355_8 + f * (0.000_154_035_3 + f * 0.000_015_252_73))))));
-    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
-}
-
-/// Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), with erf from Abramowitz & Stegun 7.1.26 (absolute
-/// error below 1.5e-7, i.e. at f32 rounding of the result), written without branches so that
-/// the loop vectorises.
-#[inline(always)]
-#[allow(clippy::excessive_precision)]
-fn gelu_one(v: f32) -> f32 {
-    let z = v * std::f32::consts::FRAC_1_SQRT_2;
-    let a = z.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-    let erf_abs = 1.0 - poly * exp_neg(-a * a);
-    let erf = erf_abs.copysign(z);
-    0.5 * v * (1.0 + erf)
-}
-
 #[inline(always)]
 fn gelu_generic(src: &[f32], dst: &mut [f32]) {
     for (o, &v) in dst.iter_mut().zip(src) {
-        *o = gelu_one(v);
+        *o = gelu_erf(v);
     }
 }
 
@@ -71,7 +36,7 @@ fn gelu_generic(src: &[f32], dst: &mut [f32]) {
 #[inline(always)]
 pub(crate) fn gelu_in_place_inlined(x: &mut [f32]) {
     for v in x.iter_mut() {
-        *v = gelu_one(*v);
+        *v = gelu_erf(*v);
     }
 }
 
