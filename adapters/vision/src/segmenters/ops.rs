@@ -520,7 +520,8 @@ impl Conv {
     /// `gelu(conv(x) + residual)`, the residual and the GELU optional. 1x1 and depthwise
     /// convolutions on f32 CPU tensors (TinyViT's inverted-residual blocks, on 64 MB maps) run it
     /// in one pass over the output: the bias and residual are the product's starting values and
-    /// GELU is applied to each piece as it is finished. Others compose the operations.
+    /// GELU is applied to each piece as it is finished. Others compose the operations. This is
+    /// also [`Module::forward`] (no residual, no GELU).
     pub(crate) fn forward_fused(
         &self,
         x: &Tensor,
@@ -535,20 +536,43 @@ impl Conv {
             return self.pointwise_fused(x, (b, c_in, c_out, h * w), residual, act);
         }
         let depthwise_layer = self.groups > 1 && self.groups == c_in && c_in == c_out;
-        if depthwise_layer && residual.is_none() && f32_cpu(x) && self.weight.dtype() == DType::F32
-        {
+        if depthwise_layer && residual.is_none() && x.device().is_cpu() {
+            // Reduced precisions are computed in f32 on the CPU (candle would run one group at
+            // a time).
+            let dt = x.dtype();
             let bias = match &self.bias {
-                Some(b) => b.clone(),
+                Some(b) => b.to_dtype(DType::F32)?,
                 None => Tensor::zeros(c_out, DType::F32, x.device())?,
             };
-            return depthwise(x, &self.weight, &bias, self.stride, self.padding, act);
+            let w = self.weight.to_dtype(DType::F32)?;
+            let x = x.to_dtype(DType::F32)?;
+            return depthwise(&x, &w, &bias, self.stride, self.padding, act)?.to_dtype(dt);
         }
-        let y = self.forward(x)?;
+        let y = self.plain(x)?;
         let y = match residual {
             Some(r) => (y + r)?,
             None => y,
         };
         if act { gelu(&y) } else { Ok(y) }
+    }
+
+    /// Convolutions without a fused path: 3x3 stride 1 and other groupless ones on f32 CPU
+    /// tensors in bands, the rest (other devices and dtypes, grouped) by candle; then the bias.
+    fn plain(&self, x: &Tensor) -> Result<Tensor> {
+        let c_out = self.weight.dim(0)?;
+        let (_, _, kh, kw) = self.weight.dims4()?;
+        let banded = self.groups == 1 && x.device().is_cpu() && x.dtype() == DType::F32;
+        let y = if banded && kh == 3 && kw == 3 && self.stride == 1 && self.padding == 1 {
+            conv3x3(x, &self.weight)?
+        } else if banded {
+            conv_banded(x, &self.weight, self.stride, self.padding)?
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, 1, self.groups)?
+        };
+        match &self.bias {
+            Some(bias) => y.broadcast_add(&bias.reshape((1, c_out, 1, 1))?),
+            None => Ok(y),
+        }
     }
 
     /// The 1x1 case of [`Self::forward_fused`]: per image, `out[co × HW] = W[co × ci] ·
@@ -608,44 +632,7 @@ impl Conv {
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c_in, h, w) = x.dims4()?;
-        let (c_out, _, kh, kw) = self.weight.dims4()?;
-        if self.groups > 1 && self.groups == c_in && c_in == c_out && x.device().is_cpu() {
-            // Reduced precisions are computed in f32 on the CPU (candle would run one group at
-            // a time).
-            let dt = x.dtype();
-            let bias = match &self.bias {
-                Some(b) => b.to_dtype(DType::F32)?,
-                None => Tensor::zeros(c_out, DType::F32, x.device())?,
-            };
-            let w = self.weight.to_dtype(DType::F32)?;
-            let x = x.to_dtype(DType::F32)?;
-            return depthwise(&x, &w, &bias, self.stride, self.padding, false)?.to_dtype(dt);
-        }
-        let fast3 = kh == 3
-            && kw == 3
-            && self.stride == 1
-            && self.padding == 1
-            && self.groups == 1
-            && x.device().is_cpu()
-            && x.dtype() == DType::F32;
-        let y = if fast3 {
-            conv3x3(x, &self.weight)?
-        } else if kh == 1 && kw == 1 && self.stride == 1 && self.padding == 0 && self.groups == 1 {
-            let wm = self.weight.reshape((c_out, c_in))?;
-            let xm = x.reshape((b, c_in, h * w))?;
-            wm.broadcast_left(b)?
-                .matmul(&xm)?
-                .reshape((b, c_out, h, w))?
-        } else if self.groups == 1 && x.device().is_cpu() && x.dtype() == DType::F32 {
-            conv_banded(x, &self.weight, self.stride, self.padding)?
-        } else {
-            x.conv2d(&self.weight, self.padding, self.stride, 1, self.groups)?
-        };
-        match &self.bias {
-            Some(bias) => y.broadcast_add(&bias.reshape((1, c_out, 1, 1))?),
-            None => Ok(y),
-        }
+        self.forward_fused(x, None, false)
     }
 }
 
@@ -997,7 +984,7 @@ mod tests {
     }
 
     #[test]
-    fn fused_pointwise_and_depthwise_convolutions_equal_the_composed_operations() {
+    fn pointwise_and_depthwise_convolutions_fused_or_not_equal_candles_convolution() {
         use candle_core::{Device, Module};
         let dev = Device::Cpu;
         let randn = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
@@ -1013,35 +1000,35 @@ mod tests {
             let diff = super::max_abs_diff(&a, &b);
             assert!(diff < 1e-4, "{what}: max difference {diff}");
         };
+        // candle's own convolution plus the bias is the reference for both kernels.
+        let reference = |conv: &super::Conv, x: &Tensor| {
+            let c_out = conv.weight.dim(0).unwrap();
+            let bias = conv
+                .bias
+                .clone()
+                .unwrap()
+                .reshape((1, c_out, 1, 1))
+                .unwrap();
+            x.conv2d(&conv.weight, conv.padding, conv.stride, 1, conv.groups)
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap()
+        };
         let pointwise = conv(randn(&[10, 6, 1, 1]), 1, 0, 1);
         let x = randn(&[2, 6, 9, 7]);
         let residual = randn(&[2, 10, 9, 7]);
-        let composed = super::gelu(&(pointwise.forward(&x).unwrap() + &residual).unwrap()).unwrap();
+        let want = reference(&pointwise, &x);
         close(
             pointwise.forward_fused(&x, Some(&residual), true).unwrap(),
-            composed,
+            super::gelu(&(&want + &residual).unwrap()).unwrap(),
             "1x1 + residual + GELU",
         );
-        close(
-            pointwise.forward_fused(&x, None, false).unwrap(),
-            pointwise.forward(&x).unwrap(),
-            "1x1",
-        );
+        close(pointwise.forward(&x).unwrap(), want, "1x1");
         // Stride 2 on odd sizes exercises the depthwise kernel's border arithmetic; candle's own
         // grouped convolution is the reference.
         let depthwise = conv(randn(&[10, 1, 3, 3]), 2, 1, 10);
         let y = randn(&[2, 10, 9, 7]);
-        let bias = depthwise
-            .bias
-            .clone()
-            .unwrap()
-            .reshape((1, 10, 1, 1))
-            .unwrap();
-        let want = y
-            .conv2d(&depthwise.weight, 1, 2, 1, 10)
-            .unwrap()
-            .broadcast_add(&bias)
-            .unwrap();
+        let want = reference(&depthwise, &y);
         close(
             depthwise.forward_fused(&y, None, true).unwrap(),
             super::gelu(&want).unwrap(),
