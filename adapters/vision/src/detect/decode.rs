@@ -9,7 +9,10 @@
 //! 3. optionally a refinement pass with the same points, the mask's box and its low-resolution
 //!    logits;
 //! 4. score = mean of the similarity map (bilinearly resized to the image) over the mask × the
-//!    predicted IoU; scores at or below the threshold become 0 (removed by post-processing).
+//!    predicted IoU; scores at or below the threshold become 0 (removed by post-processing);
+//! 5. the first [`MAX_MASKS_PER_CATEGORY`] masks are kept. Prompts are decoded in order and
+//!    decoding stops once that many non-empty masks are in hand: the reference decodes every
+//!    prompt and then truncates, which gives the same masks for more work.
 //!
 //! Images with a side above 1024 px are segmented at a downscaled size and the masks scaled
 //! back (nearest), as the reference does.
@@ -101,20 +104,32 @@ pub struct DecodeOptions {
     pub mask_refinement: bool,
 }
 
-/// One mask per prompt: (full-size binary masks, low-res logits [B,1,l,l], IoU [B]).
-/// Prompts are decoded in chunks: the decoder's attention holds the image embedding once per
-/// prompt, so a whole batch of 80 would hold gigabytes at once.
+/// One mask per prompt, in prompt order: (full-size binary masks, low-res logits [B,1,l,l],
+/// IoU [B]). Prompts are decoded in chunks: the decoder's attention holds the image embedding
+/// once per prompt, so a whole batch of 80 would hold gigabytes at once.
+///
+/// With `enough`, decoding stops once that many non-empty masks are in hand: only the first
+/// [`MAX_MASKS_PER_CATEGORY`] non-empty masks survive truncation, so the prompts after them
+/// would be decoded for nothing. The result then covers the first `masks.len()` prompts.
 fn masks_for(
     sam: &Sam,
     image: &PreparedImage,
     prompts: &Prompts,
     n: usize,
+    enough: Option<usize>,
 ) -> Result<(Vec<BinaryMask>, Tensor, Vec<f32>), DetectError> {
-    let mut masks = Vec::with_capacity(n);
+    let mut masks: Vec<BinaryMask> = Vec::with_capacity(n);
     let mut lows = Vec::new();
     let mut ious = Vec::with_capacity(n);
-    for start in (0..n).step_by(CHUNK) {
-        let len = CHUNK.min(n - start);
+    let mut non_empty = 0;
+    let mut start = 0;
+    while start < n {
+        let missing = match enough {
+            Some(enough) if non_empty >= enough => break,
+            Some(enough) => enough - non_empty,
+            None => CHUNK,
+        };
+        let len = CHUNK.min(n - start).min(missing);
         let part = |t: &Option<Tensor>| -> Result<Option<Tensor>, DetectError> {
             Ok(match t {
                 Some(t) => Some(t.narrow(0, start, len)?),
@@ -130,9 +145,11 @@ fn masks_for(
             masks: part(&prompts.masks)?,
         };
         let (m, low, iou) = decode_chunk(sam, image, &chunk)?;
+        non_empty += m.iter().filter(|m| m.area() > 0).count();
         masks.extend(m);
         lows.push(low);
         ious.extend(iou);
+        start += len;
     }
     Ok((masks, Tensor::cat(&lows, 0)?, ious))
 }
@@ -191,6 +208,26 @@ pub fn decode_category(
     grid: (usize, usize),
     opts: &DecodeOptions,
 ) -> Result<Vec<Candidate>, DetectError> {
+    decode_category_until(
+        sam,
+        image,
+        prompts,
+        grid,
+        opts,
+        Some(MAX_MASKS_PER_CATEGORY),
+    )
+}
+
+/// [`decode_category`], decoding the first pass until `enough` non-empty masks are in hand
+/// (`None`: every prompt, as the reference does).
+fn decode_category_until(
+    sam: &Sam,
+    image: &PreparedImage,
+    prompts: &CategoryPrompts,
+    grid: (usize, usize),
+    opts: &DecodeOptions,
+    enough: Option<usize>,
+) -> Result<Vec<Candidate>, DetectError> {
     let n_fg = prompts.foreground.len();
     if n_fg == 0 {
         return Ok(Vec::new());
@@ -215,8 +252,11 @@ pub fn decode_category(
         boxes: None,
         masks: None,
     };
-    let (masks, low, iou) = masks_for(sam, image, &first, n_fg)?;
-    let keep: Vec<usize> = (0..n_fg).filter(|&i| masks[i].area() > 0).collect();
+    let (masks, low, iou) = masks_for(sam, image, &first, n_fg, enough)?;
+    let keep: Vec<usize> = (0..masks.len())
+        .filter(|&i| masks[i].area() > 0)
+        .take(MAX_MASKS_PER_CATEGORY)
+        .collect();
     if keep.is_empty() {
         return Ok(Vec::new());
     }
@@ -238,7 +278,7 @@ pub fn decode_category(
             boxes: Some(Tensor::from_vec(boxes, (keep.len(), 4), &device)?),
             masks: Some(low.index_select(&idx, 0)?),
         };
-        let (m2, _, iou2) = masks_for(sam, image, &second, keep.len())?;
+        let (m2, _, iou2) = masks_for(sam, image, &second, keep.len(), None)?;
         (m2, iou2)
     } else {
         let w: Vec<f32> = keep.iter().map(|&i| iou[i]).collect();
@@ -263,4 +303,79 @@ pub fn decode_category(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use candle_core::Device;
+
+    use super::*;
+    use crate::detect::prompts::PromptPoint;
+    use crate::segmenters::SamConfig;
+
+    fn fixture(rel: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(rel)
+    }
+
+    fn tiny_sam() -> Sam {
+        let text = std::fs::read_to_string(fixture("models/sam_hq_tiny.config.json")).unwrap();
+        let cfg: SamConfig = serde_json::from_str(&text).unwrap();
+        Sam::from_file(&cfg, &fixture("segmenters/tiny/model.pth"), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn decoding_stops_at_the_masks_truncation_keeps_with_the_same_candidates() {
+        let sam = tiny_sam();
+        let img = image::open(fixture("algorithms/images/tgt_a.png"))
+            .unwrap()
+            .to_rgb8();
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let rgb = RgbImage {
+            data: img.as_raw(),
+            height: h,
+            width: w,
+        };
+        let image = prepare(&sam, rgb).unwrap();
+        // 70 foreground points on a 10 x 7 lattice, more than truncation keeps.
+        let foreground: Vec<PromptPoint> = (0..70)
+            .map(|i| PromptPoint {
+                x: (i % 10) as f32 * w as f32 / 10.0 + 3.0,
+                y: (i / 10) as f32 * h as f32 / 7.0 + 3.0,
+                score: 1.0 - i as f32 / 100.0,
+            })
+            .collect();
+        let grid = (8, 8);
+        let prompts = CategoryPrompts {
+            category: 2,
+            foreground,
+            background: vec![PromptPoint {
+                x: 1.0,
+                y: 1.0,
+                score: 0.0,
+            }],
+            similarity: (0..64).map(|i| (i % 9) as f32 / 8.0).collect(),
+        };
+        for mask_refinement in [false, true] {
+            let opts = DecodeOptions {
+                confidence_threshold: 0.1,
+                mask_refinement,
+            };
+            let every = decode_category_until(&sam, &image, &prompts, grid, &opts, None).unwrap();
+            let early = decode_category(&sam, &image, &prompts, grid, &opts).unwrap();
+            assert_eq!(
+                every.len(),
+                MAX_MASKS_PER_CATEGORY,
+                "truncation had work to do"
+            );
+            assert_eq!(early.len(), every.len());
+            for (i, (a, b)) in early.iter().zip(&every).enumerate() {
+                assert_eq!(a.mask, b.mask, "mask {i} (refinement {mask_refinement})");
+                assert_eq!(a.score, b.score, "score {i} (refinement {mask_refinement})");
+            }
+        }
+    }
 }
