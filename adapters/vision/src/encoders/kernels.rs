@@ -429,7 +429,7 @@ pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Option
 widest_simd! {
     /// LayerNorm of consecutive rows of `ws.len()` values, with the widest vector unit the CPU
     /// has.
-    fn layer_norm_rows(src: &[f32], dst: &mut [f32], ws: &[f32], bs: &[f32], eps: f32)
+    pub(crate) fn layer_norm_rows(src: &[f32], dst: &mut [f32], ws: &[f32], bs: &[f32], eps: f32)
         => layer_norm_rows_generic
 }
 

@@ -15,6 +15,7 @@ use candle_nn::VarBuilder;
 use super::fused::ConvNormGelu;
 use super::ops::{ConvTranspose2x2, LayerNorm2d, Mlp, conv3x3_single, gelu};
 use super::transformer::{ImageTokens, TwoWayTransformer};
+use super::upscale::Upscaling;
 use crate::encoders::profiling::time;
 
 /// Decoder hyper-parameters (the released models: dim 256, depth 2, 8 heads, MLP 2048, IoU head
@@ -70,7 +71,7 @@ pub(crate) struct MaskDecoder {
     iou_token: Tensor,
     mask_tokens: Tensor,
     transformer: TwoWayTransformer,
-    upscaling: (ConvTranspose2x2, LayerNorm2d, ConvTranspose2x2),
+    upscaling: Upscaling,
     hyper_mlps: Vec<Mlp>,
     iou_head: Mlp,
     hq: Option<HqParts>,
@@ -84,12 +85,7 @@ impl MaskDecoder {
     pub(crate) fn new(vb: VarBuilder, cfg: &DecoderConfig) -> Result<Self> {
         let d = cfg.transformer_dim;
         let num_mask_tokens = 4;
-        let up = vb.pp("output_upscaling");
-        let upscaling = (
-            ConvTranspose2x2::new(up.pp("0"), d, d / 4)?,
-            LayerNorm2d::new(d / 4, up.pp("1"))?,
-            ConvTranspose2x2::new(up.pp("3"), d / 4, d / 8)?,
-        );
+        let upscaling = Upscaling::new(vb.pp("output_upscaling"), d)?;
         let hyper_mlps = (0..num_mask_tokens)
             .map(|i| {
                 Mlp::new(
@@ -249,19 +245,13 @@ impl MaskDecoder {
             Some(hq) => Some(hq.hf_mlp.forward(&mask_tokens_out.narrow(1, 4, 1)?)?), // [B,1,C/8]
             None => None,
         };
-        let (u0, un, u1) = &self.upscaling;
         let mut sam_masks = Vec::new();
         let mut hq_masks = Vec::new();
         let mut start = 0;
         while start < b {
             let n = CHUNK.min(b - start);
-            let s = src
-                .narrow(0, start, n)?
-                .transpose(1, 2)?
-                .reshape((n, d, g, g))?;
-            let up = time("decoder: upscaling", || {
-                gelu(&u1.forward(&gelu(&un.forward(&u0.forward(&s)?)?)?)?)
-            })?; // [n, C/8, 4g, 4g]
+            let s = src.narrow(0, start, n)?;
+            let up = time("decoder: upscaling", || self.upscaling.forward(&s, g))?; // [n, C/8, 4g, 4g]
             let (_, c8, hh, ww) = up.dims4()?;
             let upm = up.reshape((n, c8, hh * ww))?;
             let hs = hyper_sam.narrow(0, start, n)?.contiguous()?;

@@ -19,6 +19,7 @@ pub mod preprocess;
 mod prompt_encoder;
 mod tiny_vit;
 mod transformer;
+mod upscale;
 mod vit;
 
 use std::path::Path;
