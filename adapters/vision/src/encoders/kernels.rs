@@ -383,7 +383,7 @@ fn softmax_row_generic(row: &mut [f32]) {
 /// is exact to f32 precision), `e^f` from its degree-7 Taylor polynomial (truncation below
 /// 1e-8 relative). Underflows to `e⁻⁸⁷` at worst, never to a denormal.
 #[inline(always)]
-fn exp_approx(x: f32) -> f32 {
+pub(crate) fn exp_approx(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

@@ -18,6 +18,7 @@ mod ops;
 pub mod preprocess;
 mod prompt_encoder;
 mod tiny_vit;
+mod token_attention;
 mod transformer;
 mod upscale;
 mod vit;

@@ -9,10 +9,11 @@
 //! them apart ([`ImageTokens`]) and the caller keeps them with the frame's embedding: successive
 //! clicks on one frame skip that work.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use super::ops::{channels_last, layer_norm, linear, softmax};
+use super::token_attention::{FoldedAttention, ImageQueries};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
@@ -21,18 +22,91 @@ pub(crate) struct Attention {
     v_proj: Linear,
     out_proj: Linear,
     heads: usize,
+    /// The cross attentions' weights for the folded forms (f32 on the CPU only).
+    folded: Option<FoldedAttention>,
 }
 
 impl Attention {
-    fn new(vb: VarBuilder, dim: usize, heads: usize, downsample: usize) -> Result<Self> {
+    /// `cross`: an attention between the tokens and the image tokens, which gets the folded
+    /// forms of [`super::token_attention`].
+    fn new(
+        vb: VarBuilder,
+        dim: usize,
+        heads: usize,
+        downsample: usize,
+        cross: bool,
+    ) -> Result<Self> {
         let internal = dim / downsample;
+        let q_proj = candle_nn::linear(dim, internal, vb.pp("q_proj"))?;
+        let k_proj = candle_nn::linear(dim, internal, vb.pp("k_proj"))?;
+        let v_proj = candle_nn::linear(dim, internal, vb.pp("v_proj"))?;
+        let out_proj = candle_nn::linear(internal, dim, vb.pp("out_proj"))?;
+        let folded = if cross {
+            FoldedAttention::new(&q_proj, &k_proj, &v_proj, &out_proj, heads)?
+        } else {
+            None
+        };
         Ok(Self {
-            q_proj: candle_nn::linear(dim, internal, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear(dim, internal, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear(dim, internal, vb.pp("v_proj"))?,
-            out_proj: candle_nn::linear(internal, dim, vb.pp("out_proj"))?,
+            q_proj,
+            k_proj,
+            v_proj,
+            out_proj,
             heads,
+            folded,
         })
+    }
+
+    /// The folded weights, when `x` (an image-side map) can take them.
+    fn folded_for(&self, x: &Tensor) -> Option<&FoldedAttention> {
+        self.folded
+            .as_ref()
+            .filter(|_| x.dtype() == DType::F32 && x.device().is_cpu())
+    }
+
+    /// Tokens [B, m, C] attend to image tokens: `keys_in` (with positional encoding) and
+    /// `values` [Bk, N, C], Bk = B or 1. Returns [B, m, C].
+    fn tokens_to_image(
+        &self,
+        tokens: &Tensor,
+        keys_in: &Tensor,
+        values: &Tensor,
+    ) -> Result<Tensor> {
+        let q = linear(&self.q_proj, tokens)?;
+        match self.folded_for(keys_in) {
+            Some(f) => linear(&self.out_proj, &f.tokens_to_image(&q, keys_in, values)?),
+            None => self.attend(
+                &q,
+                &linear(&self.k_proj, keys_in)?,
+                &linear(&self.v_proj, values)?,
+            ),
+        }
+    }
+
+    /// Image tokens attend to the tokens (`keys_in` with positional encoding, `values`,
+    /// [B, m, C]); returns `residual` [Bk, N, C] + the attention output, [B, N, C].
+    fn image_to_tokens(
+        &self,
+        queries: ImageQueries<'_>,
+        keys_in: &Tensor,
+        values: &Tensor,
+        residual: &Tensor,
+    ) -> Result<Tensor> {
+        let k = linear(&self.k_proj, keys_in)?;
+        let v = linear(&self.v_proj, values)?;
+        if let Some(f) = self.folded_for(residual) {
+            return f.image_to_tokens(queries, &k, &v, residual);
+        }
+        let q = match queries {
+            ImageQueries::Tokens(t) => linear(&self.q_proj, t)?,
+            ImageQueries::Projected(t) => t.clone(),
+        };
+        let b = k.dim(0)?;
+        let q = if q.dim(0)? == b {
+            q
+        } else {
+            q.broadcast_as((b, q.dim(1)?, q.dim(2)?))?.contiguous()?
+        };
+        self.attend(&q, &k, &v)?.broadcast_add(residual)
     }
 
     fn separate(&self, x: &Tensor) -> Result<Tensor> {
@@ -123,15 +197,15 @@ impl TwoWayBlock {
         skip_pe: bool,
     ) -> Result<Self> {
         Ok(Self {
-            self_attn: Attention::new(vb.pp("self_attn"), dim, heads, 1)?,
+            self_attn: Attention::new(vb.pp("self_attn"), dim, heads, 1, false)?,
             norm1: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm1"))?,
-            cross_t2i: Attention::new(vb.pp("cross_attn_token_to_image"), dim, heads, 2)?,
+            cross_t2i: Attention::new(vb.pp("cross_attn_token_to_image"), dim, heads, 2, true)?,
             norm2: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm2"))?,
             lin1: candle_nn::linear(dim, mlp_dim, vb.pp("mlp.lin1"))?,
             lin2: candle_nn::linear(mlp_dim, dim, vb.pp("mlp.lin2"))?,
             norm3: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm3"))?,
             norm4: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm4"))?,
-            cross_i2t: Attention::new(vb.pp("cross_attn_image_to_token"), dim, heads, 2)?,
+            cross_i2t: Attention::new(vb.pp("cross_attn_image_to_token"), dim, heads, 2, true)?,
             skip_first_layer_pe: skip_pe,
         })
     }
@@ -147,7 +221,6 @@ impl TwoWayBlock {
         key_pe: &Tensor,
         first: Option<&ImageTokens>,
     ) -> Result<(Tensor, Tensor)> {
-        let b = queries.dim(0)?;
         let queries = if self.skip_first_layer_pe {
             self.self_attn.forward(queries, queries, queries)?
         } else {
@@ -156,23 +229,19 @@ impl TwoWayBlock {
         };
         let queries = layer_norm(&self.norm1, &queries)?;
 
-        // Projections of the image tokens: the first layer's come from `prepare`, later layers
-        // project the tokens they receive.
+        // The first layer's projections of the image tokens come from `prepare`; later layers
+        // work from the tokens they receive.
         let (t, a) = (&self.cross_t2i, &self.cross_i2t);
-        let (t2i_k, t2i_v, i2t_q) = match first {
-            Some(p) => (p.t2i_k.clone(), p.t2i_v.clone(), p.i2t_q.clone()),
-            None => {
-                let k_in = keys.broadcast_add(key_pe)?;
-                (
-                    linear(&t.k_proj, &k_in)?,
-                    linear(&t.v_proj, keys)?,
-                    linear(&a.q_proj, &k_in)?, // [Bk, Nk, I]
-                )
-            }
+        let keys_in = match first {
+            Some(_) => None,
+            None => Some(keys.broadcast_add(key_pe)?),
         };
-
         let q = (&queries + query_pe)?;
-        let attn = t.attend(&linear(&t.q_proj, &q)?, &t2i_k, &t2i_v)?;
+        let attn = match (first, &keys_in) {
+            (Some(p), _) => t.attend(&linear(&t.q_proj, &q)?, &p.t2i_k, &p.t2i_v)?,
+            (None, Some(k_in)) => t.tokens_to_image(&q, k_in, keys)?,
+            (None, None) => unreachable!("image keys are computed for every later layer"),
+        };
         let queries = layer_norm(&self.norm2, &(queries + attn)?)?;
 
         let mlp = linear(&self.lin2, &linear(&self.lin1, &queries)?.relu()?)?;
@@ -180,15 +249,13 @@ impl TwoWayBlock {
 
         // Image tokens attend to the prompt tokens.
         let q = (&queries + query_pe)?;
-        let iq = if i2t_q.dim(0)? == b {
-            i2t_q
-        } else {
-            i2t_q.broadcast_as((b, i2t_q.dim(1)?, i2t_q.dim(2)?))?
+        let image_queries = match (first, &keys_in) {
+            (Some(p), _) => ImageQueries::Projected(&p.i2t_q),
+            (None, Some(k_in)) => ImageQueries::Tokens(k_in),
+            (None, None) => unreachable!("image keys are computed for every later layer"),
         };
-        let ik = linear(&a.k_proj, &q)?;
-        let iv = linear(&a.v_proj, &queries)?;
-        let attn = a.attend(&iq.contiguous()?, &ik, &iv)?;
-        let keys = layer_norm(&self.norm4, &attn.broadcast_add(keys)?)?;
+        let updated = a.image_to_tokens(image_queries, &q, &queries, keys)?;
+        let keys = layer_norm(&self.norm4, &updated)?;
         Ok((queries, keys))
     }
 }
@@ -213,7 +280,7 @@ impl TwoWayTransformer {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,
-            final_attn: Attention::new(vb.pp("final_attn_token_to_image"), dim, heads, 2)?,
+            final_attn: Attention::new(vb.pp("final_attn_token_to_image"), dim, heads, 2, true)?,
             norm_final: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm_final_attn"))?,
         })
     }
@@ -251,7 +318,7 @@ impl TwoWayTransformer {
         }
         let q = (&queries + tokens)?;
         let k = keys.broadcast_add(key_pe)?;
-        let attn = self.final_attn.forward(&q, &k, &keys)?;
+        let attn = self.final_attn.tokens_to_image(&q, &k, &keys)?;
         let queries = layer_norm(&self.norm_final, &(queries + attn)?)?;
         Ok((queries, keys))
     }

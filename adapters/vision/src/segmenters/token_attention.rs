@@ -1,0 +1,478 @@
+//! The two-way transformer's cross attentions between a prompt's handful of tokens (about ten)
+//! and its 4096 image tokens, with the image-side projections folded into the token side.
+//!
+//! Every projection in an attention layer is linear, and on the image side there are 4096 rows
+//! against ten on the token side. So instead of projecting the image tokens (a 4096 x 256 → 128
+//! GEMM per projection), the projection weights are multiplied into the few token vectors, and
+//! the image tokens meet them in one GEMM of width heads x tokens (8 x 10 = 80):
+//!
+//! - token-to-image, scores: `q_t · (W_k x_i + b_k) = (W_kᵀ q_t) · x_i + const`, and the
+//!   constant (per token and head) cancels in the softmax over the image tokens;
+//! - token-to-image, context: `Σ_i p_ti (W_v x_i + b_v) = W_v (Σ_i p_ti x_i) + b_v`, since the
+//!   weights p sum to one: the weighted sum of the raw image tokens is projected afterwards;
+//! - image-to-token, scores: `(W_q x_i + b_q) · k_t = x_i · (W_qᵀ k_t) + b_q · k_t`;
+//! - image-to-token, output projection: `W_o [Σ_t p_it v_t]_heads = Σ_(h,t) p_iht (W_o,h v_t)`, so
+//!   the output is the score matrix times 80 precomputed rows, added onto the residual.
+//!
+//! Per prompt and layer that is four GEMMs of 4096 x 256 x 80 instead of four of 4096 x 256 x
+//! 128, and no per-head copies of [4096, 128] maps. The sums run in another order than the
+//! reference's, which changes f32 rounding only; `tests/segmenters.rs` holds the decoder to the
+//! reference's outputs, and the unit test below compares against the projections computed first.
+
+use candle_core::{DType, Layout, Result, Storage, Tensor};
+use candle_nn::Linear;
+use rayon::prelude::*;
+
+use super::ops::contiguous_f32;
+use crate::encoders::kernels::{exp_approx, gemm_f32, parallelism, widest_simd};
+
+/// An attention layer's weights as f32 rows, for the folded forms.
+#[derive(Debug, Clone)]
+pub(crate) struct FoldedAttention {
+    heads: usize,
+    /// Model width C and internal width I.
+    dim: usize,
+    internal: usize,
+    /// [I, C] each.
+    wq: Vec<f32>,
+    wk: Vec<f32>,
+    wv: Vec<f32>,
+    bq: Vec<f32>,
+    bv: Vec<f32>,
+    /// The output projection transposed, [I, C].
+    wo_t: Vec<f32>,
+    bo: Vec<f32>,
+}
+
+/// Where the image-to-token attention takes its image-side queries from.
+pub(crate) enum ImageQueries<'a> {
+    /// Image tokens plus positional encoding [Bk, N, C], projected here (folded).
+    Tokens(&'a Tensor),
+    /// Queries already projected, bias included [Bk, N, I] (the first layer's, cached with the
+    /// frame's embedding).
+    Projected(&'a Tensor),
+}
+
+fn f32s(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+}
+
+fn cpu_slice<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(cpu) => contiguous_f32(cpu, layout),
+        _ => candle_core::bail!("folded attention: expected a CPU tensor"),
+    }
+}
+
+/// Index of prompt `p`'s map in a tensor of `bk` maps (1: shared by the batch).
+fn map_of(p: usize, bk: usize) -> usize {
+    if bk == 1 { 0 } else { p }
+}
+
+impl FoldedAttention {
+    /// `None` unless the weights are f32 on the CPU (other dtypes and devices keep the plain
+    /// attention).
+    pub(crate) fn new(
+        q: &Linear,
+        k: &Linear,
+        v: &Linear,
+        o: &Linear,
+        heads: usize,
+    ) -> Result<Option<Self>> {
+        let w = q.weight();
+        if w.dtype() != DType::F32 || !w.device().is_cpu() {
+            return Ok(None);
+        }
+        let (internal, dim) = w.dims2()?;
+        let bias = |l: &Linear| -> Result<Vec<f32>> {
+            match l.bias() {
+                Some(b) => f32s(b),
+                None => Ok(vec![0.0; l.weight().dim(0)?]),
+            }
+        };
+        Ok(Some(Self {
+            heads,
+            dim,
+            internal,
+            wq: f32s(q.weight())?,
+            wk: f32s(k.weight())?,
+            wv: f32s(v.weight())?,
+            bq: bias(q)?,
+            bv: bias(v)?,
+            wo_t: f32s(&o.weight().t()?.contiguous()?)?,
+            bo: bias(o)?,
+        }))
+    }
+
+    fn head_dim(&self) -> usize {
+        self.internal / self.heads
+    }
+
+    /// Rows (h, t) = Σ_{j in head h} scale · tok[t, j] · w[j, :], for `tok` [m, I] and `w`
+    /// [I, C]: the weights folded into the token vectors, [heads·m, C].
+    fn fold_rows(&self, tok: &[f32], m: usize, w: &[f32], scale: f32) -> Vec<f32> {
+        let (c, i, d) = (self.dim, self.internal, self.head_dim());
+        let mut out = vec![0f32; self.heads * m * c];
+        for h in 0..self.heads {
+            for t in 0..m {
+                let row = &mut out[(h * m + t) * c..][..c];
+                for j in h * d..(h + 1) * d {
+                    axpy(row, scale * tok[t * i + j], &w[j * c..][..c]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Token-to-image attention. `q` [B, m, I]: the tokens' projected queries (bias included);
+    /// `keys_in` [Bk, N, C]: image tokens + positional encoding; `values` [Bk, N, C]: image
+    /// tokens (Bk = B or 1). Returns the context before the output projection, [B, m, I].
+    pub(crate) fn tokens_to_image(
+        &self,
+        q: &Tensor,
+        keys_in: &Tensor,
+        values: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, m, i) = q.dims3()?;
+        let (bk, n, c) = keys_in.dims3()?;
+        if i != self.internal || c != self.dim || values.dims3()? != (bk, n, c) {
+            candle_core::bail!(
+                "token-to-image attention: q {:?}, keys {:?}, values {:?}",
+                q.dims(),
+                keys_in.dims(),
+                values.dims()
+            );
+        }
+        let (q, keys_in, values) = (q.contiguous()?, keys_in.contiguous()?, values.contiguous()?);
+        let (qs, ql) = q.storage_and_layout();
+        let (ks, kl) = keys_in.storage_and_layout();
+        let (vs, vl) = values.storage_and_layout();
+        let (qs, ks, vs) = (
+            cpu_slice(&qs, ql)?,
+            cpu_slice(&ks, kl)?,
+            cpu_slice(&vs, vl)?,
+        );
+        let (d, w) = (self.head_dim(), self.heads * m);
+        let scale = 1.0 / (d as f32).sqrt();
+        let par = parallelism();
+        let mut out = vec![0f32; b * m * i];
+        for (p, ctx) in out.chunks_exact_mut(m * i).enumerate() {
+            let tok = &qs[p * m * i..][..m * i];
+            let x_in = &ks[map_of(p, bk) * n * c..][..n * c];
+            let x = &vs[map_of(p, bk) * n * c..][..n * c];
+            // Scores [N, heads·m] = (x + pe) · (W_kᵀ q)ᵀ; b_k's share is constant per column.
+            let a = self.fold_rows(tok, m, &self.wk, scale);
+            let mut s = vec![0f32; n * w];
+            gemm_f32(
+                (n, w, c),
+                &mut s,
+                (w, 1),
+                false,
+                x_in,
+                (c, 1),
+                &a,
+                (1, c),
+                par,
+            );
+            let mut sums = vec![0f32; w];
+            column_softmax_unnormalised(&mut s, &mut sums);
+            // z [heads·m, C] = Σ_i p_i x_i (unnormalised), then W_v per head.
+            let mut z = vec![0f32; w * c];
+            gemm_f32((w, c, n), &mut z, (c, 1), false, &s, (1, w), x, (c, 1), par);
+            for h in 0..self.heads {
+                for t in 0..m {
+                    let zr = &z[(h * m + t) * c..][..c];
+                    let inv = 1.0 / sums[h * m + t];
+                    for j in h * d..(h + 1) * d {
+                        ctx[t * i + j] = inv * dot(zr, &self.wv[j * c..][..c]) + self.bv[j];
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(out, (b, m, i), q.device())
+    }
+
+    /// Image-to-token attention with its output projection, added onto `residual` [Bk, N, C]
+    /// (Bk = B or 1). `k`, `v` [B, m, I]: the tokens' projected keys and values (biases
+    /// included). Returns residual + attention output, [B, N, C] (before the LayerNorm).
+    pub(crate) fn image_to_tokens(
+        &self,
+        queries: ImageQueries<'_>,
+        k: &Tensor,
+        v: &Tensor,
+        residual: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, m, i) = k.dims3()?;
+        let (bk, n, c) = residual.dims3()?;
+        let (queries, projected) = match queries {
+            ImageQueries::Tokens(t) => (t, false),
+            ImageQueries::Projected(t) => (t, true),
+        };
+        let (bq, nq, width) = queries.dims3()?;
+        let want = if projected { self.internal } else { self.dim };
+        if i != self.internal
+            || c != self.dim
+            || v.dims3()? != (b, m, i)
+            || nq != n
+            || width != want
+            || !(bq == 1 || bq == b)
+            || !(bk == 1 || bk == b)
+        {
+            candle_core::bail!(
+                "image-to-token attention: queries {:?}, k {:?}, v {:?}, residual {:?}",
+                queries.dims(),
+                k.dims(),
+                v.dims(),
+                residual.dims()
+            );
+        }
+        let (queries, k, v, residual) = (
+            queries.contiguous()?,
+            k.contiguous()?,
+            v.contiguous()?,
+            residual.contiguous()?,
+        );
+        let (qs, ql) = queries.storage_and_layout();
+        let (ks, kl) = k.storage_and_layout();
+        let (vs, vl) = v.storage_and_layout();
+        let (rs, rl) = residual.storage_and_layout();
+        let (qs, ks) = (cpu_slice(&qs, ql)?, cpu_slice(&ks, kl)?);
+        let (vs, rs) = (cpu_slice(&vs, vl)?, cpu_slice(&rs, rl)?);
+        let (d, w) = (self.head_dim(), self.heads * m);
+        let scale = 1.0 / (d as f32).sqrt();
+        let par = parallelism();
+        let mut out = vec![0f32; b * n * c];
+        for (p, dst) in out.chunks_exact_mut(n * c).enumerate() {
+            let kt = &ks[p * m * i..][..m * i];
+            let vt = &vs[p * m * i..][..m * i];
+            let mut s = vec![0f32; n * w];
+            if projected {
+                // Scores = q [N, I] · K [I, heads·m], K block-diagonal: head h's columns take
+                // only head h's rows.
+                let mut kbd = vec![0f32; i * w];
+                for h in 0..self.heads {
+                    for t in 0..m {
+                        for j in h * d..(h + 1) * d {
+                            kbd[j * w + h * m + t] = scale * kt[t * i + j];
+                        }
+                    }
+                }
+                let q = &qs[map_of(p, bq) * n * i..][..n * i];
+                gemm_f32(
+                    (n, w, i),
+                    &mut s,
+                    (w, 1),
+                    false,
+                    q,
+                    (i, 1),
+                    &kbd,
+                    (w, 1),
+                    par,
+                );
+            } else {
+                // Scores = (x + pe) · (W_qᵀ k)ᵀ + b_q · k.
+                let a = self.fold_rows(kt, m, &self.wq, scale);
+                let mut bias = vec![0f32; w];
+                for h in 0..self.heads {
+                    for t in 0..m {
+                        let j = h * d..(h + 1) * d;
+                        bias[h * m + t] = scale * dot(&self.bq[j.clone()], &kt[t * i..][j]);
+                    }
+                }
+                for row in s.chunks_exact_mut(w) {
+                    row.copy_from_slice(&bias);
+                }
+                let x_in = &qs[map_of(p, bq) * n * c..][..n * c];
+                gemm_f32(
+                    (n, w, c),
+                    &mut s,
+                    (w, 1),
+                    true,
+                    x_in,
+                    (c, 1),
+                    &a,
+                    (1, c),
+                    par,
+                );
+            }
+            s.par_chunks_mut(256 * w)
+                .for_each(|rows| group_softmax(rows, m));
+            // out = residual + b_o + Σ_(h,t) p · (W_o,h v_t).
+            let u = self.fold_rows(vt, m, &self.wo_t, 1.0);
+            let res = &rs[map_of(p, bk) * n * c..][..n * c];
+            dst.par_chunks_mut(256 * c)
+                .zip(res.par_chunks(256 * c))
+                .for_each(|(o, r)| add_bias_rows(o, r, &self.bo));
+            gemm_f32((n, c, w), dst, (c, 1), true, &s, (w, 1), &u, (c, 1), par);
+        }
+        Tensor::from_vec(out, (b, n, c), k.device())
+    }
+}
+
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(a, b)| a * b).sum()
+}
+
+widest_simd! {
+    /// Softmax down each column of the row-major `s` (`sums.len()` columns), left
+    /// unnormalised: `s` becomes exp(s − column max) and `sums` the column sums.
+    fn column_softmax_unnormalised(s: &mut [f32], sums: &mut [f32]) => column_softmax_generic
+}
+
+#[inline(always)]
+fn column_softmax_generic(s: &mut [f32], sums: &mut [f32]) {
+    let w = sums.len();
+    let mut max = vec![f32::NEG_INFINITY; w];
+    for row in s.chunks_exact(w) {
+        for (m, &v) in max.iter_mut().zip(row) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    sums.fill(0.0);
+    for row in s.chunks_exact_mut(w) {
+        for ((v, &m), sum) in row.iter_mut().zip(&max).zip(sums.iter_mut()) {
+            *v = exp_approx(*v - m);
+            *sum += *v;
+        }
+    }
+}
+
+/// Softmax over each run of `m` consecutive values (one head's scores of one image token).
+fn group_softmax(s: &mut [f32], m: usize) {
+    for g in s.chunks_exact_mut(m) {
+        let max = g.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in g.iter_mut() {
+            *v = exp_approx(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        g.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+widest_simd! {
+    /// `out[r] = residual[r] + bias` for consecutive rows of `bias.len()` values.
+    fn add_bias_rows(out: &mut [f32], residual: &[f32], bias: &[f32]) => add_bias_rows_generic
+}
+
+#[inline(always)]
+fn add_bias_rows_generic(out: &mut [f32], residual: &[f32], bias: &[f32]) {
+    for (o, r) in out
+        .chunks_exact_mut(bias.len())
+        .zip(residual.chunks_exact(bias.len()))
+    {
+        for ((o, r), b) in o.iter_mut().zip(r).zip(bias) {
+            *o = r + b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn linear(n_out: usize, n_in: usize) -> Linear {
+        let w = Tensor::randn(0f32, 0.2, (n_out, n_in), &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 0.5, n_out, &Device::Cpu).unwrap();
+        Linear::new(w, Some(b))
+    }
+
+    /// Projections first, then per-head attention, as the reference computes it.
+    fn plain(
+        (q, k, v, o): (&Linear, &Linear, &Linear, &Linear),
+        heads: usize,
+        q_in: &Tensor,
+        k_in: &Tensor,
+        v_in: &Tensor,
+    ) -> Tensor {
+        use candle_core::Module;
+        let sep = |x: Tensor| {
+            let (b, n, c) = x.dims3().unwrap();
+            x.reshape((b, n, heads, c / heads))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let (qp, kp, vp) = (
+            sep(q.forward(q_in).unwrap()),
+            sep(k.forward(k_in).unwrap()),
+            sep(v.forward(v_in).unwrap()),
+        );
+        let d = qp.dim(3).unwrap();
+        let s = (qp.matmul(&kp.t().unwrap()).unwrap() / (d as f64).sqrt()).unwrap();
+        let p = candle_nn::ops::softmax_last_dim(&s).unwrap();
+        let ctx = p.matmul(&vp).unwrap().transpose(1, 2).unwrap();
+        let (b, n, h, d) = ctx.dims4().unwrap();
+        o.forward(&ctx.reshape((b, n, h * d)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn folded_attentions_equal_projecting_first() {
+        let (c, i, heads, m, n, b) = (32, 16, 4, 7, 300, 3);
+        let (q, k, v, o) = (linear(i, c), linear(i, c), linear(i, c), linear(c, i));
+        let folded = FoldedAttention::new(&q, &k, &v, &o, heads)
+            .unwrap()
+            .unwrap();
+        let dev = &Device::Cpu;
+        let tokens = Tensor::randn(0f32, 1.0, (b, m, c), dev).unwrap();
+        let image = Tensor::randn(0f32, 1.0, (b, n, c), dev).unwrap();
+        let pe = Tensor::randn(0f32, 1.0, (1, n, c), dev).unwrap();
+        let image_pe = image.broadcast_add(&pe).unwrap();
+        use candle_core::Module;
+
+        // Token-to-image, per-prompt image tokens and image tokens shared by the batch.
+        for shared in [false, true] {
+            let (img, img_pe) = if shared {
+                (
+                    image.narrow(0, 0, 1).unwrap(),
+                    image_pe.narrow(0, 0, 1).unwrap(),
+                )
+            } else {
+                (image.clone(), image_pe.clone())
+            };
+            let ctx = folded
+                .tokens_to_image(&q.forward(&tokens).unwrap(), &img_pe, &img)
+                .unwrap();
+            let ours = o.forward(&ctx).unwrap();
+            let bcast = |t: &Tensor| t.broadcast_as((b, n, c)).unwrap().contiguous().unwrap();
+            let want = plain(
+                (&q, &k, &v, &o),
+                heads,
+                &tokens,
+                &bcast(&img_pe),
+                &bcast(&img),
+            );
+            let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
+            assert!(diff < 1e-4, "token-to-image (shared {shared}): {diff}");
+        }
+
+        // Image-to-token, queries from the image tokens and from cached projections.
+        let kt = k.forward(&tokens).unwrap();
+        let vt = v.forward(&tokens).unwrap();
+        let want = (plain((&q, &k, &v, &o), heads, &image_pe, &tokens, &tokens) + &image).unwrap();
+        let from_tokens = folded
+            .image_to_tokens(ImageQueries::Tokens(&image_pe), &kt, &vt, &image)
+            .unwrap();
+        let diff = crate::segmenters::ops::max_abs_diff(&from_tokens, &want);
+        assert!(diff < 1e-4, "image-to-token from tokens: {diff}");
+        let projected = q.forward(&image_pe).unwrap();
+        let from_projected = folded
+            .image_to_tokens(ImageQueries::Projected(&projected), &kt, &vt, &image)
+            .unwrap();
+        let diff = crate::segmenters::ops::max_abs_diff(&from_projected, &want);
+        assert!(diff < 1e-4, "image-to-token from projected queries: {diff}");
+
+        // Shapes that do not fit are refused.
+        assert!(folded.tokens_to_image(&tokens, &image_pe, &image).is_err());
+    }
+}
