@@ -24,7 +24,7 @@ use candle_nn::Linear;
 use rayon::prelude::*;
 
 use super::ops::contiguous_f32;
-use crate::encoders::kernels::{exp_approx, gemm_f32, parallelism, widest_simd};
+use crate::encoders::kernels::{exp_approx, gemm_f32, layer_norm_rows, widest_simd};
 
 /// An attention layer's weights as f32 rows, for the folded forms.
 #[derive(Debug, Clone)]
@@ -46,8 +46,9 @@ pub(crate) struct FoldedAttention {
 
 /// Where the image-to-token attention takes its image-side queries from.
 pub(crate) enum ImageQueries<'a> {
-    /// Image tokens plus positional encoding [Bk, N, C], projected here (folded).
-    Tokens(&'a Tensor),
+    /// The image tokens (the residual) plus this positional encoding [1, N, C], projected here
+    /// (folded).
+    PlusPe(&'a Tensor),
     /// Queries already projected, bias included [Bk, N, I] (the first layer's, cached with the
     /// frame's embedding).
     Projected(&'a Tensor),
@@ -125,60 +126,101 @@ impl FoldedAttention {
     }
 
     /// Token-to-image attention. `q` [B, m, I]: the tokens' projected queries (bias included);
-    /// `keys_in` [Bk, N, C]: image tokens + positional encoding; `values` [Bk, N, C]: image
-    /// tokens (Bk = B or 1). Returns the context before the output projection, [B, m, I].
+    /// `image` [Bk, N, C]: image tokens (Bk = B or 1), keyed by image + `pe` [1, N, C].
+    /// Returns the context before the output projection, [B, m, I].
+    ///
+    /// Blocks of image rows run in parallel, each with its own column maxima (an online
+    /// softmax): a block's scores stay in cache, and `image + pe` is never materialised.
     pub(crate) fn tokens_to_image(
         &self,
         q: &Tensor,
-        keys_in: &Tensor,
-        values: &Tensor,
+        image: &Tensor,
+        pe: &Tensor,
     ) -> Result<Tensor> {
         let (b, m, i) = q.dims3()?;
-        let (bk, n, c) = keys_in.dims3()?;
-        if i != self.internal || c != self.dim || values.dims3()? != (bk, n, c) {
+        let (bk, n, c) = image.dims3()?;
+        if i != self.internal || c != self.dim || !(bk == 1 || bk == b) || pe.dims3()? != (1, n, c)
+        {
             candle_core::bail!(
-                "token-to-image attention: q {:?}, keys {:?}, values {:?}",
+                "token-to-image attention: q {:?}, image {:?}, pe {:?}",
                 q.dims(),
-                keys_in.dims(),
-                values.dims()
+                image.dims(),
+                pe.dims()
             );
         }
-        let (q, keys_in, values) = (q.contiguous()?, keys_in.contiguous()?, values.contiguous()?);
+        let (q, image, pe) = (q.contiguous()?, image.contiguous()?, pe.contiguous()?);
         let (qs, ql) = q.storage_and_layout();
-        let (ks, kl) = keys_in.storage_and_layout();
-        let (vs, vl) = values.storage_and_layout();
-        let (qs, ks, vs) = (
+        let (xs, xl) = image.storage_and_layout();
+        let (ps, pl) = pe.storage_and_layout();
+        let (qs, xs, ps) = (
             cpu_slice(&qs, ql)?,
-            cpu_slice(&ks, kl)?,
-            cpu_slice(&vs, vl)?,
+            cpu_slice(&xs, xl)?,
+            cpu_slice(&ps, pl)?,
         );
         let (d, w) = (self.head_dim(), self.heads * m);
         let scale = 1.0 / (d as f32).sqrt();
-        let par = parallelism();
         let mut out = vec![0f32; b * m * i];
         for (p, ctx) in out.chunks_exact_mut(m * i).enumerate() {
             let tok = &qs[p * m * i..][..m * i];
-            let x_in = &ks[map_of(p, bk) * n * c..][..n * c];
-            let x = &vs[map_of(p, bk) * n * c..][..n * c];
-            // Scores [N, heads·m] = (x + pe) · (W_kᵀ q)ᵀ; b_k's share is constant per column.
+            let x = &xs[map_of(p, bk) * n * c..][..n * c];
+            // Scores = (x + pe) · (W_kᵀ q)ᵀ; b_k's share is constant per column and cancels.
             let a = self.fold_rows(tok, m, &self.wk, scale);
-            let mut s = vec![0f32; n * w];
-            gemm_f32(
-                (n, w, c),
-                &mut s,
-                (w, 1),
-                false,
-                x_in,
-                (c, 1),
-                &a,
-                (1, c),
-                par,
-            );
+            // Per block: column maxima, exp-sums and z = Σ_i exp(s_i − max) x_i [heads·m, C].
+            let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = x
+                .par_chunks(ROWS * c)
+                .zip(ps.par_chunks(ROWS * c))
+                .map(|(xb, pb)| {
+                    let rows = xb.len() / c;
+                    let mut xp = vec![0f32; xb.len()];
+                    add(&mut xp, xb, pb);
+                    let mut s = vec![0f32; rows * w];
+                    let none = gemm::Parallelism::None;
+                    gemm_f32(
+                        (rows, w, c),
+                        &mut s,
+                        (w, 1),
+                        false,
+                        &xp,
+                        (c, 1),
+                        &a,
+                        (1, c),
+                        none,
+                    );
+                    let mut max = vec![0f32; w];
+                    let mut sums = vec![0f32; w];
+                    column_softmax_unnormalised(&mut s, &mut max, &mut sums);
+                    let mut z = vec![0f32; w * c];
+                    gemm_f32(
+                        (w, c, rows),
+                        &mut z,
+                        (c, 1),
+                        false,
+                        &s,
+                        (1, w),
+                        xb,
+                        (c, 1),
+                        none,
+                    );
+                    (max, sums, z)
+                })
+                .collect();
+            // Bring the blocks to the common maxima and add them up.
+            let mut max = vec![f32::NEG_INFINITY; w];
+            for (m_b, _, _) in &blocks {
+                for (m, &v) in max.iter_mut().zip(m_b) {
+                    *m = m.max(v);
+                }
+            }
             let mut sums = vec![0f32; w];
-            column_softmax_unnormalised(&mut s, &mut sums);
-            // z [heads·m, C] = Σ_i p_i x_i (unnormalised), then W_v per head.
             let mut z = vec![0f32; w * c];
-            gemm_f32((w, c, n), &mut z, (c, 1), false, &s, (1, w), x, (c, 1), par);
+            for (m_b, s_b, z_b) in &blocks {
+                for col in 0..w {
+                    let f = (m_b[col] - max[col]).exp();
+                    sums[col] += f * s_b[col];
+                    axpy(&mut z[col * c..][..c], f, &z_b[col * c..][..c]);
+                }
+            }
+            // Then W_v per head, normalised by the sums.
             for h in 0..self.heads {
                 for t in 0..m {
                     let zr = &z[(h * m + t) * c..][..c];
@@ -193,30 +235,39 @@ impl FoldedAttention {
     }
 
     /// Image-to-token attention with its output projection, added onto `residual` [Bk, N, C]
-    /// (Bk = B or 1). `k`, `v` [B, m, I]: the tokens' projected keys and values (biases
-    /// included). Returns residual + attention output, [B, N, C] (before the LayerNorm).
+    /// (Bk = B or 1) and then normalised by `norm` (weight, bias, eps). `k`, `v` [B, m, I]: the
+    /// tokens' projected keys and values (biases included). Returns [B, N, C].
+    ///
+    /// Blocks of image rows run in parallel: scores, softmax, output and LayerNorm of a block
+    /// happen while it is in cache.
     pub(crate) fn image_to_tokens(
         &self,
         queries: ImageQueries<'_>,
         k: &Tensor,
         v: &Tensor,
         residual: &Tensor,
+        norm: (&[f32], &[f32], f32),
     ) -> Result<Tensor> {
         let (b, m, i) = k.dims3()?;
         let (bk, n, c) = residual.dims3()?;
         let (queries, projected) = match queries {
-            ImageQueries::Tokens(t) => (t, false),
+            ImageQueries::PlusPe(t) => (t, false),
             ImageQueries::Projected(t) => (t, true),
         };
         let (bq, nq, width) = queries.dims3()?;
-        let want = if projected { self.internal } else { self.dim };
-        if i != self.internal
+        let fits = if projected {
+            (bq == 1 || bq == b) && width == self.internal
+        } else {
+            bq == 1 && width == self.dim
+        };
+        if !fits
+            || i != self.internal
             || c != self.dim
             || v.dims3()? != (b, m, i)
             || nq != n
-            || width != want
-            || !(bq == 1 || bq == b)
             || !(bk == 1 || bk == b)
+            || norm.0.len() != c
+            || norm.1.len() != c
         {
             candle_core::bail!(
                 "image-to-token attention: queries {:?}, k {:?}, v {:?}, residual {:?}",
@@ -240,15 +291,15 @@ impl FoldedAttention {
         let (vs, rs) = (cpu_slice(&vs, vl)?, cpu_slice(&rs, rl)?);
         let (d, w) = (self.head_dim(), self.heads * m);
         let scale = 1.0 / (d as f32).sqrt();
-        let par = parallelism();
         let mut out = vec![0f32; b * n * c];
         for (p, dst) in out.chunks_exact_mut(n * c).enumerate() {
             let kt = &ks[p * m * i..][..m * i];
             let vt = &vs[p * m * i..][..m * i];
-            let mut s = vec![0f32; n * w];
-            if projected {
-                // Scores = q [N, I] · K [I, heads·m], K block-diagonal: head h's columns take
-                // only head h's rows.
+            let res = &rs[map_of(p, bk) * n * c..][..n * c];
+            // The score matrix's right-hand side and a bias per column.
+            let (rhs, bias) = if projected {
+                // q [N, I] · K [I, heads·m], K block-diagonal: head h's columns take only
+                // head h's rows.
                 let mut kbd = vec![0f32; i * w];
                 for h in 0..self.heads {
                     for t in 0..m {
@@ -257,21 +308,16 @@ impl FoldedAttention {
                         }
                     }
                 }
-                let q = &qs[map_of(p, bq) * n * i..][..n * i];
-                gemm_f32(
-                    (n, w, i),
-                    &mut s,
-                    (w, 1),
-                    false,
-                    q,
-                    (i, 1),
-                    &kbd,
-                    (w, 1),
-                    par,
-                );
+                (kbd, vec![0f32; w])
             } else {
-                // Scores = (x + pe) · (W_qᵀ k)ᵀ + b_q · k.
+                // (x + pe) · (W_qᵀ k)ᵀ + b_q · k, the folded rows transposed to [C, heads·m].
                 let a = self.fold_rows(kt, m, &self.wq, scale);
+                let mut a_t = vec![0f32; c * w];
+                for col in 0..w {
+                    for ch in 0..c {
+                        a_t[ch * w + col] = a[col * c + ch];
+                    }
+                }
                 let mut bias = vec![0f32; w];
                 for h in 0..self.heads {
                     for t in 0..m {
@@ -279,35 +325,73 @@ impl FoldedAttention {
                         bias[h * m + t] = scale * dot(&self.bq[j.clone()], &kt[t * i..][j]);
                     }
                 }
-                for row in s.chunks_exact_mut(w) {
-                    row.copy_from_slice(&bias);
-                }
-                let x_in = &qs[map_of(p, bq) * n * c..][..n * c];
-                gemm_f32(
-                    (n, w, c),
-                    &mut s,
-                    (w, 1),
-                    true,
-                    x_in,
-                    (c, 1),
-                    &a,
-                    (1, c),
-                    par,
-                );
-            }
-            s.par_chunks_mut(256 * w)
-                .for_each(|rows| group_softmax(rows, m));
-            // out = residual + b_o + Σ_(h,t) p · (W_o,h v_t).
+                (a_t, bias)
+            };
             let u = self.fold_rows(vt, m, &self.wo_t, 1.0);
-            let res = &rs[map_of(p, bk) * n * c..][..n * c];
-            dst.par_chunks_mut(256 * c)
-                .zip(res.par_chunks(256 * c))
-                .for_each(|(o, r)| add_bias_rows(o, r, &self.bo));
-            gemm_f32((n, c, w), dst, (c, 1), true, &s, (w, 1), &u, (c, 1), par);
+            let (width, q_image) = if projected {
+                (i, &qs[map_of(p, bq) * n * i..][..n * i])
+            } else {
+                (c, &qs[..n * c])
+            };
+            dst.par_chunks_mut(ROWS * c)
+                .zip(res.par_chunks(ROWS * c))
+                .zip(q_image.par_chunks(ROWS * width))
+                .for_each(|((o, r), qb)| {
+                    let rows = r.len() / c;
+                    let none = gemm::Parallelism::None;
+                    let mut s = bias.repeat(rows);
+                    if projected {
+                        gemm_f32(
+                            (rows, w, i),
+                            &mut s,
+                            (w, 1),
+                            true,
+                            qb,
+                            (i, 1),
+                            &rhs,
+                            (w, 1),
+                            none,
+                        );
+                    } else {
+                        // qb is the positional encoding: the queries are residual + pe.
+                        let mut xp = vec![0f32; r.len()];
+                        add(&mut xp, r, qb);
+                        gemm_f32(
+                            (rows, w, c),
+                            &mut s,
+                            (w, 1),
+                            true,
+                            &xp,
+                            (c, 1),
+                            &rhs,
+                            (w, 1),
+                            none,
+                        );
+                    }
+                    group_softmax(&mut s, m, &mut vec![0f32; w]);
+                    // residual + b_o + Σ_(h,t) p · (W_o,h v_t), then the LayerNorm.
+                    let mut pre = vec![0f32; r.len()];
+                    add_bias_rows(&mut pre, r, &self.bo);
+                    gemm_f32(
+                        (rows, c, w),
+                        &mut pre,
+                        (c, 1),
+                        true,
+                        &s,
+                        (w, 1),
+                        &u,
+                        (c, 1),
+                        none,
+                    );
+                    layer_norm_rows(&pre, o, norm.0, norm.1, norm.2);
+                });
         }
         Tensor::from_vec(out, (b, n, c), k.device())
     }
 }
+
+/// Image rows per parallel block.
+const ROWS: usize = 256;
 
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
@@ -321,14 +405,16 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 widest_simd! {
     /// Softmax down each column of the row-major `s` (`sums.len()` columns), left
-    /// unnormalised: `s` becomes exp(s − column max) and `sums` the column sums.
-    fn column_softmax_unnormalised(s: &mut [f32], sums: &mut [f32]) => column_softmax_generic
+    /// unnormalised: `max` gets the column maxima, `s` becomes exp(s − max) and `sums` the
+    /// column sums.
+    fn column_softmax_unnormalised(s: &mut [f32], max: &mut [f32], sums: &mut [f32])
+        => column_softmax_generic
 }
 
 #[inline(always)]
-fn column_softmax_generic(s: &mut [f32], sums: &mut [f32]) {
+fn column_softmax_generic(s: &mut [f32], max: &mut [f32], sums: &mut [f32]) {
     let w = sums.len();
-    let mut max = vec![f32::NEG_INFINITY; w];
+    max.fill(f32::NEG_INFINITY);
     for row in s.chunks_exact(w) {
         for (m, &v) in max.iter_mut().zip(row) {
             *m = if v > *m { v } else { *m };
@@ -336,24 +422,48 @@ fn column_softmax_generic(s: &mut [f32], sums: &mut [f32]) {
     }
     sums.fill(0.0);
     for row in s.chunks_exact_mut(w) {
-        for ((v, &m), sum) in row.iter_mut().zip(&max).zip(sums.iter_mut()) {
+        for ((v, &m), sum) in row.iter_mut().zip(&*max).zip(sums.iter_mut()) {
             *v = exp_approx(*v - m);
             *sum += *v;
         }
     }
 }
 
-/// Softmax over each run of `m` consecutive values (one head's scores of one image token).
-fn group_softmax(s: &mut [f32], m: usize) {
-    for g in s.chunks_exact_mut(m) {
-        let max = g.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in g.iter_mut() {
-            *v = exp_approx(*v - max);
-            sum += *v;
+widest_simd! {
+    /// `out = a + b`, element by element.
+    fn add(out: &mut [f32], a: &[f32], b: &[f32]) => add_generic
+}
+
+#[inline(always)]
+fn add_generic(out: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+        *o = a + b;
+    }
+}
+
+widest_simd! {
+    /// Softmax over each run of `m` consecutive values (one head's scores of one image token),
+    /// for rows of `shift.len()` values (`shift` is scratch).
+    fn group_softmax(s: &mut [f32], m: usize, shift: &mut [f32]) => group_softmax_generic
+}
+
+/// The exponentials, the bulk of the work, run over whole rows so that they vectorise; only
+/// the maxima and sums go group by group.
+#[inline(always)]
+fn group_softmax_generic(s: &mut [f32], m: usize, shift: &mut [f32]) {
+    let w = shift.len();
+    for row in s.chunks_exact_mut(w) {
+        for (g, sh) in row.chunks_exact(m).zip(shift.chunks_exact_mut(m)) {
+            let max = g.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            sh.fill(max);
         }
-        let inv = 1.0 / sum;
-        g.iter_mut().for_each(|v| *v *= inv);
+        for (v, &sh) in row.iter_mut().zip(&*shift) {
+            *v = exp_approx(*v - sh);
+        }
+        for g in row.chunks_exact_mut(m) {
+            let inv = 1.0 / g.iter().sum::<f32>();
+            g.iter_mut().for_each(|v| *v *= inv);
+        }
     }
 }
 
@@ -418,7 +528,9 @@ mod tests {
 
     #[test]
     fn folded_attentions_equal_projecting_first() {
-        let (c, i, heads, m, n, b) = (32, 16, 4, 7, 300, 3);
+        use candle_core::Module;
+        // More image rows than one block, and a partial last block.
+        let (c, i, heads, m, n, b) = (32, 16, 4, 7, 2 * ROWS + 44, 3);
         let (q, k, v, o) = (linear(i, c), linear(i, c), linear(i, c), linear(c, i));
         let folded = FoldedAttention::new(&q, &k, &v, &o, heads)
             .unwrap()
@@ -428,51 +540,74 @@ mod tests {
         let image = Tensor::randn(0f32, 1.0, (b, n, c), dev).unwrap();
         let pe = Tensor::randn(0f32, 1.0, (1, n, c), dev).unwrap();
         let image_pe = image.broadcast_add(&pe).unwrap();
-        use candle_core::Module;
 
         // Token-to-image, per-prompt image tokens and image tokens shared by the batch.
         for shared in [false, true] {
-            let (img, img_pe) = if shared {
-                (
-                    image.narrow(0, 0, 1).unwrap(),
-                    image_pe.narrow(0, 0, 1).unwrap(),
-                )
+            let img = if shared {
+                image.narrow(0, 0, 1).unwrap()
             } else {
-                (image.clone(), image_pe.clone())
+                image.clone()
             };
             let ctx = folded
-                .tokens_to_image(&q.forward(&tokens).unwrap(), &img_pe, &img)
+                .tokens_to_image(&q.forward(&tokens).unwrap(), &img, &pe)
                 .unwrap();
             let ours = o.forward(&ctx).unwrap();
-            let bcast = |t: &Tensor| t.broadcast_as((b, n, c)).unwrap().contiguous().unwrap();
-            let want = plain(
-                (&q, &k, &v, &o),
-                heads,
-                &tokens,
-                &bcast(&img_pe),
-                &bcast(&img),
-            );
+            let full = img.broadcast_as((b, n, c)).unwrap().contiguous().unwrap();
+            let full_pe = full.broadcast_add(&pe).unwrap();
+            let want = plain((&q, &k, &v, &o), heads, &tokens, &full_pe, &full);
             let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
             assert!(diff < 1e-4, "token-to-image (shared {shared}): {diff}");
         }
 
-        // Image-to-token, queries from the image tokens and from cached projections.
+        // Image-to-token and the LayerNorm after it, queries from the image tokens and from
+        // cached projections.
+        let norm_w = Tensor::randn(1f32, 0.3, c, dev).unwrap();
+        let norm_b = Tensor::randn(0f32, 0.3, c, dev).unwrap();
+        let ln = candle_nn::LayerNorm::new(norm_w.clone(), norm_b.clone(), 1e-5);
+        let (nw, nb) = (
+            norm_w.to_vec1::<f32>().unwrap(),
+            norm_b.to_vec1::<f32>().unwrap(),
+        );
+        let norm = (nw.as_slice(), nb.as_slice(), 1e-5);
         let kt = k.forward(&tokens).unwrap();
         let vt = v.forward(&tokens).unwrap();
-        let want = (plain((&q, &k, &v, &o), heads, &image_pe, &tokens, &tokens) + &image).unwrap();
+        let shared = image.narrow(0, 0, 1).unwrap();
+        let shared_pe = image_pe.narrow(0, 0, 1).unwrap();
+        let want = ln
+            .forward(
+                &plain(
+                    (&q, &k, &v, &o),
+                    heads,
+                    &shared_pe
+                        .broadcast_as((b, n, c))
+                        .unwrap()
+                        .contiguous()
+                        .unwrap(),
+                    &tokens,
+                    &tokens,
+                )
+                .broadcast_add(&shared)
+                .unwrap(),
+            )
+            .unwrap();
         let from_tokens = folded
-            .image_to_tokens(ImageQueries::Tokens(&image_pe), &kt, &vt, &image)
+            .image_to_tokens(ImageQueries::PlusPe(&pe), &kt, &vt, &shared, norm)
             .unwrap();
         let diff = crate::segmenters::ops::max_abs_diff(&from_tokens, &want);
         assert!(diff < 1e-4, "image-to-token from tokens: {diff}");
-        let projected = q.forward(&image_pe).unwrap();
+        let projected = q.forward(&shared_pe).unwrap();
         let from_projected = folded
-            .image_to_tokens(ImageQueries::Projected(&projected), &kt, &vt, &image)
+            .image_to_tokens(ImageQueries::Projected(&projected), &kt, &vt, &shared, norm)
             .unwrap();
         let diff = crate::segmenters::ops::max_abs_diff(&from_projected, &want);
         assert!(diff < 1e-4, "image-to-token from projected queries: {diff}");
 
         // Shapes that do not fit are refused.
-        assert!(folded.tokens_to_image(&tokens, &image_pe, &image).is_err());
+        assert!(folded.tokens_to_image(&tokens, &image, &pe).is_err());
+        assert!(
+            folded
+                .image_to_tokens(ImageQueries::PlusPe(&image), &kt, &vt, &image, norm)
+                .is_err()
+        );
     }
 }

@@ -63,41 +63,42 @@ impl Attention {
             .filter(|_| x.dtype() == DType::F32 && x.device().is_cpu())
     }
 
-    /// Tokens [B, m, C] attend to image tokens: `keys_in` (with positional encoding) and
-    /// `values` [Bk, N, C], Bk = B or 1. Returns [B, m, C].
-    fn tokens_to_image(
-        &self,
-        tokens: &Tensor,
-        keys_in: &Tensor,
-        values: &Tensor,
-    ) -> Result<Tensor> {
+    /// Tokens [B, m, C] attend to image tokens `image` [Bk, N, C] (Bk = B or 1), keyed by
+    /// image + `pe` [1, N, C]. Returns [B, m, C].
+    fn tokens_to_image(&self, tokens: &Tensor, image: &Tensor, pe: &Tensor) -> Result<Tensor> {
         let q = linear(&self.q_proj, tokens)?;
-        match self.folded_for(keys_in) {
-            Some(f) => linear(&self.out_proj, &f.tokens_to_image(&q, keys_in, values)?),
+        match self.folded_for(image) {
+            Some(f) => linear(&self.out_proj, &f.tokens_to_image(&q, image, pe)?),
             None => self.attend(
                 &q,
-                &linear(&self.k_proj, keys_in)?,
-                &linear(&self.v_proj, values)?,
+                &linear(&self.k_proj, &image.broadcast_add(pe)?)?,
+                &linear(&self.v_proj, image)?,
             ),
         }
     }
 
     /// Image tokens attend to the tokens (`keys_in` with positional encoding, `values`,
-    /// [B, m, C]); returns `residual` [Bk, N, C] + the attention output, [B, N, C].
+    /// [B, m, C]); returns `norm`(`residual` [Bk, N, C] + the attention output), [B, N, C].
     fn image_to_tokens(
         &self,
         queries: ImageQueries<'_>,
         keys_in: &Tensor,
         values: &Tensor,
         residual: &Tensor,
+        norm: &LayerNorm,
     ) -> Result<Tensor> {
         let k = linear(&self.k_proj, keys_in)?;
         let v = linear(&self.v_proj, values)?;
-        if let Some(f) = self.folded_for(residual) {
-            return f.image_to_tokens(queries, &k, &v, residual);
+        if let (Some(f), Some(bias)) = (self.folded_for(residual), norm.bias())
+            && norm.remove_mean()
+            && norm.weight().dtype() == DType::F32
+        {
+            let (w, b) = (norm.weight().to_vec1::<f32>()?, bias.to_vec1::<f32>()?);
+            let eps = norm.eps() as f32;
+            return f.image_to_tokens(queries, &k, &v, residual, (&w, &b, eps));
         }
         let q = match queries {
-            ImageQueries::Tokens(t) => linear(&self.q_proj, t)?,
+            ImageQueries::PlusPe(pe) => linear(&self.q_proj, &residual.broadcast_add(pe)?)?,
             ImageQueries::Projected(t) => t.clone(),
         };
         let b = k.dim(0)?;
@@ -106,17 +107,22 @@ impl Attention {
         } else {
             q.broadcast_as((b, q.dim(1)?, q.dim(2)?))?.contiguous()?
         };
-        self.attend(&q, &k, &v)?.broadcast_add(residual)
+        layer_norm(norm, &self.attend(&q, &k, &v)?.broadcast_add(residual)?)
     }
 
+    /// [B, N, I] → [B, heads, N, I/heads]; a 4-d `x` is already separated.
     fn separate(&self, x: &Tensor) -> Result<Tensor> {
+        if x.rank() == 4 {
+            return Ok(x.clone());
+        }
         let (b, n, c) = x.dims3()?;
         x.reshape((b, n, self.heads, c / self.heads))?
             .transpose(1, 2)?
             .contiguous()
     }
 
-    /// Attention over already projected q [Bq, Nq, I], k and v [Bk, Nk, I] (Bk = Bq or 1).
+    /// Attention over already projected q [Bq, Nq, I], k and v [Bk, Nk, I] (Bk = Bq or 1; k and
+    /// v may come separated by heads, [Bk, heads, Nk, I/heads]).
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         let (b, nq, c) = q.dims3()?;
         let q = self.separate(q)?;
@@ -152,7 +158,8 @@ impl Attention {
 pub(crate) struct ImageTokens {
     /// Image tokens (embedding + dense prompt embedding), channels last [Bi, N, C].
     keys: Tensor,
-    /// First layer, token-to-image attention: key and value projections [Bi, N, I].
+    /// First layer, token-to-image attention: key and value projections, separated by heads
+    /// [Bi, heads, N, I/heads] (so no prompt pays for that copy).
     t2i_k: Tensor,
     t2i_v: Tensor,
     /// First layer, image-to-token attention: query projection [Bi, N, I].
@@ -232,15 +239,10 @@ impl TwoWayBlock {
         // The first layer's projections of the image tokens come from `prepare`; later layers
         // work from the tokens they receive.
         let (t, a) = (&self.cross_t2i, &self.cross_i2t);
-        let keys_in = match first {
-            Some(_) => None,
-            None => Some(keys.broadcast_add(key_pe)?),
-        };
         let q = (&queries + query_pe)?;
-        let attn = match (first, &keys_in) {
-            (Some(p), _) => t.attend(&linear(&t.q_proj, &q)?, &p.t2i_k, &p.t2i_v)?,
-            (None, Some(k_in)) => t.tokens_to_image(&q, k_in, keys)?,
-            (None, None) => unreachable!("image keys are computed for every later layer"),
+        let attn = match first {
+            Some(p) => t.attend(&linear(&t.q_proj, &q)?, &p.t2i_k, &p.t2i_v)?,
+            None => t.tokens_to_image(&q, keys, key_pe)?,
         };
         let queries = layer_norm(&self.norm2, &(queries + attn)?)?;
 
@@ -249,13 +251,11 @@ impl TwoWayBlock {
 
         // Image tokens attend to the prompt tokens.
         let q = (&queries + query_pe)?;
-        let image_queries = match (first, &keys_in) {
-            (Some(p), _) => ImageQueries::Projected(&p.i2t_q),
-            (None, Some(k_in)) => ImageQueries::Tokens(k_in),
-            (None, None) => unreachable!("image keys are computed for every later layer"),
+        let image_queries = match first {
+            Some(p) => ImageQueries::Projected(&p.i2t_q),
+            None => ImageQueries::PlusPe(key_pe),
         };
-        let updated = a.image_to_tokens(image_queries, &q, &queries, keys)?;
-        let keys = layer_norm(&self.norm4, &updated)?;
+        let keys = a.image_to_tokens(image_queries, &q, &queries, keys, &self.norm4)?;
         Ok((queries, keys))
     }
 }
@@ -293,8 +293,12 @@ impl TwoWayTransformer {
         let keys_pe = keys.broadcast_add(key_pe)?;
         let first = &self.layers[0];
         Ok(ImageTokens {
-            t2i_k: linear(&first.cross_t2i.k_proj, &keys_pe)?,
-            t2i_v: linear(&first.cross_t2i.v_proj, &keys)?,
+            t2i_k: first
+                .cross_t2i
+                .separate(&linear(&first.cross_t2i.k_proj, &keys_pe)?)?,
+            t2i_v: first
+                .cross_t2i
+                .separate(&linear(&first.cross_t2i.v_proj, &keys)?)?,
             i2t_q: linear(&first.cross_i2t.q_proj, &keys_pe)?,
             keys,
         })
@@ -317,8 +321,7 @@ impl TwoWayTransformer {
             keys = k;
         }
         let q = (&queries + tokens)?;
-        let k = keys.broadcast_add(key_pe)?;
-        let attn = self.final_attn.tokens_to_image(&q, &k, &keys)?;
+        let attn = self.final_attn.tokens_to_image(&q, &keys, key_pe)?;
         let queries = layer_norm(&self.norm_final, &(queries + attn)?)?;
         Ok((queries, keys))
     }
