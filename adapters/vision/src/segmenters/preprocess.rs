@@ -171,7 +171,26 @@ pub fn normalize_and_pad(
 }
 
 /// Low-resolution logits [B, M, l, l] to logits at the original size [B, M, H, W].
+///
+/// Both resizes are linear and act on rows and columns separately, so on the CPU they are
+/// composed into one resize with at most four taps per axis ([`composed_taps`]) and applied in
+/// two passes (columns, then rows), without the 1024 x 1024 intermediate. The result equals
+/// the two resizes up to f32 rounding (the reference rounds the intermediate to f32).
 pub fn postprocess_masks(
+    low_res: &Tensor,
+    img_size: usize,
+    input_size: (usize, usize),
+    original_size: (usize, usize),
+) -> Result<Tensor> {
+    if low_res.device().is_cpu() && low_res.dtype() == candle_core::DType::F32 {
+        return postprocess_composed(low_res, img_size, input_size, original_size);
+    }
+    postprocess_in_two_resizes(low_res, img_size, input_size, original_size)
+}
+
+/// [`postprocess_masks`] as the reference writes it: bilinear to the padded size, crop,
+/// bilinear to the original size.
+fn postprocess_in_two_resizes(
     low_res: &Tensor,
     img_size: usize,
     input_size: (usize, usize),
@@ -183,4 +202,123 @@ pub fn postprocess_masks(
         .narrow(3, 0, input_size.1)?
         .contiguous()?;
     x.upsample_bilinear2d(original_size.0, original_size.1, false)
+}
+
+/// One output position of a bilinear resize (PyTorch's `align_corners=False`): the two source
+/// indices and the second one's weight.
+fn bilinear_taps(n_in: usize, n_out: usize) -> Vec<(usize, usize, f64)> {
+    let scale = n_in as f64 / n_out as f64;
+    (0..n_out)
+        .map(|o| {
+            let src = (scale * (o as f64 + 0.5) - 0.5).max(0.0);
+            let i0 = src.floor() as usize;
+            (
+                i0,
+                (i0 + 1).min(n_in - 1),
+                (src - i0 as f64).clamp(0.0, 1.0),
+            )
+        })
+        .collect()
+}
+
+/// The taps of `l → padded` (bilinear) followed by `crop → out` (bilinear) along one axis:
+/// for every output position, up to four (low-resolution index, weight) pairs.
+fn composed_taps(l: usize, padded: usize, crop: usize, out: usize) -> Vec<[(usize, f32); 4]> {
+    let first = bilinear_taps(l, padded);
+    if crop == out {
+        // The reference's second resize is then the identity.
+        return first[..out]
+            .iter()
+            .map(|&(a, b, w)| [(a, (1.0 - w) as f32), (b, w as f32), (0, 0.0), (0, 0.0)])
+            .collect();
+    }
+    bilinear_taps(crop, out)
+        .into_iter()
+        .map(|(j0, j1, wj)| {
+            let (a0, a1, wa) = first[j0];
+            let (b0, b1, wb) = first[j1];
+            [
+                (a0, ((1.0 - wj) * (1.0 - wa)) as f32),
+                (a1, ((1.0 - wj) * wa) as f32),
+                (b0, (wj * (1.0 - wb)) as f32),
+                (b1, (wj * wb) as f32),
+            ]
+        })
+        .collect()
+}
+
+fn postprocess_composed(
+    low_res: &Tensor,
+    img_size: usize,
+    input_size: (usize, usize),
+    original_size: (usize, usize),
+) -> Result<Tensor> {
+    let (b, m, lh, lw) = low_res.dims4()?;
+    let (h, w) = original_size;
+    let rows = composed_taps(lh, img_size, input_size.0, h);
+    let cols = composed_taps(lw, img_size, input_size.1, w);
+    let src: Vec<f32> = low_res.flatten_all()?.to_vec1()?;
+    let mut out = vec![0f32; b * m * h * w];
+    out.par_chunks_mut(h * w)
+        .zip(src.par_chunks(lh * lw))
+        .for_each(|(plane, low)| {
+            // Columns first: every low-resolution row at the output width.
+            let mut wide = vec![0f32; lh * w];
+            for (dst, row) in wide.chunks_exact_mut(w).zip(low.chunks_exact(lw)) {
+                for (d, taps) in dst.iter_mut().zip(&cols) {
+                    *d = taps.iter().map(|&(i, wt)| wt * row[i]).sum();
+                }
+            }
+            // Then rows: each output row is a weighted sum of up to four wide rows.
+            for (dst, taps) in plane.chunks_exact_mut(w).zip(&rows) {
+                dst.fill(0.0);
+                for &(i, wt) in taps {
+                    if wt != 0.0 {
+                        axpy_row(dst, wt, &wide[i * w..(i + 1) * w]);
+                    }
+                }
+            }
+        });
+    Tensor::from_vec(out, (b, m, h, w), low_res.device())
+}
+
+crate::encoders::kernels::widest_simd! {
+    /// `dst += a · x`.
+    fn axpy_row(dst: &mut [f32], a: f32, x: &[f32]) => axpy_row_generic
+}
+
+#[inline(always)]
+fn axpy_row_generic(dst: &mut [f32], a: f32, x: &[f32]) {
+    for (d, x) in dst.iter_mut().zip(x) {
+        *d += a * x;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composed_upscaling_equals_the_two_resizes() {
+        // (low side, padded side, resized frame, original frame): a downscaled frame as the
+        // detectors see it, an upscaled one, one kept at its size, and small odd sizes.
+        for (l, padded, input, original) in [
+            (256, 1024, (768, 1024), (480, 640)),
+            (256, 1024, (1024, 576), (1920, 1080)),
+            (256, 1024, (768, 1024), (768, 1024)),
+            (16, 64, (40, 64), (33, 51)),
+        ] {
+            let low =
+                (Tensor::randn(0f32, 1.0, (2, 1, l, l), &Device::Cpu).unwrap() * 10.0).unwrap();
+            let ours = postprocess_composed(&low, padded, input, original).unwrap();
+            let want = postprocess_in_two_resizes(&low, padded, input, original).unwrap();
+            assert_eq!(ours.dims(), &[2, 1, original.0, original.1]);
+            let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
+            // Logits of up to ~40: f32 rounding differs by ~1e-5; a wrong tap by whole units.
+            assert!(
+                diff < 1e-4,
+                "{l} -> {padded} -> {input:?} -> {original:?}: {diff}"
+            );
+        }
+    }
 }
