@@ -17,7 +17,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::ops::{Conv, LayerNorm2d, SendPtr, gelu};
+use super::ops::{Conv, LayerNorm2d, SendPtr, conv3x3_single, gelu};
 
 /// Pixels per strip and output channels per group: one AVX-512 register holds 16 f32 lanes.
 const LANES: usize = 16;
@@ -97,6 +97,40 @@ impl ConvNormGelu {
     }
 }
 
+impl ConvNormGelu {
+    /// `conv3x3(self(x), k)` with one output channel per image: x [n, c_in, h, w], k
+    /// [n, c_out, 3, 3] (padding 1, no bias) → [n, 1, h, w]. This is how the HQ decoder uses
+    /// the block (its last convolution contracted with the HQ token's vector, see
+    /// `mask_decoder`): the fused kernel then applies `k` to each strip while it is in
+    /// registers, and the [n, c_out, h, w] map is never written out.
+    pub(crate) fn forward_contracted(&self, x: &Tensor, k: &Tensor) -> Result<Tensor> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = &self.packed
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && x.dim(1)? == p.c_in
+            && k.dims4()? == (x.dim(0)?, p.c_out, 3, 3)
+            && std::arch::is_x86_feature_detected!("avx512f")
+        {
+            let taps: Vec<f32> = k.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            return fused(x, p, Some(&taps));
+        }
+        self.contract_unfused(&self.forward(x)?, k)
+    }
+
+    /// `conv3x3(y, k)`, one output channel per image, from a computed `y`.
+    fn contract_unfused(&self, y: &Tensor, k: &Tensor) -> Result<Tensor> {
+        if y.device().is_cpu() && y.dtype() == DType::F32 {
+            return conv3x3_single(y, k);
+        }
+        let mut per = Vec::with_capacity(y.dim(0)?);
+        for i in 0..y.dim(0)? {
+            per.push(y.narrow(0, i, 1)?.conv2d(&k.narrow(0, i, 1)?, 1, 1, 1, 1)?);
+        }
+        Tensor::cat(&per, 0)
+    }
+}
+
 impl Module for ConvNormGelu {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         #[cfg(target_arch = "x86_64")]
@@ -106,14 +140,15 @@ impl Module for ConvNormGelu {
             && x.dim(1)? == p.c_in
             && std::arch::is_x86_feature_detected!("avx512f")
         {
-            return fused(x, p);
+            return fused(x, p, None);
         }
         self.unfused(x)
     }
 }
 
+/// The block on `x`, or with `taps` ([n, c_out, 9] per image) its contraction to one channel.
 #[cfg(target_arch = "x86_64")]
-fn fused(x: &Tensor, p: &Packed) -> Result<Tensor> {
+fn fused(x: &Tensor, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let x = x.contiguous()?;
     let (storage, layout) = x.storage_and_layout();
@@ -126,9 +161,15 @@ fn fused(x: &Tensor, p: &Packed) -> Result<Tensor> {
     let strips = w.div_ceil(LANES);
     let pw = strips * LANES + 2;
     let co = p.c_out;
-    let mut out = vec![0f32; n * co * h * w];
-    let dst = SendPtr(out.as_mut_ptr());
     let bands = h.div_ceil(BAND);
+    // The block's output, or per band the contracted output of rows y0-1 ..= y0+BAND with a
+    // border column each side (neighbouring bands overlap by two rows; summed afterwards).
+    let out_len = match taps {
+        None => n * co * h * w,
+        Some(_) => n * bands * (BAND + 2) * pw,
+    };
+    let mut out = vec![0f32; out_len];
+    let dst = SendPtr(out.as_mut_ptr());
     (0..n * bands).into_par_iter().for_each_init(
         || (vec![0f32; c * (BAND + 2) * pw], vec![0f32; co * LANES]),
         |(padded, tile), item| {
@@ -157,18 +198,94 @@ fn fused(x: &Tensor, p: &Packed) -> Result<Tensor> {
                     // c_out * LANES.
                     unsafe { strip(padded, plane, pw, r, x0, p, tile) };
                     let valid = LANES.min(w - x0);
-                    for (o, values) in tile.chunks_exact(LANES).enumerate() {
-                        let at = ((img * co + o) * h + y0 + r) * w + x0;
-                        // SAFETY: each (image, band) item writes only its own rows.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(values.as_ptr(), dst.get().add(at), valid)
-                        };
+                    match taps {
+                        None => {
+                            for (o, values) in tile.chunks_exact(LANES).enumerate() {
+                                let at = ((img * co + o) * h + y0 + r) * w + x0;
+                                // SAFETY: each (image, band) item writes only its own rows.
+                                unsafe {
+                                    std::ptr::copy_nonoverlapping(
+                                        values.as_ptr(),
+                                        dst.get().add(at),
+                                        valid,
+                                    )
+                                };
+                            }
+                        }
+                        Some(taps) => {
+                            let k = &taps[img * co * 9..(img + 1) * co * 9];
+                            let base = item * (BAND + 2) * pw;
+                            // SAFETY: each item writes only its own (BAND + 2) x pw region, and
+                            // `contract` stays inside rows r..r+2, columns x0..x0+valid+1.
+                            unsafe { contract(tile, k, co, valid, dst.get().add(base), r, x0, pw) };
+                        }
                     }
                 }
             }
         },
     );
-    Tensor::from_vec(out, (n, co, h, w), x.device())
+    let Some(_) = taps else {
+        return Tensor::from_vec(out, (n, co, h, w), x.device());
+    };
+    // Sum the bands' rows into the image, dropping the rows and columns outside it.
+    let mut image = vec![0f32; n * h * w];
+    for item in 0..n * bands {
+        let (img, band) = (item / bands, item % bands);
+        let part = &out[item * (BAND + 2) * pw..(item + 1) * (BAND + 2) * pw];
+        for (i, row) in part.chunks_exact(pw).enumerate() {
+            let y = (band * BAND + i) as isize - 1;
+            if y < 0 || y as usize >= h {
+                continue;
+            }
+            let dst = &mut image[(img * h + y as usize) * w..][..w];
+            for (d, v) in dst.iter_mut().zip(&row[1..1 + w]) {
+                *d += v;
+            }
+        }
+    }
+    Tensor::from_vec(image, (n, 1, h, w), x.device())
+}
+
+/// Adds one strip's contribution to the contracted output: pixel (r, x0 + px) of the block's
+/// output, through tap (ky, kx), lands on output (r + 1 − ky, x0 + px + 1 − kx), stored one row
+/// and one column further in (`out` starts at output row y0 − 1, column −1).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn contract(
+    tile: &[f32],
+    k: &[f32],
+    channels: usize,
+    valid: usize,
+    out: *mut f32,
+    r: usize,
+    x0: usize,
+    pw: usize,
+) {
+    use std::arch::x86_64::*;
+    let rows = tile.as_ptr();
+    // Lanes past the image's right edge hold no pixel: they must add nothing.
+    let keep: __mmask16 = if valid == LANES {
+        !0
+    } else {
+        (1u16 << valid) - 1
+    };
+    for t in 0..9 {
+        let (ky, kx) = (t / 3, t % 3);
+        let mut acc = _mm512_setzero_ps();
+        for ch in 0..channels {
+            let y = unsafe { _mm512_loadu_ps(rows.add(ch * LANES)) };
+            acc = _mm512_fmadd_ps(y, _mm512_set1_ps(k[ch * 9 + t]), acc);
+        }
+        // Output row r + 1 − ky → stored row r + 2 − ky; column x0 + px + 1 − kx → stored
+        // column x0 + px + 2 − kx.
+        let at = unsafe { out.add((r + 2 - ky) * pw + x0 + 2 - kx) };
+        let sum = _mm512_add_ps(
+            unsafe { _mm512_maskz_loadu_ps(keep, at) },
+            _mm512_maskz_mov_ps(keep, acc),
+        );
+        unsafe { _mm512_mask_storeu_ps(at, keep, sum) };
+    }
 }
 
 /// One strip: 16 pixels of output row `r` of the band starting at column `x0`, all channels,
@@ -283,6 +400,40 @@ mod tests {
             // The two paths sum the 9·c products in different orders: f32 rounding of outputs
             // of a few units differs by ~1e-5 at the real size; a wrong tap or lane would be
             // off by whole units.
+            assert!(
+                diff < 1e-4,
+                "{n}x{c}x{h}x{w} -> {co}: max difference {diff}"
+            );
+        }
+    }
+
+    #[test]
+    fn contracted_kernel_equals_the_block_then_the_convolution() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            panic!("this test needs a CPU with AVX-512F, which the fused kernel is written for");
+        }
+        // Partial strips and bands, one row, several images, and the decoder's real shape.
+        for (n, c, co, h, w) in [
+            (2, 5, 16, 11, 21),
+            (1, 3, 32, 1, 16),
+            (3, 4, 16, 17, 33),
+            (1, 32, 64, 256, 256),
+        ] {
+            let block = layer(c, co);
+            let x = Tensor::randn(0f32, 1.0, (n, c, h, w), &Device::Cpu).unwrap();
+            let k = Tensor::randn(0f32, 0.3, (n, co, 3, 3), &Device::Cpu).unwrap();
+            let ours = block.forward_contracted(&x, &k).unwrap();
+            let y = block.unfused(&x).unwrap();
+            let mut per = Vec::new();
+            for i in 0..n {
+                let yi = y.narrow(0, i, 1).unwrap();
+                per.push(yi.conv2d(&k.narrow(0, i, 1).unwrap(), 1, 1, 1, 1).unwrap());
+            }
+            let want = Tensor::cat(&per, 0).unwrap();
+            assert_eq!(ours.dims(), &[n, 1, h, w]);
+            let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
+            // 9·co products per output, summed in another order; a lost border or a lane past
+            // the edge would be off by whole units.
             assert!(
                 diff < 1e-4,
                 "{n}x{c}x{h}x{w} -> {co}: max difference {diff}"

@@ -13,7 +13,7 @@ use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::fused::ConvNormGelu;
-use super::ops::{ConvTranspose2x2, LayerNorm2d, Mlp, conv3x3_single, gelu};
+use super::ops::{ConvTranspose2x2, LayerNorm2d, Mlp, gelu};
 use super::transformer::{ImageTokens, TwoWayTransformer};
 use super::upscale::Upscaling;
 use crate::encoders::profiling::time;
@@ -262,24 +262,14 @@ impl MaskDecoder {
                     None => candle_core::bail!("the HQ decoder needs the image's HQ features"),
                 };
                 let hv = hh_vec.narrow(0, start, n)?.squeeze(1)?; // [n, C/8]
-                let y = time("decoder: HQ mask-feature conv", || {
-                    hq.maskfeature.forward(&up)
-                })?;
                 // hv . (W2 * y + b2) = (hv . W2) * y + hv . b2, one output channel per prompt.
-                let c4 = y.dim(1)?;
+                let c4 = hq.maskfeature_w2.dim(1)?;
                 let w2 = hq.maskfeature_w2.reshape((c8, c4 * 9))?;
                 let wk = hv.matmul(&w2)?.reshape((n, c4, 3, 3))?; // [n, C/4, 3, 3]
                 let bk = hv.matmul(&hq.maskfeature_b2.unsqueeze(1)?)?; // [n, 1]
-                let conv = if y.device().is_cpu() && y.dtype() == DType::F32 {
-                    time("decoder: HQ contracted conv", || conv3x3_single(&y, &wk))?
-                } else {
-                    let mut per = Vec::with_capacity(n);
-                    for i in 0..n {
-                        let yi = y.narrow(0, i, 1)?;
-                        per.push(yi.conv2d(&wk.narrow(0, i, 1)?, 1, 1, 1, 1)?);
-                    }
-                    Tensor::cat(&per, 0)?
-                };
+                let conv = time("decoder: HQ mask features", || {
+                    hq.maskfeature.forward_contracted(&up, &wk)
+                })?;
                 let conv = conv.broadcast_add(&bk.reshape((n, 1, 1, 1))?)?;
                 // + hv . hq_features
                 let f = feats.reshape((c8, hh * ww))?;
