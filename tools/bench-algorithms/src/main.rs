@@ -10,8 +10,9 @@
 //! (torch 2.10, 2 threads, random weights, the same configurations) and stated in the issue
 //! that asked for this benchmark; the ratio is ours / theirs.
 //!
-//! With `BENCH_PROFILE=1`, the click configuration also prints where one click's time goes (the
-//! decoder's transformer, upscaling and HQ convolutions, the logits' upscaling) to stderr.
+//! With `BENCH_PROFILE=1`, the click configuration also prints to stderr where one click's time
+//! goes (the decoder's transformer, upscaling and HQ convolutions, the logits' upscaling) and
+//! where the frame's embedding (the segmenter's image encoder) spends its time.
 //!
 //! Random weights make the number of prompts an algorithm decodes depend on chance: the report
 //! states how many each frame decoded. PerDINO is also run with its point threshold lowered so
@@ -210,6 +211,20 @@ fn child(algorithm: &str, precision: &str, runs: usize) {
     let truth = scene.ground_truth(0);
     let target = scene.render(25);
     if algorithm == "click" {
+        let profile = std::env::var_os("BENCH_PROFILE").is_some();
+        if profile {
+            // Where the frame's embedding (the segmenter's image encoder) spends its time.
+            decode::prepare(&sam, view(&target)).expect("embedding");
+            visprompt_vision::encoders::profiling::set_enabled(true);
+            let t = Instant::now();
+            decode::prepare(&sam, view(&target)).expect("embedding");
+            let total = ms(t.elapsed());
+            for (stage, d) in visprompt_vision::encoders::profiling::take() {
+                eprintln!("  {stage:<32} {:>7.1} ms", ms(d));
+            }
+            eprintln!("  {:<32} {total:>7.1} ms", "embedding (total)");
+            visprompt_vision::encoders::profiling::set_enabled(false);
+        }
         let prepared = decode::prepare(&sam, view(&target)).expect("embedding");
         let clicks = [Click {
             x: 200.0,
@@ -224,7 +239,7 @@ fn child(algorithm: &str, precision: &str, runs: usize) {
                 times.push(ms(t.elapsed()));
             }
         }
-        if std::env::var_os("BENCH_PROFILE").is_some() {
+        if profile {
             // Where one click's time goes, averaged over `runs` more clicks.
             visprompt_vision::encoders::profiling::set_enabled(true);
             let t = Instant::now();

@@ -556,6 +556,67 @@ impl Conv {
         if act { gelu(&y) } else { Ok(y) }
     }
 
+    /// This depthwise 3x3 convolution (stride 1, padding 1) on channels-last tokens: `x` and
+    /// the optional `plus` [1, h·w, C] (the convolution's input is their sum) → [1, h·w, C].
+    /// TinyViT's blocks keep their maps as tokens; converting them to NCHW and back for this
+    /// one convolution cost two transposing copies per block. `None` when the layer or the
+    /// tensors do not fit (not depthwise 3x3, not contiguous f32 on the CPU).
+    pub(crate) fn depthwise_tokens(
+        &self,
+        x: &Tensor,
+        plus: Option<&Tensor>,
+        (h, w): (usize, usize),
+    ) -> Result<Option<Tensor>> {
+        let (c_out, one, kh, kw) = self.weight.dims4()?;
+        let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        if one != 1
+            || (kh, kw) != (3, 3)
+            || self.groups != c_out
+            || self.stride != 1
+            || self.padding != 1
+            || x.dims3()? != (1, h * w, c_out)
+            || !f32_cpu(x)
+            || !f32_cpu(&self.weight)
+            || plus.is_some_and(|p| p.dims() != x.dims() || !f32_cpu(p))
+        {
+            return Ok(None);
+        }
+        let c = c_out;
+        // Weights tap-major, [9][C], so each tap is one contiguous row over the channels.
+        let wk: Vec<f32> = self.weight.flatten_all()?.to_vec1()?;
+        let mut taps = vec![0f32; 9 * c];
+        for ch in 0..c {
+            for t in 0..9 {
+                taps[t * c + ch] = wk[ch * 9 + t];
+            }
+        }
+        let bias = match &self.bias {
+            Some(b) => b.to_dtype(DType::F32)?.to_vec1()?,
+            None => vec![0.0; c],
+        };
+        let x = x.contiguous()?;
+        let plus = plus.map(|p| p.contiguous()).transpose()?;
+        let mut out = vec![0f32; h * w * c];
+        let done = crate::encoders::kernels::with_f32(&x, |xs| {
+            let mut run = |ps: &[f32]| {
+                out.par_chunks_mut(w * c)
+                    .enumerate()
+                    .for_each(|(y, row)| depthwise_token_row(xs, ps, &taps, &bias, (y, h, w), row))
+            };
+            match &plus {
+                Some(p) => crate::encoders::kernels::with_f32(p, run),
+                None => {
+                    run(&[]);
+                    Some(())
+                }
+            }
+        });
+        if done.flatten().is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Tensor::from_vec(out, (1, h * w, c), x.device())?))
+    }
+
     /// Convolutions without a fused path: 3x3 stride 1 and other groupless ones on f32 CPU
     /// tensors in bands, the rest (other devices and dtypes, grouped) by candle; then the bias.
     fn plain(&self, x: &Tensor) -> Result<Tensor> {
@@ -674,6 +735,56 @@ fn depthwise(
         candle_core::bail!("depthwise convolution: expected an f32 CPU tensor");
     }
     Tensor::from_vec(out, (b, c, geometry.oh, geometry.ow), x.device())
+}
+
+widest_simd! {
+    /// Output row `y` of [`Conv::depthwise_tokens`]: `x` (+ `plus` when not empty) through
+    /// the taps, onto the bias.
+    fn depthwise_token_row(
+        x: &[f32],
+        plus: &[f32],
+        taps: &[f32],
+        bias: &[f32],
+        geometry: (usize, usize, usize),
+        row: &mut [f32],
+    ) => depthwise_token_row_generic
+}
+
+#[inline(always)]
+fn depthwise_token_row_generic(
+    x: &[f32],
+    plus: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    (y, h, w): (usize, usize, usize),
+    row: &mut [f32],
+) {
+    let c = bias.len();
+    for (px, o) in row.chunks_exact_mut(c).enumerate() {
+        o.copy_from_slice(bias);
+        for dy in 0..3 {
+            let Some(yy) = (y + dy).checked_sub(1).filter(|&yy| yy < h) else {
+                continue;
+            };
+            for dx in 0..3 {
+                let Some(xx) = (px + dx).checked_sub(1).filter(|&xx| xx < w) else {
+                    continue;
+                };
+                let at = (yy * w + xx) * c;
+                let tap = &taps[(dy * 3 + dx) * c..][..c];
+                let src = &x[at..at + c];
+                if plus.is_empty() {
+                    for ((o, t), s) in o.iter_mut().zip(tap).zip(src) {
+                        *o += t * s;
+                    }
+                } else {
+                    for (((o, t), s), p) in o.iter_mut().zip(tap).zip(src).zip(&plus[at..at + c]) {
+                        *o += t * (s + p);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Sizes of one depthwise convolution: input `h x wd`, kernel `k`, output `oh x ow`.
@@ -1035,6 +1146,50 @@ mod tests {
             "depthwise + GELU",
         );
         close(depthwise.forward(&y).unwrap(), want, "depthwise");
+
+        // Channels-last depthwise 3x3 (TinyViT's local convolution) on the sum of two token
+        // maps, against candle on the NCHW sum; odd sides exercise every border.
+        let local = conv(randn(&[32, 1, 3, 3]), 1, 1, 32);
+        let (h, w) = (7, 9);
+        let a = randn(&[1, h * w, 32]);
+        let b = randn(&[1, h * w, 32]);
+        let nchw = |t: &Tensor| {
+            t.transpose(1, 2)
+                .unwrap()
+                .reshape((1, 32, h, w))
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let tokens = |t: Tensor| {
+            t.reshape((1, 32, h * w))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let sum = (&a + &b).unwrap();
+        close(
+            local
+                .depthwise_tokens(&a, Some(&b), (h, w))
+                .unwrap()
+                .unwrap(),
+            tokens(reference(&local, &nchw(&sum))),
+            "depthwise on tokens, two inputs",
+        );
+        close(
+            local.depthwise_tokens(&a, None, (h, w)).unwrap().unwrap(),
+            tokens(reference(&local, &nchw(&a))),
+            "depthwise on tokens",
+        );
+        // Layers it does not fit are declined, for the caller's general path.
+        assert!(
+            depthwise
+                .depthwise_tokens(&a, None, (h, w))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use super::ops::{Conv, LayerNorm2d, gelu, layer_norm, linear, linear_fused, softmax};
+use crate::encoders::profiling::time;
 
 /// Hyper-parameters of a TinyViT encoder (the released SAM models use [`TinyVitConfig::vit_5m`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -328,10 +329,19 @@ impl TinyVitBlock {
             }
             y.reshape((b, l, c))?
         };
-        let x = (x + attn)?;
-        let xc = x.transpose(1, 2)?.reshape((b, c, h, w))?;
-        let xc = self.local_conv.forward(&xc)?;
-        let x = xc.reshape((b, c, l))?.transpose(1, 2)?.contiguous()?;
+        // x + attn feeds only the local convolution, whose output is the MLP's residual.
+        let local = time("encoder: local conv", || {
+            self.local_conv.depthwise_tokens(x, Some(&attn), (h, w))
+        })?;
+        let x = match local {
+            Some(y) => y,
+            None => {
+                let x = (x + attn)?;
+                let xc = x.transpose(1, 2)?.reshape((b, c, h, w))?;
+                let xc = self.local_conv.forward(&xc)?;
+                xc.reshape((b, c, l))?.transpose(1, 2)?.contiguous()?
+            }
+        };
         let y = layer_norm(&self.mlp_norm, &x)?;
         let y = linear_fused(&self.fc1, &y, None, true)?;
         linear_fused(&self.fc2, &y, Some(&x), false)
