@@ -13,6 +13,7 @@
 //! `tests/segmenters.rs` on fixtures from `tools/parity/segmenters.py`.
 
 mod fused;
+mod inverted_residual;
 mod mask_decoder;
 mod ops;
 pub mod preprocess;

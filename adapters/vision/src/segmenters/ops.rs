@@ -556,6 +556,25 @@ impl Conv {
         if act { gelu(&y) } else { Ok(y) }
     }
 
+    /// The weight (flattened, PyTorch order) and bias (zeros when absent) as f32 values, for
+    /// kernels that pack them their own way; with the weight's dims.
+    pub(crate) fn f32_parameters(
+        &self,
+    ) -> Result<(Vec<f32>, Vec<f32>, (usize, usize, usize, usize))> {
+        let dims = self.weight.dims4()?;
+        let w = self.weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let b = match &self.bias {
+            Some(b) => b.to_dtype(DType::F32)?.to_vec1()?,
+            None => vec![0.0; dims.0],
+        };
+        Ok((w, b, dims))
+    }
+
+    /// The layer's stride, padding and groups.
+    pub(crate) fn geometry(&self) -> (usize, usize, usize) {
+        (self.stride, self.padding, self.groups)
+    }
+
     /// This depthwise 3x3 convolution (stride 1, padding 1) on channels-last tokens: `x` and
     /// the optional `plus` [1, h·w, C] (the convolution's input is their sum) → [1, h·w, C].
     /// TinyViT's blocks keep their maps as tokens; converting them to NCHW and back for this

@@ -9,6 +9,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
+use super::inverted_residual::RowwiseInvertedResidual;
 use super::ops::{Conv, LayerNorm2d, gelu, layer_norm, linear, linear_fused, softmax};
 use crate::encoders::profiling::time;
 
@@ -52,19 +53,36 @@ struct MbConv {
     conv1: Conv,
     conv2: Conv,
     conv3: Conv,
+    /// The three layers as one row-by-row pass (f32 weights).
+    rowwise: Option<RowwiseInvertedResidual>,
 }
 
 impl MbConv {
     fn new(vb: VarBuilder, dim: usize, expand: f64) -> Result<Self> {
         let hidden = (dim as f64 * expand) as usize;
+        let conv1 = Conv::conv_bn(vb.pp("conv1"), dim, hidden, 1, 1, 0, 1)?;
+        let conv2 = Conv::conv_bn(vb.pp("conv2"), hidden, hidden, 3, 1, 1, hidden)?;
+        let conv3 = Conv::conv_bn(vb.pp("conv3"), hidden, dim, 1, 1, 0, 1)?;
+        let rowwise = if vb.dtype() == candle_core::DType::F32 && vb.device().is_cpu() {
+            RowwiseInvertedResidual::new(&conv1, &conv2, &conv3)?
+        } else {
+            None
+        };
         Ok(Self {
-            conv1: Conv::conv_bn(vb.pp("conv1"), dim, hidden, 1, 1, 0, 1)?,
-            conv2: Conv::conv_bn(vb.pp("conv2"), hidden, hidden, 3, 1, 1, hidden)?,
-            conv3: Conv::conv_bn(vb.pp("conv3"), hidden, dim, 1, 1, 0, 1)?,
+            conv1,
+            conv2,
+            conv3,
+            rowwise,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(block) = &self.rowwise
+            && x.dtype() == candle_core::DType::F32
+            && x.device().is_cpu()
+        {
+            return time("encoder: inverted residual", || block.forward(x));
+        }
         let y = self.conv1.forward_fused(x, None, true)?;
         let y = self.conv2.forward_fused(&y, None, true)?;
         self.conv3.forward_fused(&y, Some(x), true)
