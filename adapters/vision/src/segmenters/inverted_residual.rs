@@ -40,9 +40,12 @@ impl RowwiseInvertedResidual {
     /// `None` unless the layers have the block's shapes (1x1, depthwise 3x3 stride 1, 1x1 back
     /// to the input width) with f32 weights.
     pub(crate) fn new(expand: &Conv, depthwise: &Conv, project: &Conv) -> Result<Option<Self>> {
-        let (w1, b1, d1) = expand.f32_parameters()?;
-        let (w2, b2, d2) = depthwise.f32_parameters()?;
-        let (w3, b3, d3) = project.f32_parameters()?;
+        let (p1, p2, p3) = (
+            expand.f32_parameters()?,
+            depthwise.f32_parameters()?,
+            project.f32_parameters()?,
+        );
+        let (d1, d2, d3) = (p1.dims, p2.dims, p3.dims);
         let (hidden, dim) = (d1.0, d1.1);
         let fits = (d1.2, d1.3) == (1, 1)
             && expand.geometry() == (1, 0, 1)
@@ -53,12 +56,12 @@ impl RowwiseInvertedResidual {
         Ok(fits.then_some(Self {
             dim,
             hidden,
-            w1,
-            b1,
-            w2,
-            b2,
-            w3,
-            b3,
+            w1: p1.weight,
+            b1: p1.bias,
+            w2: p2.weight,
+            b2: p2.bias,
+            w3: p3.weight,
+            b3: p3.bias,
         }))
     }
 

@@ -455,6 +455,16 @@ pub(crate) struct Conv {
     groups: usize,
 }
 
+/// A convolution's parameters as f32 values ([`Conv::f32_parameters`]).
+pub(crate) struct ConvParameters {
+    /// Flattened in PyTorch's order, [c_out, c_in / groups, k, k].
+    pub(crate) weight: Vec<f32>,
+    /// [c_out] (zeros when the layer has none).
+    pub(crate) bias: Vec<f32>,
+    /// The weight's dims.
+    pub(crate) dims: (usize, usize, usize, usize),
+}
+
 impl Conv {
     pub(crate) fn new(
         vb: VarBuilder,
@@ -556,18 +566,15 @@ impl Conv {
         if act { gelu(&y) } else { Ok(y) }
     }
 
-    /// The weight (flattened, PyTorch order) and bias (zeros when absent) as f32 values, for
-    /// kernels that pack them their own way; with the weight's dims.
-    pub(crate) fn f32_parameters(
-        &self,
-    ) -> Result<(Vec<f32>, Vec<f32>, (usize, usize, usize, usize))> {
+    /// The weight and bias as f32 values, for kernels that pack them their own way.
+    pub(crate) fn f32_parameters(&self) -> Result<ConvParameters> {
         let dims = self.weight.dims4()?;
-        let w = self.weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let b = match &self.bias {
+        let weight = self.weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let bias = match &self.bias {
             Some(b) => b.to_dtype(DType::F32)?.to_vec1()?,
             None => vec![0.0; dims.0],
         };
-        Ok((w, b, dims))
+        Ok(ConvParameters { weight, bias, dims })
     }
 
     /// The layer's stride, padding and groups.
