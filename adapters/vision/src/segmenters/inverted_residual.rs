@@ -1,15 +1,16 @@
 //! TinyViT's inverted-residual block (1x1 expansion + GELU, depthwise 3x3 + GELU, 1x1
-//! projection + residual + GELU) computed row by row, so that the expanded map never leaves
-//! the cache.
+//! projection + residual + GELU) and its patch merging (the same three layers, the depthwise
+//! one with stride 2, no residual and no final GELU), computed row by row so that the expanded
+//! map never leaves the cache.
 //!
-//! The block runs on the encoder's largest maps (64 channels at 256 x 256, expanded 4x): as
-//! three whole-map passes it wrote and re-read a 64 MB expanded map twice, and spent most of its
-//! time waiting on memory rather than computing. Here each worker takes a run of output rows and
-//! keeps a ring of three expanded rows (the depthwise convolution's window): for each output row
-//! it expands the next input row (one GEMM), applies the depthwise convolution to the ring, and
-//! projects the result straight into the output row (a second GEMM onto the residual).
-//! The rows at the edges of a worker's run are expanded by both neighbours, a few percent of
-//! extra work.
+//! These run on the encoder's largest maps (64 channels at 256 x 256, expanded 4x): as three
+//! whole-map passes they wrote and re-read the expanded map (64 MB) twice, and spent most of
+//! their time waiting on memory rather than computing. Here each worker takes a run of output
+//! rows and keeps a ring of three expanded rows (the depthwise convolution's window): for each
+//! output row it expands the input rows it is missing (one GEMM each), applies the depthwise
+//! convolution to the ring, and projects the result straight into the output row (a second
+//! GEMM, onto the residual when there is one). The rows at the edges of a worker's run are
+//! expanded by both neighbours, a few percent of extra work.
 
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
@@ -25,37 +26,58 @@ const RUN: usize = 32;
 pub(crate) struct RowwiseInvertedResidual {
     dim: usize,
     hidden: usize,
+    out: usize,
+    /// The depthwise convolution's stride (1 or 2).
+    stride: usize,
+    /// Whether the input is added to the projection (then out = dim, stride 1).
+    residual: bool,
+    /// Whether GELU follows the projection.
+    act: bool,
     /// [hidden, dim] and [hidden].
     w1: Vec<f32>,
     b1: Vec<f32>,
     /// [hidden, 9] and [hidden].
     w2: Vec<f32>,
     b2: Vec<f32>,
-    /// [dim, hidden] and [dim].
+    /// [out, hidden] and [out].
     w3: Vec<f32>,
     b3: Vec<f32>,
 }
 
 impl RowwiseInvertedResidual {
-    /// `None` unless the layers have the block's shapes (1x1, depthwise 3x3 stride 1, 1x1 back
-    /// to the input width) with f32 weights.
-    pub(crate) fn new(expand: &Conv, depthwise: &Conv, project: &Conv) -> Result<Option<Self>> {
+    /// `None` unless the layers have the block's shapes (1x1, depthwise 3x3 with stride 1 or
+    /// 2 and padding 1, 1x1) with f32 weights, and a residual only where the output has the
+    /// input's shape. `residual` and `act` say what follows the projection.
+    pub(crate) fn new(
+        expand: &Conv,
+        depthwise: &Conv,
+        project: &Conv,
+        residual: bool,
+        act: bool,
+    ) -> Result<Option<Self>> {
         let (p1, p2, p3) = (
             expand.f32_parameters()?,
             depthwise.f32_parameters()?,
             project.f32_parameters()?,
         );
         let (d1, d2, d3) = (p1.dims, p2.dims, p3.dims);
-        let (hidden, dim) = (d1.0, d1.1);
+        let (hidden, dim, out) = (d1.0, d1.1, d3.0);
+        let stride = depthwise.geometry().0;
         let fits = (d1.2, d1.3) == (1, 1)
             && expand.geometry() == (1, 0, 1)
             && d2 == (hidden, 1, 3, 3)
-            && depthwise.geometry() == (1, 1, hidden)
-            && d3 == (dim, hidden, 1, 1)
-            && project.geometry() == (1, 0, 1);
+            && (stride == 1 || stride == 2)
+            && depthwise.geometry() == (stride, 1, hidden)
+            && d3 == (out, hidden, 1, 1)
+            && project.geometry() == (1, 0, 1)
+            && (!residual || (out == dim && stride == 1));
         Ok(fits.then_some(Self {
             dim,
             hidden,
+            out,
+            stride,
+            residual,
+            act,
             w1: p1.weight,
             b1: p1.bias,
             w2: p2.weight,
@@ -65,7 +87,7 @@ impl RowwiseInvertedResidual {
         }))
     }
 
-    /// x [B, dim, H, W] (f32, CPU) → the block's output, same shape.
+    /// x [B, dim, H, W] (f32, CPU) → [B, out, H', W'] (H' = H, or ⌈H/2⌉ with stride 2).
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         if c != self.dim || x.dtype() != DType::F32 || !x.device().is_cpu() {
@@ -75,37 +97,49 @@ impl RowwiseInvertedResidual {
                 x.dims()
             );
         }
+        let (oh, ow) = ((h - 1) / self.stride + 1, (w - 1) / self.stride + 1);
         let x = x.contiguous()?;
         let (storage, layout) = x.storage_and_layout();
         let src = match &*storage {
             candle_core::Storage::Cpu(cpu) => contiguous_f32(cpu, layout)?,
             _ => candle_core::bail!("inverted residual: expected a CPU tensor"),
         };
-        let mut out = vec![0f32; b * c * h * w];
+        let co = self.out;
+        let mut out = vec![0f32; b * co * oh * ow];
         let dst = SendPtr(out.as_mut_ptr());
-        let runs = h.div_ceil(RUN);
+        let runs = oh.div_ceil(RUN);
         (0..b * runs).into_par_iter().for_each(|item| {
             let (img, run) = (item / runs, item % runs);
             let image = &src[img * c * h * w..(img + 1) * c * h * w];
             // SAFETY: items write disjoint rows of `out` (their image's rows of their run).
-            let out = unsafe { dst.get().add(img * c * h * w) };
-            self.run(image, (h, w), run * RUN..((run + 1) * RUN).min(h), out);
+            let out = unsafe { dst.get().add(img * co * oh * ow) };
+            let rows = run * RUN..((run + 1) * RUN).min(oh);
+            self.run(image, (h, w), (oh, ow), rows, out);
         });
-        Tensor::from_vec(out, (b, c, h, w), x.device())
+        Tensor::from_vec(out, (b, co, oh, ow), x.device())
     }
 
     /// Output rows `rows` of one image.
-    fn run(&self, x: &[f32], (h, w): (usize, usize), rows: std::ops::Range<usize>, out: *mut f32) {
-        let (c, hid) = (self.dim, self.hidden);
+    fn run(
+        &self,
+        x: &[f32],
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        rows: std::ops::Range<usize>,
+        out: *mut f32,
+    ) {
+        let (c, hid, co, s) = (self.dim, self.hidden, self.out, self.stride);
         let plane = h * w;
         let none = gemm::Parallelism::None;
-        // ring[y % 3] holds expanded row y ([hidden][w], after GELU); `held[slot]` which row.
+        // ring[y % 3] holds expanded input row y ([hidden][w], after GELU); `held[slot]` which.
         let mut ring = vec![0f32; 3 * hid * w];
         let mut held = [usize::MAX; 3];
-        let mut mid = vec![0f32; hid * w];
-        let mut row_out = vec![0f32; c * w];
+        let mut mid = vec![0f32; hid * ow];
+        let mut row_out = vec![0f32; co * ow];
         for y in rows {
-            for yy in y.saturating_sub(1)..(y + 2).min(h) {
+            // Output row y reads input rows s·y − 1 ..= s·y + 1.
+            let centre = s * y;
+            for yy in centre.saturating_sub(1)..(centre + 2).min(h) {
                 let slot = yy % 3;
                 if held[slot] == yy {
                     continue;
@@ -136,35 +170,43 @@ impl RowwiseInvertedResidual {
                 }
             };
             depthwise_row(
-                row(y.checked_sub(1)),
-                row(Some(y)),
-                row(Some(y + 1)),
+                row(centre.checked_sub(1)),
+                row(Some(centre)),
+                row(Some(centre + 1)),
                 &self.w2,
                 &self.b2,
+                s,
                 &mut mid,
             );
             gelu_in_place(&mut mid);
-            // out[co][y][x] = gelu(x[co][y][x] + b3 + Σ_ch w3[co][ch] · mid[ch][x])
-            for (co, r) in row_out.chunks_exact_mut(w).enumerate() {
-                add_scalar(r, &x[co * plane + y * w..][..w], self.b3[co]);
+            // out[o][y][x] = (act)(b3 (+ x[o][y][x]) + Σ_ch w3[o][ch] · mid[ch][x])
+            for (o, r) in row_out.chunks_exact_mut(ow).enumerate() {
+                if self.residual {
+                    add_scalar(r, &x[o * plane + y * w..][..w], self.b3[o]);
+                } else {
+                    r.fill(self.b3[o]);
+                }
             }
             gemm_f32(
-                (c, w, hid),
+                (co, ow, hid),
                 &mut row_out,
-                (w, 1),
+                (ow, 1),
                 true,
                 &self.w3,
                 (hid, 1),
                 &mid,
-                (w, 1),
+                (ow, 1),
                 none,
             );
-            gelu_in_place(&mut row_out);
-            for (co, r) in row_out.chunks_exact(w).enumerate() {
-                // SAFETY: row y of channel co lies inside this image's part of `out`, and only
+            if self.act {
+                gelu_in_place(&mut row_out);
+            }
+            let out_plane = oh * ow;
+            for (o, r) in row_out.chunks_exact(ow).enumerate() {
+                // SAFETY: row y of channel o lies inside this image's part of `out`, and only
                 // this run writes row y.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(r.as_ptr(), out.add(co * plane + y * w), w)
+                    std::ptr::copy_nonoverlapping(r.as_ptr(), out.add(o * out_plane + y * ow), ow)
                 };
             }
         }
@@ -172,15 +214,16 @@ impl RowwiseInvertedResidual {
 }
 
 widest_simd! {
-    /// One output row of the depthwise 3x3 convolution (padding 1) from the three input rows
-    /// around it (`above` / `below` empty at the image's edges), each [channels][w]; `out` the
-    /// same shape as `centre`.
+    /// One output row of the depthwise 3x3 convolution (padding 1, `stride` 1 or 2) from the
+    /// three input rows around it (`above` / `below` empty at the image's edges), each
+    /// [channels][w]; `out` is [channels][output width].
     fn depthwise_row(
         above: &[f32],
         centre: &[f32],
         below: &[f32],
         weights: &[f32],
         bias: &[f32],
+        stride: usize,
         out: &mut [f32],
     ) => depthwise_row_generic
 }
@@ -192,12 +235,13 @@ fn depthwise_row_generic(
     below: &[f32],
     weights: &[f32],
     bias: &[f32],
+    stride: usize,
     out: &mut [f32],
 ) {
     let channels = bias.len();
-    let w = centre.len() / channels;
+    let (w, ow) = (centre.len() / channels, out.len() / channels);
     for ch in 0..channels {
-        let o = &mut out[ch * w..(ch + 1) * w];
+        let o = &mut out[ch * ow..(ch + 1) * ow];
         o.fill(bias[ch]);
         let k = &weights[ch * 9..ch * 9 + 9];
         for (dy, rows) in [above, centre, below].into_iter().enumerate() {
@@ -206,15 +250,30 @@ fn depthwise_row_generic(
             }
             let r = &rows[ch * w..(ch + 1) * w];
             let (left, mid, right) = (k[dy * 3], k[dy * 3 + 1], k[dy * 3 + 2]);
-            // Output x reads x−1, x and x+1 (zero outside the row).
-            for (o, v) in o.iter_mut().zip(r) {
-                *o += mid * v;
-            }
-            for (o, v) in o[1..].iter_mut().zip(r) {
-                *o += left * v;
-            }
-            for (o, v) in o.iter_mut().zip(&r[1..]) {
-                *o += right * v;
+            if stride == 1 {
+                // Output x reads x−1, x and x+1 (zero outside the row).
+                for (o, v) in o.iter_mut().zip(r) {
+                    *o += mid * v;
+                }
+                for (o, v) in o[1..].iter_mut().zip(r) {
+                    *o += left * v;
+                }
+                for (o, v) in o.iter_mut().zip(&r[1..]) {
+                    *o += right * v;
+                }
+            } else {
+                // Output x reads s·x−1, s·x and s·x+1.
+                for (x, o) in o.iter_mut().enumerate() {
+                    let at = stride * x;
+                    let mut acc = mid * r[at];
+                    if at > 0 {
+                        acc += left * r[at - 1];
+                    }
+                    if at + 1 < w {
+                        acc += right * r[at + 1];
+                    }
+                    *o += acc;
+                }
             }
         }
     }
@@ -238,14 +297,14 @@ mod tests {
     use candle_core::Device;
     use candle_nn::{VarBuilder, VarMap};
 
-    fn layers(dim: usize, hidden: usize) -> (Conv, Conv, Conv) {
+    fn layers(dim: usize, hidden: usize, out: usize, stride: usize) -> (Conv, Conv, Conv) {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let build = |vb: &VarBuilder| {
             (
                 Conv::conv_bn(vb.pp("conv1"), dim, hidden, 1, 1, 0, 1).unwrap(),
-                Conv::conv_bn(vb.pp("conv2"), hidden, hidden, 3, 1, 1, hidden).unwrap(),
-                Conv::conv_bn(vb.pp("conv3"), hidden, dim, 1, 1, 0, 1).unwrap(),
+                Conv::conv_bn(vb.pp("conv2"), hidden, hidden, 3, stride, 1, hidden).unwrap(),
+                Conv::conv_bn(vb.pp("conv3"), hidden, out, 1, 1, 0, 1).unwrap(),
             )
         };
         build(&vb);
@@ -271,8 +330,8 @@ mod tests {
         // encoder's real shape.
         for (b, dim, hidden, h, w) in [(2, 8, 32, 70, 11), (1, 5, 20, 3, 4), (1, 64, 256, 256, 256)]
         {
-            let (c1, c2, c3) = layers(dim, hidden);
-            let block = RowwiseInvertedResidual::new(&c1, &c2, &c3)
+            let (c1, c2, c3) = layers(dim, hidden, dim, 1);
+            let block = RowwiseInvertedResidual::new(&c1, &c2, &c3, true, true)
                 .unwrap()
                 .unwrap();
             let x = Tensor::randn(0f32, 1.0, (b, dim, h, w), &Device::Cpu).unwrap();
@@ -286,12 +345,40 @@ mod tests {
                 "{b}x{dim}x{h}x{w} (hidden {hidden}): max difference {diff}"
             );
         }
-        // Layers of other shapes are declined.
-        let (c1, c2, _) = layers(8, 32);
+        // A residual needs the input's shape.
+        let (c1, c2, c3) = layers(8, 16, 12, 1);
         assert!(
-            RowwiseInvertedResidual::new(&c1, &c2, &c1)
+            RowwiseInvertedResidual::new(&c1, &c2, &c3, true, true)
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn row_pass_merges_patches_as_the_three_layers_do() {
+        // Stride 2 on odd and even sides (the last output row and column read one input row
+        // and column fewer), stride 1, and the encoder's first merge.
+        for (b, dim, out, stride, h, w) in [
+            (2, 6, 10, 2, 37, 9),
+            (1, 5, 8, 2, 8, 6),
+            (1, 7, 12, 1, 9, 10),
+            (1, 64, 128, 2, 256, 256),
+        ] {
+            let (c1, c2, c3) = layers(dim, out, out, stride);
+            let block = RowwiseInvertedResidual::new(&c1, &c2, &c3, false, false)
+                .unwrap()
+                .unwrap();
+            let x = Tensor::randn(0f32, 1.0, (b, dim, h, w), &Device::Cpu).unwrap();
+            let ours = block.forward(&x).unwrap();
+            let y = c1.forward_fused(&x, None, true).unwrap();
+            let y = c2.forward_fused(&y, None, true).unwrap();
+            let want = c3.forward_fused(&y, None, false).unwrap();
+            assert_eq!(ours.dims(), want.dims());
+            let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
+            assert!(
+                diff < 1e-4,
+                "{b}x{dim}x{h}x{w} -> {out}, stride {stride}: {diff}"
+            );
+        }
     }
 }

@@ -64,7 +64,7 @@ impl MbConv {
         let conv2 = Conv::conv_bn(vb.pp("conv2"), hidden, hidden, 3, 1, 1, hidden)?;
         let conv3 = Conv::conv_bn(vb.pp("conv3"), hidden, dim, 1, 1, 0, 1)?;
         let rowwise = if vb.dtype() == candle_core::DType::F32 && vb.device().is_cpu() {
-            RowwiseInvertedResidual::new(&conv1, &conv2, &conv3)?
+            RowwiseInvertedResidual::new(&conv1, &conv2, &conv3, true, true)?
         } else {
             None
         };
@@ -96,18 +96,35 @@ struct PatchMerging {
     conv1: Conv,
     conv2: Conv,
     conv3: Conv,
+    /// The three layers as one row-by-row pass (f32 weights).
+    rowwise: Option<RowwiseInvertedResidual>,
 }
 
 impl PatchMerging {
     fn new(vb: VarBuilder, dim: usize, out: usize, stride: usize) -> Result<Self> {
+        let conv1 = Conv::conv_bn(vb.pp("conv1"), dim, out, 1, 1, 0, 1)?;
+        let conv2 = Conv::conv_bn(vb.pp("conv2"), out, out, 3, stride, 1, out)?;
+        let conv3 = Conv::conv_bn(vb.pp("conv3"), out, out, 1, 1, 0, 1)?;
+        let rowwise = if vb.dtype() == candle_core::DType::F32 && vb.device().is_cpu() {
+            RowwiseInvertedResidual::new(&conv1, &conv2, &conv3, false, false)?
+        } else {
+            None
+        };
         Ok(Self {
-            conv1: Conv::conv_bn(vb.pp("conv1"), dim, out, 1, 1, 0, 1)?,
-            conv2: Conv::conv_bn(vb.pp("conv2"), out, out, 3, stride, 1, out)?,
-            conv3: Conv::conv_bn(vb.pp("conv3"), out, out, 1, 1, 0, 1)?,
+            conv1,
+            conv2,
+            conv3,
+            rowwise,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(block) = &self.rowwise
+            && x.dtype() == candle_core::DType::F32
+            && x.device().is_cpu()
+        {
+            return time("encoder: patch merging", || block.forward(x));
+        }
         let y = self.conv1.forward_fused(x, None, true)?;
         let y = self.conv2.forward_fused(&y, None, true)?;
         self.conv3.forward_fused(&y, None, false)
