@@ -12,7 +12,8 @@
 //!
 //! With `BENCH_PROFILE=1`, the click configuration also prints to stderr where one click's time
 //! goes (the decoder's transformer, upscaling and HQ convolutions, the logits' upscaling) and
-//! where the frame's embedding (the segmenter's image encoder) spends its time.
+//! where the frame's embedding (the segmenter's image encoder) spends its time; the algorithm
+//! configurations print where one more frame's time goes.
 //!
 //! Random weights make the number of prompts an algorithm decodes depend on chance: the report
 //! states how many each frame decoded. PerDINO is also run with its point threshold lowered so
@@ -285,6 +286,18 @@ fn child(algorithm: &str, precision: &str, runs: usize) {
             stages.push(trace.timings);
         }
         prompts = trace.prompts.iter().map(|p| p.foreground.len()).sum();
+    }
+    if std::env::var_os("BENCH_PROFILE").is_some() {
+        // Where one more frame's time goes.
+        visprompt_vision::encoders::profiling::set_enabled(true);
+        let t = Instant::now();
+        prompter.predict_traced(view(&target)).expect("predicts");
+        let frame = ms(t.elapsed());
+        for (stage, d) in visprompt_vision::encoders::profiling::take() {
+            eprintln!("  {stage:<32} {:>7.1} ms", ms(d));
+        }
+        eprintln!("  {:<32} {frame:>7.1} ms", "frame (total)");
+        visprompt_vision::encoders::profiling::set_enabled(false);
     }
     let stage = |f: fn(&StageTimes) -> Duration| median(stages.iter().map(|s| ms(f(s))).collect());
     println!(

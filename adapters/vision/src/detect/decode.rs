@@ -20,6 +20,7 @@
 use candle_core::{DType, Tensor};
 
 use crate::encoders::RgbImage;
+use crate::encoders::profiling::time;
 use crate::segmenters::{ImageEmbedding, Prompts, Sam};
 
 use super::DetectError;
@@ -159,7 +160,9 @@ fn decode_chunk(
     image: &PreparedImage,
     prompts: &Prompts,
 ) -> Result<(Vec<BinaryMask>, Tensor, Vec<f32>), DetectError> {
-    let out = sam.predict(&image.embedding, prompts, true)?;
+    let out = time("detect: decoder", || {
+        sam.predict(&image.embedding, prompts, true)
+    })?;
     let (b, m, l, _) = out.low_res_logits.dims4()?;
     let iou_all: Vec<Vec<f32>> = out.iou.to_dtype(DType::F32)?.to_vec2()?;
     // SAM-HQ gives one mask; plain SAM gives three: take the one with the best predicted IoU.
@@ -189,14 +192,21 @@ fn decode_chunk(
     };
     let iou: Vec<f32> = iou_all.iter().zip(&pick).map(|(r, &i)| r[i]).collect();
     let (h, w) = image.work_size;
-    let up = sam.upscale_masks(&image.embedding, &low)?;
-    let v: Vec<f32> = up.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let masks = (0..b)
-        .map(|k| {
-            let plane = &v[k * h * w..(k + 1) * h * w];
-            BinaryMask::from_fn(w, h, |i| plane[i] > 0.0)
-        })
-        .collect();
+    let up = time("detect: upscale logits", || {
+        sam.upscale_masks(&image.embedding, &low)
+    })?;
+    let masks = time(
+        "detect: threshold",
+        || -> Result<Vec<BinaryMask>, DetectError> {
+            let v: Vec<f32> = up.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            Ok((0..b)
+                .map(|k| {
+                    let plane = &v[k * h * w..(k + 1) * h * w];
+                    BinaryMask::from_fn(w, h, |i| plane[i] > 0.0)
+                })
+                .collect())
+        },
+    )?;
     Ok((masks, low, iou))
 }
 
