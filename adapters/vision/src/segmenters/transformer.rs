@@ -7,7 +7,12 @@
 //! projections in the first layer are then computed once and broadcast over the batch. They are
 //! also the same for every later batch on that image, so [`TwoWayTransformer::prepare`] computes
 //! them apart ([`ImageTokens`]) and the caller keeps them with the frame's embedding: successive
-//! clicks on one frame skip that work.
+//! clicks on one frame skip that work. With mask prompts every prompt has its own image tokens,
+//! and the first layer takes them as the later layers do.
+//!
+//! The cross attentions between the tokens and the image tokens fold their image-side
+//! projections into the tokens where the weights are f32 on the CPU
+//! ([`super::token_attention`]).
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
@@ -152,17 +157,27 @@ impl Attention {
     }
 }
 
-/// The image tokens entering the transformer and the first layer's projections of them, which
-/// depend on nothing else. [Bi, N, ·] with Bi = 1 when shared by the whole batch.
+/// The image tokens entering the transformer and, when the batch shares them, the first
+/// layer's projections of them, which depend on nothing else. [Bi, N, ·] with Bi = 1 when
+/// shared by the whole batch.
 #[derive(Debug, Clone)]
 pub(crate) struct ImageTokens {
     /// Image tokens (embedding + dense prompt embedding), channels last [Bi, N, C].
     keys: Tensor,
-    /// First layer, token-to-image attention: key and value projections, separated by heads
-    /// [Bi, heads, N, I/heads] (so no prompt pays for that copy).
+    /// Only for shared tokens: with a mask prompt each prompt has its own tokens, which are
+    /// used once, and the first layer then takes them as later layers do (for the folded
+    /// attentions that is less work than projecting them).
+    projections: Option<FirstLayerProjections>,
+}
+
+/// The first layer's projections of shared image tokens.
+#[derive(Debug, Clone)]
+pub(crate) struct FirstLayerProjections {
+    /// Token-to-image attention: key and value projections, separated by heads
+    /// [1, heads, N, I/heads] (so no prompt pays for that copy).
     t2i_k: Tensor,
     t2i_v: Tensor,
-    /// First layer, image-to-token attention: query projection [Bi, N, I].
+    /// Image-to-token attention: query projection [1, N, I].
     i2t_q: Tensor,
 }
 
@@ -174,9 +189,7 @@ impl ImageTokens {
         }
         Ok(Self {
             keys: self.keys.narrow(0, start, n)?,
-            t2i_k: self.t2i_k.narrow(0, start, n)?,
-            t2i_v: self.t2i_v.narrow(0, start, n)?,
-            i2t_q: self.i2t_q.narrow(0, start, n)?,
+            projections: None,
         })
     }
 }
@@ -226,7 +239,7 @@ impl TwoWayBlock {
         keys: &Tensor,
         query_pe: &Tensor,
         key_pe: &Tensor,
-        first: Option<&ImageTokens>,
+        first: Option<&FirstLayerProjections>,
     ) -> Result<(Tensor, Tensor)> {
         let queries = if self.skip_first_layer_pe {
             self.self_attn.forward(queries, queries, queries)?
@@ -285,21 +298,30 @@ impl TwoWayTransformer {
         })
     }
 
-    /// The image-side work of the first layer: `image` [Bi, C, h, w] (embedding + dense prompt
-    /// embedding), `key_pe` [1, h*w, C] (the positional encoding, channels last).
+    /// The image tokens: `image` [Bi, C, h, w] (embedding + dense prompt embedding), `key_pe`
+    /// [1, h*w, C] (the positional encoding, channels last). With Bi = 1 (no mask prompt) the
+    /// first layer's projections of them are computed here too.
     pub(crate) fn prepare(&self, image: &Tensor, key_pe: &Tensor) -> Result<ImageTokens> {
         let (bi, c, h, w) = image.dims4()?;
         let keys = channels_last(&image.reshape((bi, c, h * w))?)?;
+        if bi > 1 {
+            return Ok(ImageTokens {
+                keys,
+                projections: None,
+            });
+        }
         let keys_pe = keys.broadcast_add(key_pe)?;
         let first = &self.layers[0];
         Ok(ImageTokens {
-            t2i_k: first
-                .cross_t2i
-                .separate(&linear(&first.cross_t2i.k_proj, &keys_pe)?)?,
-            t2i_v: first
-                .cross_t2i
-                .separate(&linear(&first.cross_t2i.v_proj, &keys)?)?,
-            i2t_q: linear(&first.cross_i2t.q_proj, &keys_pe)?,
+            projections: Some(FirstLayerProjections {
+                t2i_k: first
+                    .cross_t2i
+                    .separate(&linear(&first.cross_t2i.k_proj, &keys_pe)?)?,
+                t2i_v: first
+                    .cross_t2i
+                    .separate(&linear(&first.cross_t2i.v_proj, &keys)?)?,
+                i2t_q: linear(&first.cross_i2t.q_proj, &keys_pe)?,
+            }),
             keys,
         })
     }
@@ -315,7 +337,7 @@ impl TwoWayTransformer {
         let mut keys = image.keys.clone();
         let mut queries = tokens.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            let first = (i == 0).then_some(image);
+            let first = image.projections.as_ref().filter(|_| i == 0);
             let (q, k) = layer.forward(&queries, &keys, tokens, key_pe, first)?;
             queries = q;
             keys = k;
