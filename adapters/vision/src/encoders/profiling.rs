@@ -1,5 +1,5 @@
 //! Optional timing of the encoders' stages, for `just bench-models`' breakdown of where the time
-//! goes. Off by default; when off, [`time`] costs one relaxed atomic load.
+//! goes. Off by default; when off, `time` costs one relaxed atomic load.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

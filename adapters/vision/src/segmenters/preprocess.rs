@@ -173,7 +173,7 @@ pub fn normalize_and_pad(
 /// Low-resolution logits [B, M, l, l] to logits at the original size [B, M, H, W].
 ///
 /// Both resizes are linear and act on rows and columns separately, so on the CPU they are
-/// composed into one resize with at most four taps per axis ([`composed_taps`]) and applied in
+/// composed into one resize with at most four taps per axis (`composed_taps`) and applied in
 /// two passes (columns, then rows), without the 1024 x 1024 intermediate. The result equals
 /// the two resizes up to f32 rounding (the reference rounds the intermediate to f32).
 pub fn postprocess_masks(

@@ -580,7 +580,7 @@ impl TinyVit {
     }
 
     /// x: normalised, padded image [B, 3, S, S]. Returns the image embedding [B, out, g, g] and
-    /// the stage-1 features [B, g, g, embed_dims[2]] (channels last, as the reference returns).
+    /// the stage-1 features [B, g, g, embed_dims\[2\]] (channels last, as the reference returns).
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let b = x.dim(0)?;
         let g = self.cfg.grid();

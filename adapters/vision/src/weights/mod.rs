@@ -6,7 +6,7 @@
 //! - [`load_encoder_dir`]: a DINOv2/DINOv3 folder → a ready [`ImageEncoder`].
 //! - [`hub`]: the hub cache layout (`models--org--name/snapshots/<commit>/…`), lookups that never
 //!   touch the network, and download on first use with progress ([`progress`]).
-//! - [`catalogue`]: every model this build knows, with repository, files, size and licence.
+//! - [`catalogue()`]: every model this build knows, with repository, files, size and licence.
 
 pub mod catalogue;
 pub mod hub;
