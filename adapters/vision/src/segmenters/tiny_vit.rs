@@ -48,23 +48,53 @@ impl TinyVitConfig {
     }
 }
 
+/// TinyViT's convolutional blocks: a 1x1 convolution + GELU, a depthwise 3x3 + GELU and a 1x1
+/// convolution. As the inverted-residual block (`MBConv`) it keeps the width, adds the input
+/// and applies GELU at the end; as patch merging it changes the width, may stride by 2, and
+/// ends with the last convolution. Input and output NCHW.
 #[derive(Debug, Clone)]
-struct MbConv {
+struct ConvBlock {
     conv1: Conv,
     conv2: Conv,
     conv3: Conv,
+    /// Inverted residual (input added, GELU at the end) or patch merging.
+    residual: bool,
     /// The three layers as one row-by-row pass (f32 weights).
     rowwise: Option<RowwiseInvertedResidual>,
+    /// The profile stage this block's row pass counts under.
+    stage: &'static str,
 }
 
-impl MbConv {
-    fn new(vb: VarBuilder, dim: usize, expand: f64) -> Result<Self> {
+impl ConvBlock {
+    /// `MBConv`: `dim` → `dim · expand` → `dim`, plus the input, then GELU.
+    fn inverted_residual(vb: VarBuilder, dim: usize, expand: f64) -> Result<Self> {
         let hidden = (dim as f64 * expand) as usize;
-        let conv1 = Conv::conv_bn(vb.pp("conv1"), dim, hidden, 1, 1, 0, 1)?;
-        let conv2 = Conv::conv_bn(vb.pp("conv2"), hidden, hidden, 3, 1, 1, hidden)?;
-        let conv3 = Conv::conv_bn(vb.pp("conv3"), hidden, dim, 1, 1, 0, 1)?;
+        Self::new(
+            vb,
+            (dim, hidden, dim),
+            1,
+            true,
+            "encoder: inverted residual",
+        )
+    }
+
+    /// `PatchMerging`: `dim` → `out` → `out`, the depthwise layer with `stride`.
+    fn patch_merging(vb: VarBuilder, dim: usize, out: usize, stride: usize) -> Result<Self> {
+        Self::new(vb, (dim, out, out), stride, false, "encoder: patch merging")
+    }
+
+    fn new(
+        vb: VarBuilder,
+        (c_in, hidden, c_out): (usize, usize, usize),
+        stride: usize,
+        residual: bool,
+        stage: &'static str,
+    ) -> Result<Self> {
+        let conv1 = Conv::conv_bn(vb.pp("conv1"), c_in, hidden, 1, 1, 0, 1)?;
+        let conv2 = Conv::conv_bn(vb.pp("conv2"), hidden, hidden, 3, stride, 1, hidden)?;
+        let conv3 = Conv::conv_bn(vb.pp("conv3"), hidden, c_out, 1, 1, 0, 1)?;
         let rowwise = if vb.dtype() == candle_core::DType::F32 && vb.device().is_cpu() {
-            RowwiseInvertedResidual::new(&conv1, &conv2, &conv3, true, true)?
+            RowwiseInvertedResidual::new(&conv1, &conv2, &conv3, residual, residual)?
         } else {
             None
         };
@@ -72,7 +102,9 @@ impl MbConv {
             conv1,
             conv2,
             conv3,
+            residual,
             rowwise,
+            stage,
         })
     }
 
@@ -81,53 +113,12 @@ impl MbConv {
             && x.dtype() == candle_core::DType::F32
             && x.device().is_cpu()
         {
-            return time("encoder: inverted residual", || block.forward(x));
+            return time(self.stage, || block.forward(x));
         }
         let y = self.conv1.forward_fused(x, None, true)?;
         let y = self.conv2.forward_fused(&y, None, true)?;
-        self.conv3.forward_fused(&y, Some(x), true)
-    }
-}
-
-/// Patch merging: 1x1 conv, depthwise 3x3 (stride 2, or 1 before the last stage), 1x1 conv.
-/// Input NCHW, output NCHW.
-#[derive(Debug, Clone)]
-struct PatchMerging {
-    conv1: Conv,
-    conv2: Conv,
-    conv3: Conv,
-    /// The three layers as one row-by-row pass (f32 weights).
-    rowwise: Option<RowwiseInvertedResidual>,
-}
-
-impl PatchMerging {
-    fn new(vb: VarBuilder, dim: usize, out: usize, stride: usize) -> Result<Self> {
-        let conv1 = Conv::conv_bn(vb.pp("conv1"), dim, out, 1, 1, 0, 1)?;
-        let conv2 = Conv::conv_bn(vb.pp("conv2"), out, out, 3, stride, 1, out)?;
-        let conv3 = Conv::conv_bn(vb.pp("conv3"), out, out, 1, 1, 0, 1)?;
-        let rowwise = if vb.dtype() == candle_core::DType::F32 && vb.device().is_cpu() {
-            RowwiseInvertedResidual::new(&conv1, &conv2, &conv3, false, false)?
-        } else {
-            None
-        };
-        Ok(Self {
-            conv1,
-            conv2,
-            conv3,
-            rowwise,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let Some(block) = &self.rowwise
-            && x.dtype() == candle_core::DType::F32
-            && x.device().is_cpu()
-        {
-            return time("encoder: patch merging", || block.forward(x));
-        }
-        let y = self.conv1.forward_fused(x, None, true)?;
-        let y = self.conv2.forward_fused(&y, None, true)?;
-        self.conv3.forward_fused(&y, None, false)
+        self.conv3
+            .forward_fused(&y, self.residual.then_some(x), self.residual)
     }
 }
 
@@ -411,11 +402,11 @@ struct MlpRows {
     norm_weight: Vec<f32>,
     norm_bias: Vec<f32>,
     eps: f32,
-    /// [hidden, dim] and [hidden].
-    w1: Vec<f32>,
+    /// The layers' weights, shared with `fc1` / `fc2` and read in place (contiguous f32):
+    /// [hidden, dim] and [dim, hidden]. The biases are small and copied.
+    w1: Tensor,
     b1: Vec<f32>,
-    /// [dim, hidden] and [dim].
-    w2: Vec<f32>,
+    w2: Tensor,
     b2: Vec<f32>,
 }
 
@@ -428,7 +419,10 @@ impl MlpRows {
         let (Some(nb), Some(b1), Some(b2)) = (norm.bias(), fc1.bias(), fc2.bias()) else {
             return Ok(None);
         };
-        if fc1.weight().dtype() != candle_core::DType::F32 || !norm.remove_mean() {
+        let in_place = |w: &Tensor| {
+            w.dtype() == candle_core::DType::F32 && w.device().is_cpu() && w.is_contiguous()
+        };
+        if !in_place(fc1.weight()) || !in_place(fc2.weight()) || !norm.remove_mean() {
             return Ok(None);
         }
         let (hidden, dim) = fc1.weight().dims2()?;
@@ -438,72 +432,81 @@ impl MlpRows {
             norm_weight: f32s(norm.weight())?,
             norm_bias: f32s(nb)?,
             eps: norm.eps() as f32,
-            w1: f32s(fc1.weight())?,
+            w1: fc1.weight().clone(),
             b1: f32s(b1)?,
-            w2: f32s(fc2.weight())?,
+            w2: fc2.weight().clone(),
             b2: f32s(b2)?,
         }))
     }
 
     /// x [B, L, dim] → x + fc2(GELU(fc1(norm(x)))).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        use crate::encoders::kernels::{gelu_in_place, gemm_f32, layer_norm_rows, with_f32};
-        use rayon::prelude::*;
-        let (c, hid) = (self.dim, self.hidden);
+        use crate::encoders::kernels::with_f32;
+        let c = self.dim;
         if x.dim(candle_core::D::Minus1)? != c {
             candle_core::bail!("TinyViT MLP: expected width {c}, got {:?}", x.dims());
         }
         let x = x.contiguous()?;
         let mut out = vec![0f32; x.elem_count()];
         let done = with_f32(&x, |xs| {
-            out.par_chunks_mut(MLP_ROWS * c)
-                .zip(xs.par_chunks(MLP_ROWS * c))
-                .for_each_init(
-                    || (vec![0f32; MLP_ROWS * c], vec![0f32; MLP_ROWS * hid]),
-                    |(normed, hidden), (o, xb)| {
-                        let rows = xb.len() / c;
-                        let normed = &mut normed[..rows * c];
-                        let hidden = &mut hidden[..rows * hid];
-                        let none = gemm::Parallelism::None;
-                        layer_norm_rows(xb, normed, &self.norm_weight, &self.norm_bias, self.eps);
-                        for r in hidden.chunks_exact_mut(hid) {
-                            r.copy_from_slice(&self.b1);
-                        }
-                        gemm_f32(
-                            (rows, hid, c),
-                            hidden,
-                            (hid, 1),
-                            true,
-                            normed,
-                            (c, 1),
-                            &self.w1,
-                            (1, c),
-                            none,
-                        );
-                        gelu_in_place(hidden);
-                        for (r, xr) in o.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
-                            for ((v, x), b) in r.iter_mut().zip(xr).zip(&self.b2) {
-                                *v = x + b;
-                            }
-                        }
-                        gemm_f32(
-                            (rows, c, hid),
-                            o,
-                            (c, 1),
-                            true,
-                            hidden,
-                            (hid, 1),
-                            &self.w2,
-                            (1, hid),
-                            none,
-                        );
-                    },
-                )
+            with_f32(&self.w1, |w1| {
+                with_f32(&self.w2, |w2| self.blocks(xs, w1, w2, &mut out))
+            })
         });
-        if done.is_none() {
+        if done.flatten().flatten().is_none() {
             candle_core::bail!("TinyViT MLP: expected an f32 CPU tensor");
         }
         Tensor::from_vec(out, x.shape(), x.device())
+    }
+
+    /// The blocks of rows, in parallel.
+    fn blocks(&self, xs: &[f32], w1: &[f32], w2: &[f32], out: &mut [f32]) {
+        use crate::encoders::kernels::{gelu_in_place, gemm_f32, layer_norm_rows};
+        use rayon::prelude::*;
+        let (c, hid) = (self.dim, self.hidden);
+        out.par_chunks_mut(MLP_ROWS * c)
+            .zip(xs.par_chunks(MLP_ROWS * c))
+            .for_each_init(
+                || (vec![0f32; MLP_ROWS * c], vec![0f32; MLP_ROWS * hid]),
+                |(normed, hidden), (o, xb)| {
+                    let rows = xb.len() / c;
+                    let normed = &mut normed[..rows * c];
+                    let hidden = &mut hidden[..rows * hid];
+                    let none = gemm::Parallelism::None;
+                    layer_norm_rows(xb, normed, &self.norm_weight, &self.norm_bias, self.eps);
+                    for r in hidden.chunks_exact_mut(hid) {
+                        r.copy_from_slice(&self.b1);
+                    }
+                    gemm_f32(
+                        (rows, hid, c),
+                        hidden,
+                        (hid, 1),
+                        true,
+                        normed,
+                        (c, 1),
+                        w1,
+                        (1, c),
+                        none,
+                    );
+                    gelu_in_place(hidden);
+                    for (r, xr) in o.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
+                        for ((v, x), b) in r.iter_mut().zip(xr).zip(&self.b2) {
+                            *v = x + b;
+                        }
+                    }
+                    gemm_f32(
+                        (rows, c, hid),
+                        o,
+                        (c, 1),
+                        true,
+                        hidden,
+                        (hid, 1),
+                        w2,
+                        (1, hid),
+                        none,
+                    );
+                },
+            )
     }
 }
 
@@ -511,8 +514,8 @@ impl MlpRows {
 #[derive(Debug, Clone)]
 pub struct TinyVit {
     patch_embed: (Conv, Conv),
-    conv_blocks: Vec<MbConv>,
-    merges: Vec<PatchMerging>,
+    conv_blocks: Vec<ConvBlock>,
+    merges: Vec<ConvBlock>,
     stages: Vec<Vec<TinyVitBlock>>,
     neck: (Conv, LayerNorm2d, Conv, LayerNorm2d),
     cfg: TinyVitConfig,
@@ -528,7 +531,13 @@ impl TinyVit {
         );
         let l0 = vb.pp("layers.0");
         let conv_blocks = (0..cfg.depths[0])
-            .map(|i| MbConv::new(l0.pp(format!("blocks.{i}")), e[0], cfg.mbconv_expand_ratio))
+            .map(|i| {
+                ConvBlock::inverted_residual(
+                    l0.pp(format!("blocks.{i}")),
+                    e[0],
+                    cfg.mbconv_expand_ratio,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let base = cfg.img_size / 4;
         let mut merges = Vec::new();
@@ -554,7 +563,7 @@ impl TinyVit {
             if i < 3 {
                 // The merge into the last stage keeps the resolution (stride 1).
                 let stride = if i == 2 { 1 } else { 2 };
-                merges.push(PatchMerging::new(
+                merges.push(ConvBlock::patch_merging(
                     li.pp("downsample"),
                     e[i],
                     e[i + 1],
