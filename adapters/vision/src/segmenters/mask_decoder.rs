@@ -13,7 +13,7 @@ use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::fused::ConvNormGelu;
-use super::ops::{ConvTranspose2x2, LayerNorm2d, Mlp, gelu};
+use super::ops::{Mlp, channels_last};
 use super::transformer::{ImageTokens, TwoWayTransformer};
 use super::upscale::Upscaling;
 use crate::encoders::profiling::time;
@@ -48,8 +48,8 @@ impl DecoderConfig {
 struct HqParts {
     hf_token: Tensor,
     hf_mlp: Mlp,
-    compress_vit_feat: (ConvTranspose2x2, LayerNorm2d, ConvTranspose2x2),
-    embedding_encoder: (ConvTranspose2x2, LayerNorm2d, ConvTranspose2x2),
+    compress_vit_feat: Upscaling,
+    embedding_encoder: Upscaling,
     /// `embedding_maskfeature` 0-2: conv 3x3, LayerNorm2d, GELU.
     maskfeature: ConvNormGelu,
     /// Last conv of `embedding_maskfeature`: weight [C/8, C/4, 3, 3] and bias [C/8].
@@ -106,16 +106,8 @@ impl MaskDecoder {
                 Some(HqParts {
                     hf_token: vb.get((1, d), "hf_token.weight")?,
                     hf_mlp: Mlp::new(vb.pp("hf_mlp"), d, d, d / 8, 3)?,
-                    compress_vit_feat: (
-                        ConvTranspose2x2::new(cv.pp("0"), vit_dim, d)?,
-                        LayerNorm2d::new(d, cv.pp("1"))?,
-                        ConvTranspose2x2::new(cv.pp("3"), d, d / 8)?,
-                    ),
-                    embedding_encoder: (
-                        ConvTranspose2x2::new(ee.pp("0"), d, d / 4)?,
-                        LayerNorm2d::new(d / 4, ee.pp("1"))?,
-                        ConvTranspose2x2::new(ee.pp("3"), d / 4, d / 8)?,
-                    ),
+                    compress_vit_feat: Upscaling::with_widths(cv, (vit_dim, d, d / 8), false)?,
+                    embedding_encoder: Upscaling::with_widths(ee, (d, d / 4, d / 8), false)?,
                     maskfeature: ConvNormGelu::new(mf.pp("0"), mf.pp("1"), d / 8, d / 4)?,
                     maskfeature_w2: mf.pp("3").get((d / 8, d / 4, 3, 3), "weight")?,
                     maskfeature_b2: mf.pp("3").get(d / 8, "bias")?,
@@ -158,11 +150,14 @@ impl MaskDecoder {
         interm: &Tensor,
     ) -> Result<Option<Tensor>> {
         let Some(hq) = &self.hq else { return Ok(None) };
-        let (e0, en, e1) = &hq.embedding_encoder;
-        let a = e1.forward(&gelu(&en.forward(&e0.forward(embedding)?)?)?)?;
-        let (c0, cn, c1) = &hq.compress_vit_feat;
-        let v = interm.permute((0, 3, 1, 2))?.contiguous()?;
-        let b = c1.forward(&gelu(&cn.forward(&c0.forward(&v)?)?)?)?;
+        // Both chains take channels-last tokens: the encoder feature already is.
+        let (_, c, g, _) = embedding.dims4()?;
+        let tokens = channels_last(&embedding.reshape((1, c, g * g))?)?;
+        let a = hq.embedding_encoder.forward(&tokens, g)?;
+        let (_, gi, _, ci) = interm.dims4()?;
+        let b = hq
+            .compress_vit_feat
+            .forward(&interm.reshape((1, gi * gi, ci))?, gi)?;
         Ok(Some((a + b)?))
     }
 

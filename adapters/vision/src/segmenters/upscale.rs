@@ -1,6 +1,8 @@
 //! The mask decoder's output upscaling (2x2 stride-2 transposed convolution C → C/4, channel
 //! LayerNorm, GELU, 2x2 stride-2 transposed convolution C/4 → C/8, GELU) as one CPU pass per
-//! row of image tokens. It runs once per prompt on the transformer's [4096, 256] image tokens.
+//! row of image tokens. It runs once per prompt on the transformer's [4096, 256] image tokens;
+//! the HQ decoder's `embedding_encoder` and `compress_vit_feat` are the same chain with other
+//! widths and no final GELU, once per image.
 //!
 //! A 2x2 transposed convolution with stride 2 has no overlapping outputs: every input pixel
 //! owns its own 2x2 block of output pixels. Two of them in a row give every input pixel a 4x4
@@ -32,6 +34,8 @@ pub(crate) struct Upscaling {
     first: ConvTranspose2x2,
     norm: LayerNorm2d,
     second: ConvTranspose2x2,
+    /// GELU after the second convolution (the output upscaling has it, the HQ chains not).
+    final_gelu: bool,
     packed: Packed,
 }
 
@@ -73,9 +77,19 @@ fn reorder(vb: &VarBuilder, c_in: usize, c_out: usize) -> Result<(Vec<f32>, Vec<
 }
 
 impl Upscaling {
-    /// `vb` is `output_upscaling`; `dim` the transformer's width C.
+    /// `vb` is `output_upscaling`; `dim` the transformer's width C (C → C/4 → C/8, GELU at
+    /// the end).
     pub(crate) fn new(vb: VarBuilder, dim: usize) -> Result<Self> {
-        let (c_mid, c_out) = (dim / 4, dim / 8);
+        Self::with_widths(vb, (dim, dim / 4, dim / 8), true)
+    }
+
+    /// The same chain with other widths, and without the last GELU when `final_gelu` is
+    /// false: the HQ decoder's `embedding_encoder` and `compress_vit_feat`.
+    pub(crate) fn with_widths(
+        vb: VarBuilder,
+        (dim, c_mid, c_out): (usize, usize, usize),
+        final_gelu: bool,
+    ) -> Result<Self> {
         let (w1, b1) = reorder(&vb.pp("0"), dim, c_mid)?;
         let (w2, b2) = reorder(&vb.pp("3"), c_mid, c_out)?;
         let norm_vb = vb.pp("1");
@@ -86,6 +100,7 @@ impl Upscaling {
             first: ConvTranspose2x2::new(vb.pp("0"), dim, c_mid)?,
             norm: LayerNorm2d::new(c_mid, vb.pp("1"))?,
             second: ConvTranspose2x2::new(vb.pp("3"), c_mid, c_out)?,
+            final_gelu,
             packed: Packed {
                 c_in: dim,
                 c_mid,
@@ -100,7 +115,7 @@ impl Upscaling {
         })
     }
 
-    /// Image tokens [n, g·g, C] (row-major over the g x g grid) → [n, C/8, 4g, 4g].
+    /// Image tokens [n, g·g, C] (row-major over the g x g grid) → [n, c_out, 4g, 4g].
     pub(crate) fn forward(&self, tokens: &Tensor, g: usize) -> Result<Tensor> {
         if tokens.device().is_cpu() && tokens.dtype() == DType::F32 {
             self.fused(tokens, g)
@@ -114,7 +129,8 @@ impl Upscaling {
         let (n, _, c) = tokens.dims3()?;
         let x = tokens.transpose(1, 2)?.reshape((n, c, g, g))?;
         let y = gelu(&self.norm.forward(&self.first.forward(&x)?)?)?;
-        gelu(&self.second.forward(&y)?)
+        let y = self.second.forward(&y)?;
+        if self.final_gelu { gelu(&y) } else { Ok(y) }
     }
 
     fn fused(&self, tokens: &Tensor, g: usize) -> Result<Tensor> {
@@ -183,7 +199,9 @@ impl Upscaling {
                     (4 * c_out, 1),
                     gemm::Parallelism::None,
                 );
-                gelu_in_place(fine);
+                if self.final_gelu {
+                    gelu_in_place(fine);
+                }
                 // fine[(x·4 + ky·2 + kx)][(ky2·2 + kx2)·c_out + ch] is output pixel
                 // (4y + 2ky + ky2, 4x + 2kx + kx2) of channel ch.
                 let mut line = vec![0f32; side];
@@ -254,6 +272,29 @@ mod tests {
             // of a few units; a misplaced sub-pixel or channel is off by whole units.
             assert!(diff < 1e-4, "{n}x{g}x{g}x{dim}: max difference {diff}");
         }
+    }
+
+    #[test]
+    fn hq_chains_without_the_last_gelu_equal_the_composed_operations() {
+        // compress_vit_feat's shape, scaled down: 40 → 32 → 8 channels, no final GELU.
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        Upscaling::with_widths(vb.clone(), (40, 32, 8), false).unwrap();
+        for var in map.data().lock().unwrap().values_mut() {
+            let shape = var.shape().clone();
+            var.set(&Tensor::randn(0f32, 0.3, shape, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        let up = Upscaling::with_widths(vb, (40, 32, 8), false).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, 36, 40), &Device::Cpu).unwrap();
+        let ours = up.fused(&x, 6).unwrap();
+        let want = up.composed(&x, 6).unwrap();
+        assert_eq!(ours.dims(), &[1, 8, 24, 24]);
+        let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
+        assert!(diff < 1e-4, "max difference {diff}");
+        // Without the last GELU some outputs are negative (GELU's floor is about −0.17).
+        let min = ours.min_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(min < -0.2, "smallest output {min}");
     }
 
     #[test]
