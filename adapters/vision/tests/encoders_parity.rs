@@ -140,9 +140,9 @@ fn the_plain_candle_path_matches_too() {
     }
 }
 
-/// The reduced-precision mode (bf16 weights and activations in the linear layers, f32
-/// elsewhere) stays within bf16's rounding of the f32 reference (about 4e-3 here; computing
-/// everything in bf16 is off by 2–5e-2 on these fixtures).
+/// The reduced-precision mode (bf16 operands with f32 sums in the linear layers and in
+/// attention's two products, f32 elsewhere) stays within bf16's rounding of the f32 reference
+/// (about 4e-3 here; computing everything in bf16 is off by 2–5e-2 on these fixtures).
 #[test]
 fn bf16_matmuls_stay_within_bf16_rounding() {
     for case in ["dinov2_registers", "dinov3"] {

@@ -35,7 +35,7 @@ pub fn available() -> bool {
 
 /// f32 → bf16 with round-to-nearest-even (as `torch.Tensor.to(torch.bfloat16)`).
 #[inline]
-fn to_bf16(x: f32) -> u16 {
+pub(crate) fn to_bf16(x: f32) -> u16 {
     let b = x.to_bits();
     if x.is_nan() {
         return ((b >> 16) | 0x40) as u16;
@@ -58,6 +58,12 @@ impl PackedBf16 {
     /// Packs row-major `w` `[n, k]`.
     pub(crate) fn pack(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight of the stated shape");
+        Self::pack_with(n, k, |col, kk| w[col * k + kk])
+    }
+
+    /// Packs the `[n, k]` matrix whose element `(col, kk)` is `at(col, kk)`: a transposed or
+    /// strided source (attention's keys and values) without an intermediate copy.
+    pub(crate) fn pack_with(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Self {
         let kp = k.div_ceil(2) * 2;
         let panels = n.div_ceil(PANEL);
         let mut data = vec![0u16; panels * PANEL * kp];
@@ -68,7 +74,7 @@ impl PackedBf16 {
                         let (col, kk) = (p * PANEL + c, 2 * pair + t);
                         if col < n && kk < k {
                             data[((p * (kp / 2) + pair) * PANEL + c) * 2 + t] =
-                                to_bf16(w[col * k + kk]);
+                                to_bf16(at(col, kk));
                         }
                     }
                 }
@@ -85,6 +91,25 @@ impl PackedBf16 {
 
     pub(crate) fn out_features(&self) -> usize {
         self.n
+    }
+
+    /// The row length the kernels expect of bf16 activations: `k` rounded up to even (the
+    /// padding must hold zeros).
+    pub(crate) fn padded_k(&self) -> usize {
+        self.kp
+    }
+
+    /// `out[rows×n] += a[rows×kp] · Wᵀ` on the calling thread, `a` already bf16 (row length
+    /// [`Self::padded_k`]). Needs [`available`].
+    pub(crate) fn matmul_acc_bf16(&self, a: &[u16], rows: usize, out: &mut [f32]) {
+        assert!(available(), "bf16 kernels on a CPU without AVX-512 BF16");
+        assert!(a.len() >= rows * self.kp, "activations of the stated shape");
+        assert!(out.len() >= rows * self.n, "output of the stated shape");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available()` was asserted; the lengths were checked just above.
+        unsafe {
+            kernel::rows(self, a, rows, out)
+        }
     }
 
     /// `out[m×n] += a[m×k] · Wᵀ`, `a` row-major f32 (rounded to bf16 here), `out` row-major.

@@ -5,12 +5,12 @@
 //! - [`linear_vec`] / [`linear_bf16_vec`]: `x·Wᵀ + b (+ residual)`, then optionally the
 //!   activation, as one GEMM (the `gemm` crate candle itself uses, or the bf16 kernel) whose
 //!   destination is pre-filled with the bias (and residual), and one parallel activation pass.
-//! - [`attention`]: multi-head attention read straight from the fused `[rows, 3·C]` q/k/v
-//!   projection and written straight into the `[rows, C]` context: per (batch, head), in
-//!   parallel, `S = q·kᵀ`, a row softmax, `S·v`, with no permuted copies.
+//! - [`softmax_row`] / [`exp_shifted_row`], [`layer_norm`], exact GELU: the element-wise
+//!   passes, vectorised for the widest unit the CPU has.
 //!
-//! Both return `None` when the inputs are not contiguous `f32` on the CPU; callers then use the
-//! plain candle ops, which compute the same thing.
+//! The tensor-taking ones return `None` when the inputs are not contiguous `f32` on the CPU;
+//! callers then use the plain candle ops, which compute the same thing. Attention is in
+//! [`super::attention`].
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 use rayon::prelude::*;
@@ -23,17 +23,17 @@ use super::config::Activation;
 /// FMA, else the baseline. The crate is built for baseline x86-64 (SSE2), so without this its
 /// loops would not use the wider units.
 macro_rules! widest_simd {
-    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $generic:path) => {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $generic:path) => {
         $(#[$attr])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) {
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
                     $generic($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $generic($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
@@ -242,9 +242,19 @@ fn activate_in_place(out: &mut [f32], n: usize, act: Option<Activation>) {
     }
 }
 
+/// Exact (erf) GELU in place: explicit AVX-512 where the CPU has it (as for
+/// [`exp_shifted_row`]), else the generic loop for the widest unit there is.
+pub(crate) fn gelu_in_place(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        return unsafe { avx512_math::gelu_in_place(xs) };
+    }
+    gelu_in_place_widest(xs)
+}
+
 widest_simd! {
-    /// Exact (erf) GELU in place, with the widest vector unit the CPU has.
-    pub(crate) fn gelu_in_place(xs: &mut [f32]) => gelu_in_place_generic
+    fn gelu_in_place_widest(xs: &mut [f32]) => gelu_in_place_generic
 }
 
 #[inline(always)]
@@ -271,83 +281,33 @@ pub(crate) fn gelu_erf(v: f32) -> f32 {
     0.5 * v * (1.0 + erf)
 }
 
-/// Attention from the fused projection `qkv` (row-major `[batch·n, 3·C]`: q, k, v each
-/// `[heads × d]` along the columns, q already scaled) → the context, row-major `[batch·n, C]`.
-pub(crate) fn attention(qkv: &[f32], batch: usize, n: usize, heads: usize, d: usize) -> Vec<f32> {
-    let c = heads * d;
-    let three_c = 3 * c;
-    assert_eq!(qkv.len(), batch * n * three_c, "qkv of the stated shape");
-    let mut out = vec![0f32; batch * n * c];
-    // Jobs are (batch, head, block of query rows): a block's score rows (block × n) stay in the
-    // core's L2 cache between the q·kᵀ GEMM, the softmax and the ·v GEMM, and the jobs spread
-    // evenly over the threads. Each job computes its context rows into a buffer of its own;
-    // the buffers are scattered into the interleaved output afterwards.
-    const QUERY_BLOCK: usize = 128;
-    let blocks = n.div_ceil(QUERY_BLOCK);
-    let jobs: Vec<(usize, usize, usize)> = (0..batch)
-        .flat_map(|b| (0..heads).flat_map(move |h| (0..blocks).map(move |r| (b, h, r))))
-        .collect();
-    let results: Vec<Vec<f32>> = jobs
-        .par_iter()
-        .map_init(
-            || vec![0f32; QUERY_BLOCK * n],
-            |scores, &(b, h, r)| {
-                let r0 = r * QUERY_BLOCK;
-                let rows = QUERY_BLOCK.min(n - r0);
-                let scores = &mut scores[..rows * n];
-                let base = b * n * three_c;
-                let q = &qkv[base + r0 * three_c + h * d..];
-                let k = &qkv[base + c + h * d..];
-                let v = &qkv[base + 2 * c + h * d..];
-                // S[rows×n] = q[rows×d] · kᵀ[d×n]
-                gemm_f32(
-                    (rows, n, d),
-                    scores,
-                    (n, 1),
-                    false,
-                    q,
-                    (three_c, 1),
-                    k,
-                    (1, three_c),
-                    gemm::Parallelism::None,
-                );
-                for row in scores.chunks_exact_mut(n) {
-                    softmax_row(row);
-                }
-                let mut ctx = vec![0f32; rows * d];
-                gemm_f32(
-                    (rows, d, n),
-                    &mut ctx,
-                    (d, 1),
-                    false,
-                    scores,
-                    (n, 1),
-                    v,
-                    (three_c, 1),
-                    gemm::Parallelism::None,
-                );
-                ctx
-            },
-        )
-        .collect();
-    for (&(b, h, r), ctx) in jobs.iter().zip(&results) {
-        for (i, row) in ctx.chunks_exact(d).enumerate() {
-            let at = (b * n + r * QUERY_BLOCK + i) * c + h * d;
-            out[at..at + d].copy_from_slice(row);
-        }
+/// In-place softmax of one row.
+pub(crate) fn softmax_row(row: &mut [f32]) {
+    let inv = 1.0 / exp_shifted_row(row);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// `row ← exp(row − max(row))` in place, returning the sum: a softmax without its final
+/// division, for callers that fold the division into a later step. Explicit AVX-512 where the
+/// CPU has it (the compiler's vectorisation of the generic loop runs about 4× slower there),
+/// else the generic loop for the widest unit there is.
+pub(crate) fn exp_shifted_row(row: &mut [f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        return unsafe { avx512_math::exp_shifted_row(row) };
     }
-    out
+    exp_shifted_row_widest(row)
 }
 
 widest_simd! {
-    /// In-place softmax of one row, with the widest vector unit the CPU has.
-    pub(crate) fn softmax_row(row: &mut [f32]) => softmax_row_generic
+    fn exp_shifted_row_widest(row: &mut [f32]) -> f32 => exp_shifted_row_generic
 }
 
 /// Written so that the compiler vectorises it: lane-wise maxima and sums in fixed arrays, and a
 /// branch-free `exp`.
 #[inline(always)]
-fn softmax_row_generic(row: &mut [f32]) {
+fn exp_shifted_row_generic(row: &mut [f32]) -> f32 {
     const L: usize = 16;
     let mut lanes = [f32::NEG_INFINITY; L];
     let mut chunks = row.chunks_exact(L);
@@ -374,8 +334,7 @@ fn softmax_row_generic(row: &mut [f32]) {
         *v = exp_approx(*v - max);
         sum += *v;
     }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
+    sum
 }
 
 /// `eˣ` for `x ≤ 0` (softmax arguments), branch-free: `x = k·ln 2 + f` with `k` whole (set in
@@ -390,7 +349,8 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     // 1.5·2²³: adding and subtracting it rounds to the nearest integer without a libm call.
     const ROUND: f32 = 12_582_912.0;
     let x = if x < -87.0 { -87.0 } else { x };
-    let k = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let k = shifted - ROUND;
     let f = (x - k * LN2_HI) - k * LN2_LO;
     let p = 1.0
         + f * (1.0
@@ -398,8 +358,132 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
                 + f * (1.0 / 6.0
                     + f * (1.0 / 24.0
                         + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    // `shifted`'s low mantissa bits hold k (two's complement, offset by ROUND's bits): the
+    // power of two from integer operations alone (a float-to-int cast would saturate, which
+    // costs the vectorised loop several times its work).
+    let k_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(k_bits.wrapping_add(127) << 23);
     p * scale
+}
+
+/// [`exp_approx`], [`gelu_erf`] and the row passes built on them in AVX-512 intrinsics: the
+/// same reductions and polynomials, with `vscalefps` applying exp's power of two and
+/// `vrcp14ps` plus one Newton step for GELU's reciprocal (full f32 precision).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512_math {
+    use std::arch::x86_64::*;
+
+    /// GELU of every value of `xs`, in place.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn gelu_in_place(xs: &mut [f32]) {
+        let (full, tail) = (xs.len() / 16, xs.len() % 16);
+        let ptr = xs.as_mut_ptr();
+        // SAFETY: vector `i < full` covers xs[16i .. 16i + 16]; the tail is masked to its lanes.
+        unsafe {
+            for i in 0..full {
+                let p = ptr.add(16 * i);
+                _mm512_storeu_ps(p, gelu(_mm512_loadu_ps(p)));
+            }
+            let mask = ((1u32 << tail) - 1) as __mmask16;
+            let p = ptr.add(16 * full);
+            _mm512_mask_storeu_ps(p, mask, gelu(_mm512_maskz_loadu_ps(mask, p)));
+        }
+    }
+
+    /// `x · (1 + erf(x/√2)) / 2` lane-wise, as [`super::gelu_erf`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[inline(always)]
+    pub(crate) unsafe fn gelu(v: __m512) -> __m512 {
+        // SAFETY: only called from functions with AVX-512F enabled.
+        unsafe {
+            let z = _mm512_mul_ps(v, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+            let a = _mm512_abs_ps(z);
+            let den = _mm512_fmadd_ps(_mm512_set1_ps(0.327_591_1), a, _mm512_set1_ps(1.0));
+            let t = _mm512_rcp14_ps(den);
+            let t = _mm512_mul_ps(t, _mm512_fnmadd_ps(den, t, _mm512_set1_ps(2.0)));
+            let mut poly = _mm512_set1_ps(1.061_405_4);
+            for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+                poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(c));
+            }
+            let poly = _mm512_mul_ps(poly, t);
+            let erf_abs = _mm512_fnmadd_ps(
+                poly,
+                exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(a, a))),
+                _mm512_set1_ps(1.0),
+            );
+            let sign = _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32(i32::MIN));
+            let erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(erf_abs), sign));
+            let half = _mm512_mul_ps(v, _mm512_set1_ps(0.5));
+            _mm512_fmadd_ps(half, erf, half)
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn exp_shifted_row(row: &mut [f32]) -> f32 {
+        let (full, tail) = (row.len() / 16, row.len() % 16);
+        let tail_mask = ((1u32 << tail) - 1) as __mmask16;
+        let ptr = row.as_mut_ptr();
+        // SAFETY (every access below): vector `i < full` covers row[16i .. 16i + 16]; the
+        // tail's loads and stores are masked to its `tail` lanes.
+        unsafe {
+            let mut max = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
+            for i in 0..full {
+                max[i % 2] = _mm512_max_ps(max[i % 2], _mm512_loadu_ps(ptr.add(16 * i)));
+            }
+            let last = _mm512_maskz_loadu_ps(tail_mask, ptr.add(16 * full));
+            let max = _mm512_max_ps(max[0], max[1]);
+            let max = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_mask_max_ps(
+                max, tail_mask, max, last,
+            )));
+            let mut sum = [_mm512_setzero_ps(); 2];
+            for i in 0..full {
+                let e = exp(_mm512_sub_ps(_mm512_loadu_ps(ptr.add(16 * i)), max));
+                _mm512_storeu_ps(ptr.add(16 * i), e);
+                sum[i % 2] = _mm512_add_ps(sum[i % 2], e);
+            }
+            let e = exp(_mm512_sub_ps(last, max));
+            _mm512_mask_storeu_ps(ptr.add(16 * full), tail_mask, e);
+            let sum = _mm512_add_ps(sum[0], sum[1]);
+            _mm512_reduce_add_ps(_mm512_mask_add_ps(sum, tail_mask, sum, e))
+        }
+    }
+
+    /// `eˣ` lane-wise, as [`super::exp_approx`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[inline(always)]
+    pub(crate) unsafe fn exp(x: __m512) -> __m512 {
+        // SAFETY: only called from functions with AVX-512F enabled.
+        unsafe {
+            let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
+            let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+            );
+            let f = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693_359_4), x);
+            let f = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.121_944_4e-4), f);
+            let mut p = _mm512_set1_ps(1.0 / 5040.0);
+            for c in [
+                1.0 / 720.0,
+                1.0 / 120.0,
+                1.0 / 24.0,
+                1.0 / 6.0,
+                0.5,
+                1.0,
+                1.0,
+            ] {
+                p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+            }
+            _mm512_scalef_ps(p, k)
+        }
+    }
 }
 
 /// LayerNorm over the last dimension of a contiguous `f32` tensor, mean and variance computed
@@ -521,6 +605,22 @@ mod tests {
                 "exp({x}): {got} vs {want}"
             );
         }
+        // The row pass (explicit AVX-512 here, with a ragged tail): its maximum is 0, so it
+        // holds eˣ itself, and returns their sum.
+        let xs: Vec<f32> = (0..=20_000)
+            .map(|i| -87.0 + i as f32 * 87.0 / 20_000.0)
+            .collect();
+        let mut row = xs.clone();
+        let sum = exp_shifted_row(&mut row);
+        for (x, got) in xs.iter().zip(&row) {
+            let want = x.exp();
+            assert!(
+                (got - want).abs() <= 6e-7 * want,
+                "exp({x}): {got} vs {want}"
+            );
+        }
+        let want: f64 = xs.iter().map(|x| (*x as f64).exp()).sum();
+        assert!(((sum as f64) - want).abs() < 1e-5 * want, "{sum} vs {want}");
         let mut row: Vec<f32> = (0..37).map(|i| ((i * 13 % 7) as f32 - 3.0) * 1.7).collect();
         let max = row.iter().copied().fold(f32::MIN, f32::max);
         let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
@@ -533,15 +633,21 @@ mod tests {
 
     #[test]
     fn fast_gelu_matches_the_exact_one() {
-        for i in 0..=40_000 {
-            let x = -20.0 + i as f32 * 40.0 / 40_000.0;
+        let xs: Vec<f32> = (0..=40_000)
+            .map(|i| -20.0 + i as f32 * 40.0 / 40_000.0)
+            .collect();
+        // The slice pass (explicit AVX-512 here, with a ragged tail) and the scalar function.
+        let mut slice = xs.clone();
+        gelu_in_place(&mut slice);
+        for (&x, &from_slice) in xs.iter().zip(&slice) {
             let want = candle_core::cpu::erf::erf_f64(x as f64 / std::f64::consts::SQRT_2);
             let want = 0.5 * x as f64 * (1.0 + want);
-            let got = gelu_erf(x) as f64;
-            assert!(
-                (got - want).abs() <= 2e-7 * (1.0 + x.abs() as f64),
-                "gelu({x}): {got} vs {want}"
-            );
+            for got in [gelu_erf(x) as f64, from_slice as f64] {
+                assert!(
+                    (got - want).abs() <= 2e-7 * (1.0 + x.abs() as f64),
+                    "gelu({x}): {got} vs {want}"
+                );
+            }
         }
     }
 
@@ -575,45 +681,5 @@ mod tests {
             .to_scalar()
             .unwrap();
         assert!(diff < 1e-6, "{diff}");
-    }
-
-    #[test]
-    fn attention_matches_the_plain_formula() {
-        let dev = Device::Cpu;
-        // One query block, and several with a ragged last one.
-        for (batch, n, heads, d) in [(2, 5, 3, 4), (2, 300, 2, 8)] {
-            let c = heads * d;
-            let qkv = Tensor::randn(0f32, 1.0, (batch * n, 3 * c), &dev).unwrap();
-            let data: Vec<f32> = qkv.flatten_all().unwrap().to_vec1().unwrap();
-            let got = Tensor::from_vec(attention(&data, batch, n, heads, d), (batch * n, c), &dev)
-                .unwrap();
-            let t = qkv
-                .reshape((batch, n, 3, heads, d))
-                .unwrap()
-                .permute((2, 0, 3, 1, 4))
-                .unwrap()
-                .contiguous()
-                .unwrap();
-            let (q, k, v) = (t.get(0).unwrap(), t.get(1).unwrap(), t.get(2).unwrap());
-            let p = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t().unwrap()).unwrap()).unwrap();
-            let want = p
-                .matmul(&v)
-                .unwrap()
-                .transpose(1, 2)
-                .unwrap()
-                .reshape((batch * n, c))
-                .unwrap();
-            let diff: f32 = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-            assert!(diff < 1e-5, "{batch}x{n}x{heads}x{d}: {diff}");
-        }
     }
 }

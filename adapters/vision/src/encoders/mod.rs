@@ -15,6 +15,7 @@
 //! the grid, DINOv3 computes rotary embeddings for it. [`preprocess`] turns 8-bit images into the
 //! normalised input as the reference's image processors do. Exact (erf) GELU throughout.
 
+mod attention;
 pub mod bf16;
 pub mod config;
 mod dinov2;
@@ -93,9 +94,10 @@ impl ImageEncoder {
         })
     }
 
-    /// Reduced precision: the transformer layers' linear weights are rounded to bfloat16 and
-    /// multiplied with the CPU's bf16 dot-product instruction; everything else stays f32 (as
-    /// PyTorch's CPU autocast to bf16). Needs an f32 model on the CPU and AVX-512 BF16
+    /// Reduced precision: the transformer layers' linear weights and their inputs, and
+    /// attention's q, k, v and probabilities, are rounded to bfloat16 and multiplied with the
+    /// CPU's bf16 dot-product instruction, sums in f32; everything else stays f32 (as PyTorch's
+    /// CPU autocast to bf16 and its bf16 attention). Needs an f32 model on the CPU and AVX-512 BF16
     /// ([`bf16::available`]); otherwise an error says why.
     pub fn with_bf16_matmuls(mut self) -> Result<Self, EncoderError> {
         if self.dtype != DType::F32 || !self.device.is_cpu() {

@@ -10,6 +10,7 @@
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::attention::{Products, attention};
 use super::bf16::PackedBf16;
 use super::config::{Activation, EncoderConfig, Family, MlpKind};
 use super::kernels;
@@ -286,8 +287,14 @@ impl Block {
                 rope.apply_in_place(&mut qkv, batch, self.heads, self.head_dim)
             });
         }
+        // The bf16 mode multiplies in bf16 here too, as PyTorch's bf16 attention does.
+        let products = if self.qkv.packed.is_some() {
+            Products::Bf16
+        } else {
+            Products::F32
+        };
         let ctx = time("attention (q·kᵀ, softmax, ·v)", || {
-            kernels::attention(&qkv, batch, n, self.heads, self.head_dim)
+            attention(&qkv, batch, n, self.heads, self.head_dim, products)
         });
         let ctx = Tensor::from_vec(ctx, (rows, c), x.device())?;
         let x = time("out-proj GEMM + bias + residual", || {

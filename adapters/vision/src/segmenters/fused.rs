@@ -347,7 +347,8 @@ unsafe fn strip(
         );
         unsafe { _mm512_storeu_ps(rows.add(c * LANES), y) };
     }
-    super::ops::gelu_in_place_inlined(tile);
+    // SAFETY: this kernel runs with AVX-512F enabled, as the GELU pass needs.
+    unsafe { crate::encoders::kernels::avx512_math::gelu_in_place(tile) };
 }
 
 #[cfg(test)]

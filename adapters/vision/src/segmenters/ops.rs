@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, T
 use candle_nn::{Linear, VarBuilder};
 use rayon::prelude::*;
 
-use crate::encoders::kernels::{gelu_erf, widest_simd};
+use crate::encoders::kernels::{gelu_in_place, widest_simd};
 
 /// Exact (erf) GELU, as PyTorch's `nn.GELU()` default.
 pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
@@ -24,24 +24,10 @@ pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-#[inline(always)]
-fn gelu_generic(src: &[f32], dst: &mut [f32]) {
-    for (o, &v) in dst.iter_mut().zip(src) {
-        *o = gelu_erf(v);
-    }
-}
-
-/// GELU of every value of `x`, in place; inlined so that it vectorises for the caller's target
-/// features (the fused decoder kernel calls it from AVX-512 code).
-#[inline(always)]
-pub(crate) fn gelu_in_place_inlined(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v = gelu_erf(*v);
-    }
-}
-
-widest_simd! {
-    fn gelu_slice(src: &[f32], dst: &mut [f32]) => gelu_generic
+/// `dst ← GELU(src)`.
+fn gelu_slice(src: &[f32], dst: &mut [f32]) {
+    dst.copy_from_slice(src);
+    gelu_in_place(dst);
 }
 
 struct GeluErf;
@@ -671,7 +657,7 @@ impl Conv {
         residual: Option<&Tensor>,
         act: bool,
     ) -> Result<Tensor> {
-        use crate::encoders::kernels::{gelu_in_place, gemm_f32, parallelism, with_f32};
+        use crate::encoders::kernels::{gemm_f32, parallelism, with_f32};
         let (_, _, h, w) = x.dims4()?;
         let weight: Vec<f32> = self.weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let mut out = match residual {
@@ -889,7 +875,7 @@ fn depthwise_plane_generic(
         }
     }
     if act {
-        gelu_in_place_inlined(o);
+        gelu_in_place(o);
     }
 }
 
