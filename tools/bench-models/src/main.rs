@@ -113,8 +113,8 @@ fn main() {
         return;
     }
     for (model, name, runs) in [
-        ("dinov3_s16", "DINOv3 ViT-S/16 @512 f32", 3),
-        ("dinov2_s14", "DINOv2-reg ViT-S/14 @224 f32", 10),
+        ("dinov3_s16", "DINOv3 ViT-S/16 @512", 3),
+        ("dinov2_s14", "DINOv2-reg ViT-S/14 @224", 10),
     ] {
         let dir = ctx.work_dir.join(model);
         let (Ok(enc), Ok(io)) = (
@@ -123,7 +123,10 @@ fn main() {
         ) else {
             continue;
         };
-        profile::print_profile(name, &enc, &io["pixel_values"], runs);
+        profile::print_profile(&format!("{name} f32"), &enc, &io["pixel_values"], runs);
+        if let Ok(enc) = enc.with_bf16_matmuls() {
+            profile::print_profile(&format!("{name} bf16"), &enc, &io["pixel_values"], runs);
+        }
     }
 }
 

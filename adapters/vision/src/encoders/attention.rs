@@ -18,8 +18,8 @@
 
 use rayon::prelude::*;
 
-use super::bf16::{PackedBf16, to_bf16};
-use super::kernels::{exp_shifted_row, gemm_f32, widest_simd};
+use super::bf16::{PackedBf16, round_to_bf16};
+use super::kernels::{exp_shifted_row, gemm_f32};
 
 /// Query rows per job: their scores against a thousand keys (256 KB) stay in L2.
 const QUERY_BLOCK: usize = 64;
@@ -263,18 +263,6 @@ fn bf16_block(
     values.matmul_acc_bf16(&s.probs[..rows * np], rows, ctx);
     for (row, inv) in ctx.chunks_exact_mut(d).zip(inv) {
         row.iter_mut().for_each(|v| *v *= inv);
-    }
-}
-
-widest_simd! {
-    /// `dst ← bf16(src)`, rounded to nearest even.
-    fn round_to_bf16(src: &[f32], dst: &mut [u16]) => round_to_bf16_generic
-}
-
-#[inline(always)]
-fn round_to_bf16_generic(src: &[f32], dst: &mut [u16]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d = to_bf16(*s);
     }
 }
 
@@ -549,6 +537,7 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     use super::*;
+    use crate::encoders::bf16::to_bf16;
 
     /// softmax(q·kᵀ)·v per (image, head) with candle's ops.
     fn plain(qkv: &Tensor, batch: usize, n: usize, heads: usize, d: usize) -> Tensor {

@@ -14,6 +14,8 @@
 
 use rayon::prelude::*;
 
+use super::kernels::widest_simd;
+
 const PANEL: usize = 32;
 /// Rows of the activations per microkernel call.
 const MR: usize = 8;
@@ -99,19 +101,6 @@ impl PackedBf16 {
         self.kp
     }
 
-    /// `out[rows×n] += a[rows×kp] · Wᵀ` on the calling thread, `a` already bf16 (row length
-    /// [`Self::padded_k`]). Needs [`available`].
-    pub(crate) fn matmul_acc_bf16(&self, a: &[u16], rows: usize, out: &mut [f32]) {
-        assert!(available(), "bf16 kernels on a CPU without AVX-512 BF16");
-        assert!(a.len() >= rows * self.kp, "activations of the stated shape");
-        assert!(out.len() >= rows * self.n, "output of the stated shape");
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `available()` was asserted; the lengths were checked just above.
-        unsafe {
-            kernel::rows(self, a, rows, out)
-        }
-    }
-
     /// `out[m×n] += a[m×k] · Wᵀ`, `a` row-major f32 (rounded to bf16 here), `out` row-major.
     pub(crate) fn matmul_acc(&self, a: &[f32], m: usize, out: &mut [f32]) {
         let (n, k, kp) = (self.n, self.k, self.kp);
@@ -134,62 +123,137 @@ impl PackedBf16 {
             return;
         }
         let mut abf = vec![0u16; m * kp];
-        abf.par_chunks_mut(kp)
-            .zip(a.par_chunks(k))
+        abf.par_chunks_mut(TASK_ROWS * kp)
+            .zip(a.par_chunks(TASK_ROWS * k))
             .for_each(|(dst, src)| {
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d = to_bf16(*s);
+                for (d, s) in dst.chunks_exact_mut(kp).zip(src.chunks_exact(k)) {
+                    round_to_bf16(s, &mut d[..k]);
                 }
             });
-        out.par_chunks_mut(TASK_ROWS * n)
-            .zip(abf.par_chunks(TASK_ROWS * kp))
-            .for_each(|(out, a)| {
-                let rows = out.len() / n;
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `available()` was checked above; the slices' lengths are what the
-                // kernel indexes (rows × kp activations, rows × n outputs, the packed panels).
-                unsafe {
-                    kernel::rows(self, a, rows, out)
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    let _ = (rows, a);
-                    unreachable!("available() is false off x86_64")
-                }
-            });
+        // Enough tasks for dynamic balancing: split the columns too when the rows are few.
+        let row_blocks = m.div_ceil(TASK_ROWS);
+        let threads = rayon::current_num_threads().max(1);
+        let groups = (8 * threads).div_ceil(row_blocks).clamp(1, self.panels);
+        let per_group = self.panels.div_ceil(groups);
+        let groups = self.panels.div_ceil(per_group);
+        let dst = Out(out.as_mut_ptr());
+        (0..row_blocks * groups).into_par_iter().for_each(|task| {
+            let (rb, g) = (task / groups, task % groups);
+            let r0 = rb * TASK_ROWS;
+            let rows = TASK_ROWS.min(m - r0);
+            let panels = g * per_group..((g + 1) * per_group).min(self.panels);
+            let a = &abf[r0 * kp..(r0 + rows) * kp];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `available()` was checked above. The task reads rows r0..r0+rows of the
+            // activations and writes only those rows' columns of its panels (inside `out`,
+            // whose length is m·n); tasks have disjoint (row block, panel group) pairs, so their
+            // writes never overlap.
+            unsafe {
+                kernel::rows(self, a, rows, dst.at(r0 * n), panels)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = (rows, a, panels, dst);
+                unreachable!("available() is false off x86_64")
+            }
+        });
+    }
+
+    /// `out[rows×n] += a[rows×kp] · Wᵀ` on the calling thread, `a` already bf16 (row length
+    /// [`Self::padded_k`]). Needs [`available`].
+    pub(crate) fn matmul_acc_bf16(&self, a: &[u16], rows: usize, out: &mut [f32]) {
+        assert!(available(), "bf16 kernels on a CPU without AVX-512 BF16");
+        assert!(a.len() >= rows * self.kp, "activations of the stated shape");
+        assert!(out.len() >= rows * self.n, "output of the stated shape");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available()` was asserted; the lengths were checked just above, and `out`
+        // is borrowed mutably for the call.
+        unsafe {
+            kernel::rows(self, a, rows, out.as_mut_ptr(), 0..self.panels)
+        }
+    }
+}
+
+/// The output's base pointer, shared by tasks that write disjoint (row, column) blocks.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every task writes only its own rows × columns block of the output (see
+// `matmul_acc`), so no two threads touch the same element.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer `offset` values on. (A method, so that closures capture the whole `Out`,
+    /// which is `Sync`, rather than its raw pointer field.)
+    ///
+    /// # Safety
+    /// `offset` must stay inside the output.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller keeps `offset` inside the output.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+widest_simd! {
+    /// `dst ← bf16(src)`, rounded to nearest even.
+    pub(crate) fn round_to_bf16(src: &[f32], dst: &mut [u16]) => round_to_bf16_generic
+}
+
+#[inline(always)]
+fn round_to_bf16_generic(src: &[f32], dst: &mut [u16]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = to_bf16(*s);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
     use std::arch::x86_64::*;
+    use std::ops::Range;
 
     use super::{MR, PANEL, PackedBf16};
 
-    /// All panels for `rows` rows of bf16 activations `a` (`rows × kp`), adding into `out`
-    /// (`rows × n`).
+    /// The given panels for `rows` rows of bf16 activations `a` (`rows × kp`), adding into the
+    /// `rows × n` block at `out`.
+    ///
+    /// # Safety
+    /// AVX-512 BF16; `out` points at `rows` rows of `w.n` writable values, with no other thread
+    /// writing these rows' columns of `panels`.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn rows(w: &PackedBf16, a: &[u16], rows: usize, out: &mut [f32]) {
-        debug_assert!(a.len() >= rows * w.kp && out.len() >= rows * w.n);
-        for p in 0..w.panels {
-            let panel = &w.data[p * (w.kp / 2) * PANEL * 2..(p + 1) * (w.kp / 2) * PANEL * 2];
+    pub(super) unsafe fn rows(
+        w: &PackedBf16,
+        a: &[u16],
+        rows: usize,
+        out: *mut f32,
+        panels: Range<usize>,
+    ) {
+        assert!(a.len() >= rows * w.kp && panels.end <= w.panels);
+        let (n, kp) = (w.n, w.kp);
+        for p in panels {
+            let panel = w.data[p * (kp / 2) * PANEL * 2..(p + 1) * (kp / 2) * PANEL * 2].as_ptr();
+            let cols = (n - p * PANEL).min(PANEL);
+            let masks = [
+                ((1u32 << cols.min(16)) - 1) as __mmask16,
+                ((1u32 << cols.saturating_sub(16)) - 1) as __mmask16,
+            ];
             let mut i = 0;
             while i < rows {
                 let mr = MR.min(rows - i);
-                let a = &a[i * w.kp..];
-                let out = &mut out[i * w.n..];
-                // SAFETY (all arms): the caller's CPU has AVX-512 BF16; `a` holds `mr` rows of
-                // `kp`, `out` `mr` rows of `n`, `panel` `kp/2` pair-steps of 64 values.
+                let ap = a[i * kp..].as_ptr();
+                // SAFETY (all arms): rows i..i+mr of `a` and of the output block, the panel's
+                // kp/2 pair-steps of 64 values; the output columns p·32 .. p·32 + cols are
+                // inside each row.
                 unsafe {
+                    let op = out.add(i * n + p * PANEL);
                     match mr {
-                        8 => block::<8>(panel, a, w.kp, out, w.n, p * PANEL),
-                        7 => block::<7>(panel, a, w.kp, out, w.n, p * PANEL),
-                        6 => block::<6>(panel, a, w.kp, out, w.n, p * PANEL),
-                        5 => block::<5>(panel, a, w.kp, out, w.n, p * PANEL),
-                        4 => block::<4>(panel, a, w.kp, out, w.n, p * PANEL),
-                        3 => block::<3>(panel, a, w.kp, out, w.n, p * PANEL),
-                        2 => block::<2>(panel, a, w.kp, out, w.n, p * PANEL),
-                        _ => block::<1>(panel, a, w.kp, out, w.n, p * PANEL),
+                        8 => block::<8>(panel, ap, kp, op, n, masks),
+                        7 => block::<7>(panel, ap, kp, op, n, masks),
+                        6 => block::<6>(panel, ap, kp, op, n, masks),
+                        5 => block::<5>(panel, ap, kp, op, n, masks),
+                        4 => block::<4>(panel, ap, kp, op, n, masks),
+                        3 => block::<3>(panel, ap, kp, op, n, masks),
+                        2 => block::<2>(panel, ap, kp, op, n, masks),
+                        _ => block::<1>(panel, ap, kp, op, n, masks),
                     }
                 }
                 i += mr;
@@ -199,28 +263,24 @@ mod kernel {
 
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn block<const R: usize>(
-        panel: &[u16],
-        a: &[u16],
+        panel: *const u16,
+        a: *const u16,
         kp: usize,
-        out: &mut [f32],
+        out: *mut f32,
         n: usize,
-        col0: usize,
+        masks: [__mmask16; 2],
     ) {
-        assert!(a.len() >= (R - 1) * kp + kp && out.len() >= (R - 1) * n + n.min(col0 + PANEL));
-        assert!(panel.len() >= kp / 2 * PANEL * 2);
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        let pp = panel.as_ptr();
-        let ap = a.as_ptr();
         for pair in 0..kp / 2 {
-            // SAFETY: `pair < kp/2`, so the two 32-value loads stay inside `panel`, and the
-            // activation reads (`r < R`, `2·pair + 1 < kp`) inside `a` (asserted above).
+            // SAFETY: the caller guarantees kp/2 pair-steps of 64 panel values and R rows of
+            // kp activations.
             unsafe {
                 let w0: __m512bh =
-                    std::mem::transmute(_mm512_loadu_si512(pp.add(pair * 64).cast()));
+                    std::mem::transmute(_mm512_loadu_si512(panel.add(pair * 64).cast()));
                 let w1: __m512bh =
-                    std::mem::transmute(_mm512_loadu_si512(pp.add(pair * 64 + 32).cast()));
+                    std::mem::transmute(_mm512_loadu_si512(panel.add(pair * 64 + 32).cast()));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let v = (ap.add(r * kp + 2 * pair) as *const i32).read_unaligned();
+                    let v = (a.add(r * kp + 2 * pair) as *const i32).read_unaligned();
                     let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(v));
                     acc[0] = _mm512_dpbf16_ps(acc[0], av, w0);
                     acc[1] = _mm512_dpbf16_ps(acc[1], av, w1);
@@ -228,21 +288,10 @@ mod kernel {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            for (h, v) in acc.iter().enumerate() {
-                let col = col0 + 16 * h;
-                if col >= n {
-                    continue;
-                }
-                let row = &mut out[r * n..(r + 1) * n];
-                let valid = (n - col).min(16);
-                // SAFETY: the mask covers exactly `valid` lanes from `col`, inside `row`.
+            for (h, (v, mask)) in acc.iter().zip(masks).enumerate() {
+                // SAFETY: the masks cover the panel's columns inside the row (caller).
                 unsafe {
-                    let mask: __mmask16 = if valid == 16 {
-                        0xffff
-                    } else {
-                        (1u16 << valid) - 1
-                    };
-                    let dst = row.as_mut_ptr().add(col);
+                    let dst = out.add(r * n + 16 * h);
                     let cur = _mm512_maskz_loadu_ps(mask, dst);
                     _mm512_mask_storeu_ps(dst, mask, _mm512_add_ps(cur, *v));
                 }

@@ -2,9 +2,10 @@
 //! each make a pass over memory, several of them on one thread, and its matmul cannot add into
 //! an existing result.
 //!
-//! - [`linear_vec`] / [`linear_bf16_vec`]: `x·Wᵀ + b (+ residual)`, then optionally the
-//!   activation, as one GEMM (the `gemm` crate candle itself uses, or the bf16 kernel) whose
-//!   destination is pre-filled with the bias (and residual), and one parallel activation pass.
+//! - [`linear_vec`] / [`linear_packed_vec`] / [`linear_bf16_vec`]: `x·Wᵀ + b (+ residual)`,
+//!   then optionally the activation, as one GEMM (the `gemm` crate candle itself uses, or the
+//!   packed f32 or bf16 kernel) whose destination is pre-filled with the bias (and residual),
+//!   and one parallel activation pass.
 //! - [`softmax_row`] / [`exp_shifted_row`], [`layer_norm`], exact GELU: the element-wise
 //!   passes, vectorised for the widest unit the CPU has.
 //!
@@ -17,6 +18,7 @@ use rayon::prelude::*;
 
 use super::bf16::PackedBf16;
 use super::config::Activation;
+use super::packed_f32::PackedF32;
 
 /// Defines `fn $name(args)`, which runs `$generic` (an `#[inline(always)]` function written so
 /// that it vectorises) compiled for the widest vector unit the CPU has: AVX-512F, else AVX2 with
@@ -177,6 +179,22 @@ pub(crate) fn linear_vec(
             )
         })
     })??;
+    activate_in_place(&mut out, n, act);
+    Some(out)
+}
+
+/// As [`linear_vec`] with weights packed for the f32 kernel (see [`super::packed_f32`]).
+pub(crate) fn linear_packed_vec(
+    x: &Tensor,
+    w: &PackedF32,
+    b: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    act: Option<Activation>,
+) -> Option<Vec<f32>> {
+    let rows = x.dim(0).ok()?;
+    let n = w.out_features();
+    let (mut out, _) = prefilled(rows, n, b, residual)?;
+    with_f32(x, |xs| w.matmul_acc(xs, rows, &mut out))?;
     activate_in_place(&mut out, n, act);
     Some(out)
 }

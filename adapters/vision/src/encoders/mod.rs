@@ -21,6 +21,7 @@ pub mod config;
 mod dinov2;
 mod dinov3;
 pub(crate) mod kernels;
+mod packed_f32;
 mod patchify;
 pub mod preprocess;
 pub mod profiling;

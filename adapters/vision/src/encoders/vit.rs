@@ -14,34 +14,84 @@ use super::attention::{Products, attention};
 use super::bf16::PackedBf16;
 use super::config::{Activation, EncoderConfig, Family, MlpKind};
 use super::kernels;
+use super::packed_f32::{self, PackedF32};
 use super::rope::Rope;
 
-/// A linear layer on 2-D input, weight stored `[out, in]` as in the checkpoints.
+/// A linear layer on 2-D input.
 pub(crate) struct Dense {
-    weight: Tensor,
+    weight: Weight,
     bias: Option<Tensor>,
-    /// The weight in bf16 for the reduced-precision kernels, once packed.
-    packed: Option<PackedBf16>,
+}
+
+/// A linear layer's weight, in the form its path multiplies with.
+enum Weight {
+    /// `[out, in]` as in the checkpoints: at load time, and for the plain candle path (f64
+    /// models, other devices).
+    Plain(Tensor),
+    /// Packed for the f32 AVX-512 kernel (f32 models on such CPUs).
+    F32(PackedF32),
+    /// Packed in bf16, the reduced-precision mode.
+    Bf16(PackedBf16),
 }
 
 impl Dense {
     pub(crate) fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Dense {
-            weight,
+            weight: Weight::Plain(weight),
             bias,
-            packed: None,
         }
     }
 
-    fn pack_bf16(&mut self) -> Result<()> {
-        let (n, k) = self.weight.dims2()?;
-        let w: Vec<f32> = self
-            .weight
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
-        self.packed = Some(PackedBf16::pack(&w, n, k));
+    /// The `[out, in]` weight and the bias, as loaded (before any packing).
+    fn into_plain(self) -> Result<(Tensor, Option<Tensor>)> {
+        match self.weight {
+            Weight::Plain(w) => Ok((w, self.bias)),
+            _ => candle_core::bail!("a packed linear layer has no plain weight"),
+        }
+    }
+
+    /// The weight as row-major f32 `[n, k]` data, whatever its form.
+    fn f32_rows(&self) -> Result<(Vec<f32>, usize, usize)> {
+        Ok(match &self.weight {
+            Weight::Plain(w) => {
+                let (n, k) = w.dims2()?;
+                let data = w
+                    .to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1()?;
+                (data, n, k)
+            }
+            Weight::F32(p) => {
+                let (n, k) = (p.out_features(), p.in_features());
+                let data = (0..n * k).map(|i| p.at(i / k, i % k)).collect();
+                (data, n, k)
+            }
+            Weight::Bf16(_) => candle_core::bail!("a bf16 layer's f32 weight is gone"),
+        })
+    }
+
+    /// Packs the weight for the f32 kernel (dropping the `[out, in]` copy).
+    fn pack_f32(&mut self) -> Result<()> {
+        let (w, n, k) = self.f32_rows()?;
+        self.weight = Weight::F32(PackedF32::pack(&w, n, k));
         Ok(())
+    }
+
+    fn pack_bf16(&mut self) -> Result<()> {
+        if matches!(self.weight, Weight::Bf16(_)) {
+            return Ok(());
+        }
+        let (w, n, k) = self.f32_rows()?;
+        self.weight = Weight::Bf16(PackedBf16::pack(&w, n, k));
+        Ok(())
+    }
+
+    fn out_features(&self) -> Result<usize> {
+        Ok(match &self.weight {
+            Weight::Plain(w) => w.dim(0)?,
+            Weight::F32(p) => p.out_features(),
+            Weight::Bf16(p) => p.out_features(),
+        })
     }
 
     /// The fused CPU path: `act(x·Wᵀ + b + residual)` as row-major data.
@@ -51,9 +101,11 @@ impl Dense {
         residual: Option<&Tensor>,
         act: Option<Activation>,
     ) -> Result<Vec<f32>> {
-        let out = match &self.packed {
-            Some(p) => kernels::linear_bf16_vec(x, p, self.bias.as_ref(), residual, act),
-            None => kernels::linear_vec(x, &self.weight, self.bias.as_ref(), residual, act),
+        let b = self.bias.as_ref();
+        let out = match &self.weight {
+            Weight::Plain(w) => kernels::linear_vec(x, w, b, residual, act),
+            Weight::F32(p) => kernels::linear_packed_vec(x, p, b, residual, act),
+            Weight::Bf16(p) => kernels::linear_bf16_vec(x, p, b, residual, act),
         };
         out.ok_or_else(|| candle_core::Error::Msg("fused kernels need contiguous f32".into()))
     }
@@ -65,7 +117,7 @@ impl Dense {
         act: Option<Activation>,
     ) -> Result<Tensor> {
         let rows = x.dim(0)?;
-        let n = self.weight.dim(0)?;
+        let n = self.out_features()?;
         Tensor::from_vec(self.fused(x, residual, act)?, (rows, n), x.device())
     }
 
@@ -81,15 +133,19 @@ impl Dense {
 
     /// Multiplies the output channels by `scale` (per channel), weight and bias alike.
     fn scaled_rows(self, scale: &Tensor) -> Result<Self> {
-        let weight = self.weight.broadcast_mul(&scale.unsqueeze(1)?)?;
-        let bias = self.bias.map(|b| b.mul(scale)).transpose()?;
+        let (weight, bias) = self.into_plain()?;
+        let weight = weight.broadcast_mul(&scale.unsqueeze(1)?)?;
+        let bias = bias.map(|b| b.mul(scale)).transpose()?;
         Ok(Dense::new(weight, bias))
     }
 }
 
 impl Module for Dense {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        let Weight::Plain(w) = &self.weight else {
+            candle_core::bail!("a packed linear layer runs through the fused path only")
+        };
+        let y = x.matmul(&w.t()?)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -188,14 +244,12 @@ impl Block {
         let scale = (cfg.head_dim() as f64).powf(-0.5);
         let zeros = Tensor::zeros(c, dtype, &dev)?;
         let bias_or_zero = |b: Option<Tensor>| b.unwrap_or_else(|| zeros.clone());
-        let any_bias = q.bias.is_some() || k.bias.is_some() || v.bias.is_some();
-        let qkv_w = Tensor::cat(&[(q.weight * scale)?, k.weight, v.weight], 0)?;
+        let ((qw, qb), (kw, kb), (vw, vb_)) = (q.into_plain()?, k.into_plain()?, v.into_plain()?);
+        let any_bias = qb.is_some() || kb.is_some() || vb_.is_some();
+        let qkv_w = Tensor::cat(&[(qw * scale)?, kw, vw], 0)?;
         let qkv_b = if any_bias {
-            let qb = bias_or_zero(q.bias).affine(scale, 0.0)?;
-            Some(Tensor::cat(
-                &[qb, bias_or_zero(k.bias), bias_or_zero(v.bias)],
-                0,
-            )?)
+            let qb = bias_or_zero(qb).affine(scale, 0.0)?;
+            Some(Tensor::cat(&[qb, bias_or_zero(kb), bias_or_zero(vb_)], 0)?)
         } else {
             None
         };
@@ -210,10 +264,12 @@ impl Block {
                 fc2: Dense::load(&vb.pp("mlp.down_proj"), c, h, cfg.mlp_bias)?.scaled_rows(&ls2)?,
             },
             (Family::Dinov3, MlpKind::Gated) => {
-                let gate = Dense::load(&vb.pp("mlp.gate_proj"), h, c, cfg.mlp_bias)?;
-                let up = Dense::load(&vb.pp("mlp.up_proj"), h, c, cfg.mlp_bias)?;
-                let w = Tensor::cat(&[gate.weight, up.weight], 0)?;
-                let b = match (gate.bias, up.bias) {
+                let (gate_w, gate_b) =
+                    Dense::load(&vb.pp("mlp.gate_proj"), h, c, cfg.mlp_bias)?.into_plain()?;
+                let (up_w, up_b) =
+                    Dense::load(&vb.pp("mlp.up_proj"), h, c, cfg.mlp_bias)?.into_plain()?;
+                let w = Tensor::cat(&[gate_w, up_w], 0)?;
+                let b = match (gate_b, up_b) {
                     (Some(g), Some(u)) => Some(Tensor::cat(&[g, u], 0)?),
                     _ => None,
                 };
@@ -235,7 +291,7 @@ impl Block {
                 hidden: h,
             },
         };
-        Ok(Block {
+        let mut block = Block {
             norm1: Norm::load(&vb.pp("norm1"), c, cfg.layer_norm_eps)?,
             qkv,
             out,
@@ -244,13 +300,34 @@ impl Block {
             activation: cfg.activation,
             heads: cfg.num_heads,
             head_dim: cfg.head_dim(),
-        })
+        };
+        if dtype == candle_core::DType::F32 && dev.is_cpu() && packed_f32::available() {
+            block.for_each_dense(Dense::pack_f32)?;
+        }
+        Ok(block)
+    }
+
+    /// Applies `f` to every linear layer.
+    fn for_each_dense(&mut self, f: impl Fn(&mut Dense) -> Result<()>) -> Result<()> {
+        f(&mut self.qkv)?;
+        f(&mut self.out)?;
+        match &mut self.mlp {
+            Mlp::Plain { fc1, fc2 } => {
+                f(fc1)?;
+                f(fc2)
+            }
+            Mlp::Gated { gate_up, down, .. } => {
+                f(gate_up)?;
+                f(down)
+            }
+        }
     }
 
     /// `x`: `[batch · tokens, hidden]`, contiguous. Returns the same shape.
     pub(crate) fn forward(&self, x: &Tensor, batch: usize, rope: Option<&Rope>) -> Result<Tensor> {
-        if x.dtype() == candle_core::DType::F32 && x.device().is_cpu() && x.is_contiguous() {
-            return self.forward_fused(x, batch, rope);
+        if x.dtype() == candle_core::DType::F32 && x.device().is_cpu() {
+            // Packed layers run only here, so an f32 CPU input always takes this path.
+            return self.forward_fused(&x.contiguous()?, batch, rope);
         }
         let h = self.norm1.forward(x)?;
         let h = self.attention(&h, batch, rope)?;
@@ -288,7 +365,7 @@ impl Block {
             });
         }
         // The bf16 mode multiplies in bf16 here too, as PyTorch's bf16 attention does.
-        let products = if self.qkv.packed.is_some() {
+        let products = if matches!(self.qkv.weight, Weight::Bf16(_)) {
             Products::Bf16
         } else {
             Products::F32
@@ -330,20 +407,9 @@ impl Block {
         }
     }
 
-    /// Switches the linear layers to bf16 weights (the f32 ones stay for other paths).
+    /// Switches the linear layers to bf16 weights.
     pub(crate) fn pack_bf16(&mut self) -> Result<()> {
-        self.qkv.pack_bf16()?;
-        self.out.pack_bf16()?;
-        match &mut self.mlp {
-            Mlp::Plain { fc1, fc2 } => {
-                fc1.pack_bf16()?;
-                fc2.pack_bf16()
-            }
-            Mlp::Gated { gate_up, down, .. } => {
-                gate_up.pack_bf16()?;
-                down.pack_bf16()
-            }
-        }
+        self.for_each_dense(Dense::pack_bf16)
     }
 
     fn attention(&self, x: &Tensor, batch: usize, rope: Option<&Rope>) -> Result<Tensor> {
