@@ -178,7 +178,10 @@ impl DetectorFactory for VisionDetectorFactory {
             .store
             .encoder(plan.encoder, plan.precision)
             .map_err(store_error)?;
-        let sam = self.store.segmenter(plan.segmenter).map_err(store_error)?;
+        let sam = self
+            .store
+            .segmenter(plan.segmenter, plan.precision)
+            .map_err(store_error)?;
         let mut labels: Vec<LabelId> = references
             .iter()
             .flat_map(|r| r.annotations.iter().map(|a| a.label_id))

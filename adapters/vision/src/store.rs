@@ -73,11 +73,13 @@ pub enum StoreError {
     },
 }
 
-/// Encoder precision on the CPU.
+/// Image-encoder precision on the CPU: the feature encoder's, and the segmenter's image
+/// encoder's (the mask decoder stays f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EncoderPrecision {
     F32,
-    /// bf16 matrix products where the CPU has them (AVX-512 BF16); f32 elsewhere.
+    /// bf16 matrix products where the CPU has them (AVX-512 BF16) and the model supports them
+    /// (DINO encoders, TinyViT); f32 elsewhere.
     Bf16,
 }
 
@@ -107,7 +109,7 @@ pub struct ModelStore {
     settings: ModelStoreSettings,
     device: Device,
     encoders: Mutex<HashMap<(String, EncoderPrecision), Arc<FeatureEncoder>>>,
-    segmenters: Mutex<HashMap<String, Arc<Sam>>>,
+    segmenters: Mutex<HashMap<(String, EncoderPrecision), Arc<Sam>>>,
     /// Serialises loading so two fits do not read the same checkpoint twice.
     loading: Mutex<()>,
     progress: Progress,
@@ -180,13 +182,18 @@ impl ModelStore {
         Ok(e)
     }
 
-    /// The segmenter `model_id` (a catalogue id), loaded once.
-    pub fn segmenter(&self, model_id: &str) -> Result<Arc<Sam>, StoreError> {
-        if let Some(s) = self.segmenters.lock().expect("store lock").get(model_id) {
+    /// The segmenter `model_id` (a catalogue id), loaded once per precision.
+    pub fn segmenter(
+        &self,
+        model_id: &str,
+        precision: EncoderPrecision,
+    ) -> Result<Arc<Sam>, StoreError> {
+        let key = (model_id.to_string(), precision);
+        if let Some(s) = self.segmenters.lock().expect("store lock").get(&key) {
             return Ok(s.clone());
         }
         let _guard = self.loading.lock().expect("loading lock");
-        if let Some(s) = self.segmenters.lock().expect("store lock").get(model_id) {
+        if let Some(s) = self.segmenters.lock().expect("store lock").get(&key) {
             return Ok(s.clone());
         }
         let spec = self.spec(model_id, ModelKind::Segmenter)?;
@@ -200,11 +207,17 @@ impl ModelStore {
             None => standard_sam_config(model_id)?,
         };
         let file = checkpoint_in(&dir, spec).map_err(wrap)?;
-        let sam = Arc::new(Sam::from_file(&config, &file, &self.device).map_err(wrap)?);
+        let mut sam = Sam::from_file(&config, &file, &self.device).map_err(wrap)?;
+        if precision == EncoderPrecision::Bf16 && bf16::available() && sam.supports_bf16_encoder() {
+            sam = sam
+                .with_bf16_encoder()
+                .map_err(|e| wrap(WeightsError::Candle(e)))?;
+        }
+        let sam = Arc::new(sam);
         self.segmenters
             .lock()
             .expect("store lock")
-            .insert(model_id.to_string(), sam.clone());
+            .insert(key, sam.clone());
         tracing::info!(message = "Segmenter loaded.", model = model_id, file = %file.display());
         Ok(sam)
     }

@@ -192,8 +192,15 @@ fn weights_are_loaded_once_and_shared() {
         .encoder("dinov3_small", EncoderPrecision::F32)
         .unwrap();
     assert!(Arc::ptr_eq(&e1, &e2));
-    let s1 = store.segmenter("sam_hq_tiny").unwrap();
-    assert!(Arc::ptr_eq(&s1, &store.segmenter("sam_hq_tiny").unwrap()));
+    let s1 = store
+        .segmenter("sam_hq_tiny", EncoderPrecision::F32)
+        .unwrap();
+    assert!(Arc::ptr_eq(
+        &s1,
+        &store
+            .segmenter("sam_hq_tiny", EncoderPrecision::F32)
+            .unwrap()
+    ));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! (80 / 2) at 640×480, with the product's default parameters and models (DINOv3 ViT-S/16 at
 //! 512 px, SAM-HQ tiny) at their real sizes with seeded random weights: milliseconds per frame
 //! (median after warm-up), per stage, peak memory, in f32 and in the reduced-precision mode (the
-//! encoder's matrix products in bf16 where the CPU has AVX-512 BF16; the segmenter stays f32);
+//! encoder's matrix products and TinyViT's transformer-block linear layers in bf16 where the CPU
+//! has AVX-512 BF16; the mask decoder stays f32);
 //! and click-to-segment with a warm embedding.
 //!
 //! Each configuration runs in a child process of its own, so that its peak resident memory
@@ -124,8 +125,11 @@ fn models(bf16: bool) -> (Arc<FeatureEncoder>, Arc<Sam>) {
     if bf16 {
         encoder = encoder.with_bf16_matmuls().expect("bf16 matrix products");
     }
-    let sam =
+    let mut sam =
         Sam::new(&SamConfig::sam_hq_tiny(), random_vb(0x0fed_cba9_8765_4321)).expect("SAM-HQ tiny");
+    if bf16 {
+        sam = sam.with_bf16_encoder().expect("a bf16 image encoder");
+    }
     (
         Arc::new(FeatureEncoder::new(encoder, ENCODER_INPUT_SIZE)),
         Arc::new(sam),

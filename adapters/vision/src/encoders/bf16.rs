@@ -95,6 +95,10 @@ impl PackedBf16 {
         self.n
     }
 
+    pub(crate) fn in_features(&self) -> usize {
+        self.k
+    }
+
     /// The row length the kernels expect of bf16 activations: `k` rounded up to even (the
     /// padding must hold zeros).
     pub(crate) fn padded_k(&self) -> usize {

@@ -18,6 +18,7 @@
 mod attention;
 pub mod bf16;
 pub mod config;
+pub(crate) mod dense;
 mod dinov2;
 mod dinov3;
 pub(crate) mod kernels;

@@ -86,6 +86,18 @@ impl PackedF32 {
         self.data[col / PANEL * PANEL * self.k + kk * PANEL + col % PANEL]
     }
 
+    /// `out[m×n] += a[m×k] · Wᵀ` on the calling thread. Needs [`available`].
+    pub(crate) fn matmul_acc_serial(&self, a: &[f32], m: usize, out: &mut [f32]) {
+        assert!(available(), "the f32 kernel on a CPU without AVX-512");
+        assert_eq!(a.len(), m * self.k, "activations of the stated shape");
+        assert_eq!(out.len(), m * self.n, "output of the stated shape");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F was asserted; `out` (m·n values) is borrowed mutably for the call.
+        unsafe {
+            kernel::rows(self, a, m, out.as_mut_ptr(), 0..self.panels)
+        }
+    }
+
     /// `out[m×n] += a[m×k] · Wᵀ`, `a` and `out` row-major, in parallel. Needs [`available`].
     pub(crate) fn matmul_acc(&self, a: &[f32], m: usize, out: &mut [f32]) {
         let (n, k) = (self.n, self.k);

@@ -11,147 +11,10 @@ use candle_core::{D, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::attention::{Products, attention};
-use super::bf16::PackedBf16;
 use super::config::{Activation, EncoderConfig, Family, MlpKind};
+use super::dense::Dense;
 use super::kernels;
-use super::packed_f32::{self, PackedF32};
 use super::rope::Rope;
-
-/// A linear layer on 2-D input.
-pub(crate) struct Dense {
-    weight: Weight,
-    bias: Option<Tensor>,
-}
-
-/// A linear layer's weight, in the form its path multiplies with.
-enum Weight {
-    /// `[out, in]` as in the checkpoints: at load time, and for the plain candle path (f64
-    /// models, other devices).
-    Plain(Tensor),
-    /// Packed for the f32 AVX-512 kernel (f32 models on such CPUs).
-    F32(PackedF32),
-    /// Packed in bf16, the reduced-precision mode.
-    Bf16(PackedBf16),
-}
-
-impl Dense {
-    pub(crate) fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Dense {
-            weight: Weight::Plain(weight),
-            bias,
-        }
-    }
-
-    /// The `[out, in]` weight and the bias, as loaded (before any packing).
-    fn into_plain(self) -> Result<(Tensor, Option<Tensor>)> {
-        match self.weight {
-            Weight::Plain(w) => Ok((w, self.bias)),
-            _ => candle_core::bail!("a packed linear layer has no plain weight"),
-        }
-    }
-
-    /// The weight as row-major f32 `[n, k]` data, whatever its form.
-    fn f32_rows(&self) -> Result<(Vec<f32>, usize, usize)> {
-        Ok(match &self.weight {
-            Weight::Plain(w) => {
-                let (n, k) = w.dims2()?;
-                let data = w
-                    .to_dtype(candle_core::DType::F32)?
-                    .flatten_all()?
-                    .to_vec1()?;
-                (data, n, k)
-            }
-            Weight::F32(p) => {
-                let (n, k) = (p.out_features(), p.in_features());
-                let data = (0..n * k).map(|i| p.at(i / k, i % k)).collect();
-                (data, n, k)
-            }
-            Weight::Bf16(_) => candle_core::bail!("a bf16 layer's f32 weight is gone"),
-        })
-    }
-
-    /// Packs the weight for the f32 kernel (dropping the `[out, in]` copy).
-    fn pack_f32(&mut self) -> Result<()> {
-        let (w, n, k) = self.f32_rows()?;
-        self.weight = Weight::F32(PackedF32::pack(&w, n, k));
-        Ok(())
-    }
-
-    fn pack_bf16(&mut self) -> Result<()> {
-        if matches!(self.weight, Weight::Bf16(_)) {
-            return Ok(());
-        }
-        let (w, n, k) = self.f32_rows()?;
-        self.weight = Weight::Bf16(PackedBf16::pack(&w, n, k));
-        Ok(())
-    }
-
-    fn out_features(&self) -> Result<usize> {
-        Ok(match &self.weight {
-            Weight::Plain(w) => w.dim(0)?,
-            Weight::F32(p) => p.out_features(),
-            Weight::Bf16(p) => p.out_features(),
-        })
-    }
-
-    /// The fused CPU path: `act(x·Wᵀ + b + residual)` as row-major data.
-    fn fused(
-        &self,
-        x: &Tensor,
-        residual: Option<&Tensor>,
-        act: Option<Activation>,
-    ) -> Result<Vec<f32>> {
-        let b = self.bias.as_ref();
-        let out = match &self.weight {
-            Weight::Plain(w) => kernels::linear_vec(x, w, b, residual, act),
-            Weight::F32(p) => kernels::linear_packed_vec(x, p, b, residual, act),
-            Weight::Bf16(p) => kernels::linear_bf16_vec(x, p, b, residual, act),
-        };
-        out.ok_or_else(|| candle_core::Error::Msg("fused kernels need contiguous f32".into()))
-    }
-
-    fn fused_tensor(
-        &self,
-        x: &Tensor,
-        residual: Option<&Tensor>,
-        act: Option<Activation>,
-    ) -> Result<Tensor> {
-        let rows = x.dim(0)?;
-        let n = self.out_features()?;
-        Tensor::from_vec(self.fused(x, residual, act)?, (rows, n), x.device())
-    }
-
-    pub(crate) fn load(vb: &VarBuilder, out: usize, inp: usize, bias: bool) -> Result<Self> {
-        let weight = vb.get((out, inp), "weight")?;
-        let bias = if bias {
-            Some(vb.get(out, "bias")?)
-        } else {
-            None
-        };
-        Ok(Dense::new(weight, bias))
-    }
-
-    /// Multiplies the output channels by `scale` (per channel), weight and bias alike.
-    fn scaled_rows(self, scale: &Tensor) -> Result<Self> {
-        let (weight, bias) = self.into_plain()?;
-        let weight = weight.broadcast_mul(&scale.unsqueeze(1)?)?;
-        let bias = bias.map(|b| b.mul(scale)).transpose()?;
-        Ok(Dense::new(weight, bias))
-    }
-}
-
-impl Module for Dense {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let Weight::Plain(w) = &self.weight else {
-            candle_core::bail!("a packed linear layer runs through the fused path only")
-        };
-        let y = x.matmul(&w.t()?)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        }
-    }
-}
 
 /// LayerNorm over the last dimension.
 pub(crate) struct Norm {
@@ -301,9 +164,7 @@ impl Block {
             heads: cfg.num_heads,
             head_dim: cfg.head_dim(),
         };
-        if dtype == candle_core::DType::F32 && dev.is_cpu() && packed_f32::available() {
-            block.for_each_dense(Dense::pack_f32)?;
-        }
+        block.for_each_dense(Dense::pack_for_cpu)?;
         Ok(block)
     }
 
@@ -365,7 +226,7 @@ impl Block {
             });
         }
         // The bf16 mode multiplies in bf16 here too, as PyTorch's bf16 attention does.
-        let products = if matches!(self.qkv.weight, Weight::Bf16(_)) {
+        let products = if self.qkv.is_bf16() {
             Products::Bf16
         } else {
             Products::F32

@@ -263,6 +263,34 @@ impl Sam {
         Ok(Self::new(cfg, vb)?)
     }
 
+    /// Reduced precision for the image encoder: the linear layers of TinyViT's transformer
+    /// blocks (attention q/k/v and projection, MLP), the bulk of its GEMM work, take bf16
+    /// weights and inputs with f32 sums (AVX-512 BF16); its convolutions, the attention
+    /// products and the mask decoder stay f32. TinyViT encoders on the CPU only, as an f32
+    /// model; otherwise an error says why.
+    pub fn with_bf16_encoder(mut self) -> Result<Self> {
+        if !crate::encoders::bf16::available() {
+            candle_core::bail!("this CPU has no AVX-512 BF16 instructions for a bf16 encoder");
+        }
+        if !self.device.is_cpu() {
+            candle_core::bail!("a bf16 encoder runs on the CPU only");
+        }
+        match &mut self.encoder {
+            Encoder::Tiny(e) => e.pack_bf16()?,
+            Encoder::Vit(_) => {
+                candle_core::bail!(
+                    "a bf16 encoder is available for TinyViT (SAM-HQ tiny, MobileSAM)"
+                )
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether [`Self::with_bf16_encoder`] applies to this model's encoder (TinyViT).
+    pub fn supports_bf16_encoder(&self) -> bool {
+        matches!(self.encoder, Encoder::Tiny(_))
+    }
+
     pub fn config(&self) -> &SamConfig {
         &self.cfg
     }

@@ -957,7 +957,6 @@ impl Module for Mlp {
     }
 }
 
-/// Softmax over the last dimension (fused on CPU).
 /// `x·Wᵀ + b` over the last dimension of `x` (any leading dimensions), through the encoders'
 /// GEMM (one call for all rows, both cores) where `x` is contiguous `f32` on the CPU; candle's
 /// batched matmul elsewhere.
@@ -978,49 +977,6 @@ pub(crate) fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
         }
     }
     layer.forward(x)
-}
-
-/// `gelu(x·Wᵀ + b + residual)` over the last dimension (residual and GELU optional), in one
-/// pass over the output where the encoders' kernel applies (contiguous f32 on the CPU); the
-/// operations one after the other otherwise.
-pub(crate) fn linear_fused(
-    layer: &Linear,
-    x: &Tensor,
-    residual: Option<&Tensor>,
-    act: bool,
-) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let n = layer.weight().dim(0)?;
-    if let Some((&k, lead)) = dims.split_last()
-        && x.is_contiguous()
-    {
-        let rows: usize = lead.iter().product();
-        let x2 = x.reshape((rows, k))?;
-        let residual2 = match residual {
-            Some(r) => Some(r.contiguous()?.reshape((rows, n))?),
-            None => None,
-        };
-        let activation = act.then_some(crate::encoders::config::Activation::Gelu);
-        if rows > 0
-            && let Some(out) = crate::encoders::kernels::linear_vec(
-                &x2,
-                layer.weight(),
-                layer.bias(),
-                residual2.as_ref(),
-                activation,
-            )
-        {
-            let mut shape = dims;
-            *shape.last_mut().expect("a last dimension") = n;
-            return Tensor::from_vec(out, shape, x.device());
-        }
-    }
-    let y = layer.forward(x)?;
-    let y = match residual {
-        Some(r) => (y + r)?,
-        None => y,
-    };
-    if act { gelu(&y) } else { Ok(y) }
 }
 
 /// LayerNorm over the last dimension with the encoders' two-pass kernel where it applies.

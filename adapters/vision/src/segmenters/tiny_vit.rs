@@ -7,10 +7,11 @@
 //! BatchNorm layers are folded into their convolutions when the weights are loaded.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 
 use super::inverted_residual::RowwiseInvertedResidual;
-use super::ops::{Conv, LayerNorm2d, gelu, layer_norm, linear, linear_fused, softmax};
+use super::ops::{Conv, LayerNorm2d, gelu, layer_norm, softmax};
+use crate::encoders::dense::Dense;
 use crate::encoders::profiling::time;
 
 /// Hyper-parameters of a TinyViT encoder (the released SAM models use [`TinyVitConfig::vit_5m`]).
@@ -126,8 +127,8 @@ impl ConvBlock {
 #[derive(Debug, Clone)]
 struct Attention {
     norm: LayerNorm,
-    qkv: Linear,
-    proj: Linear,
+    qkv: Dense,
+    proj: Dense,
     /// [heads, N, N], gathered once from `attention_biases` at load time.
     bias: Tensor,
     /// The same, as f32 values for the CPU kernel.
@@ -141,8 +142,10 @@ impl Attention {
     fn new(vb: VarBuilder, dim: usize, heads: usize, window: usize) -> Result<Self> {
         let key_dim = dim / heads;
         let norm = candle_nn::layer_norm(dim, 1e-5, vb.pp("norm"))?;
-        let qkv = candle_nn::linear(dim, heads * key_dim * 3, vb.pp("qkv"))?;
-        let proj = candle_nn::linear(heads * key_dim, dim, vb.pp("proj"))?;
+        let mut qkv = Dense::load(&vb.pp("qkv"), heads * key_dim * 3, dim, true)?;
+        let mut proj = Dense::load(&vb.pp("proj"), dim, heads * key_dim, true)?;
+        qkv.pack_for_cpu()?;
+        proj.pack_for_cpu()?;
         // Offsets numbered in first-seen order over all (p1, p2) pairs, as the reference does.
         let points: Vec<(usize, usize)> = (0..window)
             .flat_map(|i| (0..window).map(move |j| (i, j)))
@@ -184,17 +187,23 @@ impl Attention {
     /// x: [B, N, C] windows.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
-        let x = layer_norm(&self.norm, x)?;
-        let qkv = linear(&self.qkv, &x)?;
+        let qkv = time("encoder: attention norm + qkv", || {
+            self.qkv
+                .forward_with(&layer_norm(&self.norm, x)?, None, None)
+        })?;
         if qkv.device().is_cpu() && qkv.dtype() == candle_core::DType::F32 {
             let qkv = qkv.contiguous()?;
             let shape = (b, n, self.heads, self.key_dim);
-            let y = crate::encoders::kernels::with_f32(&qkv, |qkv| {
-                biased_attention(qkv, shape, self.scale as f32, &self.bias_f32)
+            let y = time("encoder: attention", || {
+                crate::encoders::kernels::with_f32(&qkv, |qkv| {
+                    biased_attention(qkv, shape, self.scale as f32, &self.bias_f32)
+                })
             });
             if let Some(y) = y {
                 let y = Tensor::from_vec(y, (b, n, self.heads * self.key_dim), qkv.device())?;
-                return linear(&self.proj, &y);
+                return time("encoder: attention proj", || {
+                    self.proj.forward_with(&y, None, None)
+                });
             }
         }
         let qkv = qkv.reshape((b, n, self.heads, 3 * self.key_dim))?;
@@ -208,7 +217,7 @@ impl Attention {
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((b, n, self.heads * kd))?;
-        linear(&self.proj, &y)
+        self.proj.forward_with(&y, None, None)
     }
 }
 
@@ -295,11 +304,7 @@ fn biased_attention(
 struct TinyVitBlock {
     attn: Attention,
     local_conv: Conv,
-    mlp_norm: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-    /// The MLP as one row-blocked pass (f32 weights).
-    mlp_rows: Option<MlpRows>,
+    mlp: Mlp,
     window: usize,
     res: usize,
 }
@@ -314,58 +319,65 @@ impl TinyVitBlock {
         res: usize,
     ) -> Result<Self> {
         let hidden = (dim as f64 * mlp_ratio) as usize;
-        let mlp_norm = candle_nn::layer_norm(dim, 1e-5, vb.pp("mlp.norm"))?;
-        let fc1 = candle_nn::linear(dim, hidden, vb.pp("mlp.fc1"))?;
-        let fc2 = candle_nn::linear(hidden, dim, vb.pp("mlp.fc2"))?;
-        let mlp_rows = if vb.device().is_cpu() {
-            MlpRows::new(&mlp_norm, &fc1, &fc2)?
-        } else {
-            None
-        };
+        let mut fc1 = Dense::load(&vb.pp("mlp.fc1"), hidden, dim, true)?;
+        let mut fc2 = Dense::load(&vb.pp("mlp.fc2"), dim, hidden, true)?;
+        fc1.pack_for_cpu()?;
+        fc2.pack_for_cpu()?;
+        let mlp = Mlp::new(
+            candle_nn::layer_norm(dim, 1e-5, vb.pp("mlp.norm"))?,
+            fc1,
+            fc2,
+        )?;
         Ok(Self {
             attn: Attention::new(vb.pp("attn"), dim, heads, window)?,
             local_conv: Conv::conv_bn(vb.pp("local_conv"), dim, dim, 3, 1, 1, dim)?,
-            mlp_norm,
-            fc1,
-            fc2,
-            mlp_rows,
+            mlp,
             window,
             res,
         })
     }
 
+    /// Attention within windows of `window × window` tokens (the whole map when it is one
+    /// window), padding the map to whole windows. x: [B, L, C] → [B, L, C].
+    fn windowed_attention(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, c) = x.dims3()?;
+        let (h, w, ws) = (self.res, self.res, self.window);
+        if h == ws && w == ws {
+            return self.attn.forward(x);
+        }
+        let pad_b = (ws - h % ws) % ws;
+        let pad_r = (ws - w % ws) % ws;
+        let mut xi = x.reshape((b, h, w, c))?;
+        if pad_b > 0 {
+            xi = xi.pad_with_zeros(1, 0, pad_b)?;
+        }
+        if pad_r > 0 {
+            xi = xi.pad_with_zeros(2, 0, pad_r)?;
+        }
+        let (ph, pw) = (h + pad_b, w + pad_r);
+        let (nh, nw) = (ph / ws, pw / ws);
+        let win = xi
+            .reshape((b, nh, ws, nw, ws, c))?
+            .transpose(2, 3)?
+            .reshape((b * nh * nw, ws * ws, c))?;
+        let y = self.attn.forward(&win)?;
+        let mut y = y
+            .reshape((b, nh, nw, ws, ws, c))?
+            .transpose(2, 3)?
+            .reshape((b, ph, pw, c))?;
+        if pad_b > 0 || pad_r > 0 {
+            y = y.narrow(1, 0, h)?.narrow(2, 0, w)?;
+        }
+        y.reshape((b, l, c))
+    }
+
     /// x: [B, L, C] with L = res * res.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, l, c) = x.dims3()?;
-        let (h, w, ws) = (self.res, self.res, self.window);
-        let attn = if h == ws && w == ws {
-            self.attn.forward(x)?
-        } else {
-            let pad_b = (ws - h % ws) % ws;
-            let pad_r = (ws - w % ws) % ws;
-            let mut xi = x.reshape((b, h, w, c))?;
-            if pad_b > 0 {
-                xi = xi.pad_with_zeros(1, 0, pad_b)?;
-            }
-            if pad_r > 0 {
-                xi = xi.pad_with_zeros(2, 0, pad_r)?;
-            }
-            let (ph, pw) = (h + pad_b, w + pad_r);
-            let (nh, nw) = (ph / ws, pw / ws);
-            let win = xi
-                .reshape((b, nh, ws, nw, ws, c))?
-                .transpose(2, 3)?
-                .reshape((b * nh * nw, ws * ws, c))?;
-            let y = self.attn.forward(&win)?;
-            let mut y = y
-                .reshape((b, nh, nw, ws, ws, c))?
-                .transpose(2, 3)?
-                .reshape((b, ph, pw, c))?;
-            if pad_b > 0 || pad_r > 0 {
-                y = y.narrow(1, 0, h)?.narrow(2, 0, w)?;
-            }
-            y.reshape((b, l, c))?
-        };
+        let (h, w) = (self.res, self.res);
+        let attn = time("encoder: attention, with windowing (total)", || {
+            self.windowed_attention(x)
+        })?;
         // x + attn feeds only the local convolution, whose output is the MLP's residual.
         let local = time("encoder: local conv", || {
             self.local_conv.depthwise_tokens(x, Some(&attn), (h, w))
@@ -379,134 +391,130 @@ impl TinyVitBlock {
                 xc.reshape((b, c, l))?.transpose(1, 2)?.contiguous()?
             }
         };
-        time("encoder: mlp", || match &self.mlp_rows {
-            Some(mlp) if x.dtype() == candle_core::DType::F32 && x.device().is_cpu() => {
-                mlp.forward(&x)
-            }
-            _ => {
-                let y = layer_norm(&self.mlp_norm, &x)?;
-                let y = linear_fused(&self.fc1, &y, None, true)?;
-                linear_fused(&self.fc2, &y, Some(&x), false)
-            }
-        })
+        time("encoder: mlp", || self.mlp.forward(&x))
+    }
+
+    /// Switches the block's linear layers to bf16 weights (the reduced-precision mode).
+    fn pack_bf16(&mut self) -> Result<()> {
+        self.attn.qkv.pack_bf16()?;
+        self.attn.proj.pack_bf16()?;
+        self.mlp.fc1.pack_bf16()?;
+        self.mlp.fc2.pack_bf16()
     }
 }
 
-/// The block's MLP (LayerNorm, fc1, GELU, fc2, + residual) in blocks of rows, so that each
-/// block's hidden activations (4x the width) stay in cache between the two GEMMs instead of
-/// going through memory as a whole [L, 4C] map.
+/// The block's MLP: x + fc2(GELU(fc1(LayerNorm(x)))). On f32 CPU data it runs in blocks of
+/// rows, so that each block's hidden activations (4x the width) stay in cache between the two
+/// GEMMs instead of going through memory as a whole [L, 4C] map.
 #[derive(Debug, Clone)]
-struct MlpRows {
+struct Mlp {
+    norm: LayerNorm,
+    fc1: Dense,
+    fc2: Dense,
+    /// The f32 values the row-blocked pass needs (`None` off the CPU or without biases).
+    rows: Option<MlpRowParams>,
+}
+
+/// Per-channel parameters of the row-blocked pass, as f32 values.
+#[derive(Debug, Clone)]
+struct MlpRowParams {
     dim: usize,
     hidden: usize,
     norm_weight: Vec<f32>,
     norm_bias: Vec<f32>,
     eps: f32,
-    /// The layers' weights, shared with `fc1` / `fc2` and read in place (contiguous f32):
-    /// [hidden, dim] and [dim, hidden]. The biases are small and copied.
-    w1: Tensor,
     b1: Vec<f32>,
-    w2: Tensor,
     b2: Vec<f32>,
 }
 
-/// Rows per block of [`MlpRows`].
+/// Rows per block of the row-blocked MLP.
 const MLP_ROWS: usize = 128;
 
-impl MlpRows {
-    fn new(norm: &LayerNorm, fc1: &Linear, fc2: &Linear) -> Result<Option<Self>> {
-        let f32s = |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1::<f32>() };
-        let (Some(nb), Some(b1), Some(b2)) = (norm.bias(), fc1.bias(), fc2.bias()) else {
-            return Ok(None);
+impl Mlp {
+    fn new(norm: LayerNorm, fc1: Dense, fc2: Dense) -> Result<Self> {
+        let f32s = |t: &Tensor| -> Result<Vec<f32>> {
+            t.to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()
         };
-        let in_place = |w: &Tensor| {
-            w.dtype() == candle_core::DType::F32 && w.device().is_cpu() && w.is_contiguous()
+        let rows = match (norm.bias(), fc1.bias(), fc2.bias()) {
+            (Some(nb), Some(b1), Some(b2)) if norm.remove_mean() && b1.device().is_cpu() => {
+                Some(MlpRowParams {
+                    dim: fc2.out_features()?,
+                    hidden: fc1.out_features()?,
+                    norm_weight: f32s(norm.weight())?,
+                    norm_bias: f32s(nb)?,
+                    eps: norm.eps() as f32,
+                    b1: f32s(b1)?,
+                    b2: f32s(b2)?,
+                })
+            }
+            _ => None,
         };
-        if !in_place(fc1.weight()) || !in_place(fc2.weight()) || !norm.remove_mean() {
-            return Ok(None);
-        }
-        let (hidden, dim) = fc1.weight().dims2()?;
-        Ok(Some(Self {
-            dim,
-            hidden,
-            norm_weight: f32s(norm.weight())?,
-            norm_bias: f32s(nb)?,
-            eps: norm.eps() as f32,
-            w1: fc1.weight().clone(),
-            b1: f32s(b1)?,
-            w2: fc2.weight().clone(),
-            b2: f32s(b2)?,
-        }))
+        Ok(Self {
+            norm,
+            fc1,
+            fc2,
+            rows,
+        })
     }
 
     /// x [B, L, dim] → x + fc2(GELU(fc1(norm(x)))).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         use crate::encoders::kernels::with_f32;
-        let c = self.dim;
-        if x.dim(candle_core::D::Minus1)? != c {
-            candle_core::bail!("TinyViT MLP: expected width {c}, got {:?}", x.dims());
+        let gelu = Some(crate::encoders::config::Activation::Gelu);
+        let row_blocked = x.dtype() == candle_core::DType::F32 && x.device().is_cpu();
+        let Some(p) = self.rows.as_ref().filter(|_| row_blocked) else {
+            let y = layer_norm(&self.norm, x)?;
+            let y = self.fc1.forward_with(&y, None, gelu)?;
+            return self.fc2.forward_with(&y, Some(x), None);
+        };
+        if x.dim(candle_core::D::Minus1)? != p.dim {
+            candle_core::bail!("TinyViT MLP: expected width {}, got {:?}", p.dim, x.dims());
         }
         let x = x.contiguous()?;
         let mut out = vec![0f32; x.elem_count()];
-        let done = with_f32(&x, |xs| {
-            with_f32(&self.w1, |w1| {
-                with_f32(&self.w2, |w2| self.blocks(xs, w1, w2, &mut out))
-            })
-        });
-        if done.flatten().flatten().is_none() {
-            candle_core::bail!("TinyViT MLP: expected an f32 CPU tensor");
+        match with_f32(&x, |xs| self.blocks(p, xs, &mut out)) {
+            Some(r) => r?,
+            None => candle_core::bail!("TinyViT MLP: expected a CPU tensor"),
         }
         Tensor::from_vec(out, x.shape(), x.device())
     }
 
     /// The blocks of rows, in parallel.
-    fn blocks(&self, xs: &[f32], w1: &[f32], w2: &[f32], out: &mut [f32]) {
-        use crate::encoders::kernels::{gelu_in_place, gemm_f32, layer_norm_rows};
+    fn blocks(&self, p: &MlpRowParams, xs: &[f32], out: &mut [f32]) -> Result<()> {
+        use crate::encoders::kernels::{gelu_in_place, layer_norm_rows};
         use rayon::prelude::*;
-        let (c, hid) = (self.dim, self.hidden);
+        let (c, hid) = (p.dim, p.hidden);
         out.par_chunks_mut(MLP_ROWS * c)
             .zip(xs.par_chunks(MLP_ROWS * c))
-            .for_each_init(
-                || (vec![0f32; MLP_ROWS * c], vec![0f32; MLP_ROWS * hid]),
-                |(normed, hidden), (o, xb)| {
+            .map_init(
+                || {
+                    (
+                        vec![0f32; MLP_ROWS * c],
+                        vec![0f32; MLP_ROWS * hid],
+                        Vec::new(),
+                    )
+                },
+                |(normed, hidden, scratch), (o, xb)| {
                     let rows = xb.len() / c;
                     let normed = &mut normed[..rows * c];
                     let hidden = &mut hidden[..rows * hid];
-                    let none = gemm::Parallelism::None;
-                    layer_norm_rows(xb, normed, &self.norm_weight, &self.norm_bias, self.eps);
+                    layer_norm_rows(xb, normed, &p.norm_weight, &p.norm_bias, p.eps);
                     for r in hidden.chunks_exact_mut(hid) {
-                        r.copy_from_slice(&self.b1);
+                        r.copy_from_slice(&p.b1);
                     }
-                    gemm_f32(
-                        (rows, hid, c),
-                        hidden,
-                        (hid, 1),
-                        true,
-                        normed,
-                        (c, 1),
-                        w1,
-                        (1, c),
-                        none,
-                    );
+                    self.fc1.matmul_acc_serial(normed, rows, hidden, scratch)?;
                     gelu_in_place(hidden);
                     for (r, xr) in o.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
-                        for ((v, x), b) in r.iter_mut().zip(xr).zip(&self.b2) {
+                        for ((v, x), b) in r.iter_mut().zip(xr).zip(&p.b2) {
                             *v = x + b;
                         }
                     }
-                    gemm_f32(
-                        (rows, c, hid),
-                        o,
-                        (c, 1),
-                        true,
-                        hidden,
-                        (hid, 1),
-                        w2,
-                        (1, hid),
-                        none,
-                    );
+                    self.fc2.matmul_acc_serial(hidden, rows, o, scratch)
                 },
             )
+            .collect()
     }
 }
 
@@ -522,6 +530,15 @@ pub struct TinyVit {
 }
 
 impl TinyVit {
+    /// Switches the transformer blocks' linear layers to bf16 weights (see
+    /// [`super::Sam::with_bf16_encoder`]).
+    pub(crate) fn pack_bf16(&mut self) -> Result<()> {
+        self.stages
+            .iter_mut()
+            .flatten()
+            .try_for_each(TinyVitBlock::pack_bf16)
+    }
+
     pub fn new(cfg: &TinyVitConfig, vb: VarBuilder) -> Result<Self> {
         let e = cfg.embed_dims;
         let pe = vb.pp("patch_embed.seq");
@@ -593,8 +610,11 @@ impl TinyVit {
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let b = x.dim(0)?;
         let g = self.cfg.grid();
-        let x = gelu(&self.patch_embed.0.forward(x)?)?;
-        let mut x = self.patch_embed.1.forward(&x)?;
+        let mut x = time("encoder: patch embed", || {
+            self.patch_embed
+                .1
+                .forward(&gelu(&self.patch_embed.0.forward(x)?)?)
+        })?;
         for blk in &self.conv_blocks {
             x = blk.forward(&x)?;
         }
@@ -625,10 +645,12 @@ impl TinyVit {
         if h != g || w != g {
             candle_core::bail!("TinyViT output grid {h}x{w}, expected {g}x{g} (image size {c})");
         }
-        let y = self.neck.0.forward(&x)?;
-        let y = self.neck.1.forward(&y)?;
-        let y = self.neck.2.forward(&y)?;
-        let y = self.neck.3.forward(&y)?;
+        let y = time("encoder: neck", || {
+            let y = self.neck.0.forward(&x)?;
+            let y = self.neck.1.forward(&y)?;
+            let y = self.neck.2.forward(&y)?;
+            self.neck.3.forward(&y)
+        })?;
         Ok((y, interm))
     }
 }
@@ -644,17 +666,34 @@ mod tests {
         let randn = |shape: &[usize], s: f32| Tensor::randn(0f32, s, shape, dev).unwrap();
         let (dim, hidden) = (24, 96);
         let norm = LayerNorm::new(randn(&[dim], 1.0), randn(&[dim], 0.5), 1e-5);
-        let fc1 = Linear::new(randn(&[hidden, dim], 0.2), Some(randn(&[hidden], 0.5)));
-        let fc2 = Linear::new(randn(&[dim, hidden], 0.2), Some(randn(&[dim], 0.5)));
-        let mlp = MlpRows::new(&norm, &fc1, &fc2).unwrap().unwrap();
+        let (w1, b1) = (randn(&[hidden, dim], 0.2), randn(&[hidden], 0.5));
+        let (w2, b2) = (randn(&[dim, hidden], 0.2), randn(&[dim], 0.5));
+        let mut fc1 = Dense::new(w1.clone(), Some(b1.clone()));
+        let mut fc2 = Dense::new(w2.clone(), Some(b2.clone()));
+        fc1.pack_for_cpu().unwrap();
+        fc2.pack_for_cpu().unwrap();
+        let mut mlp = Mlp::new(norm.clone(), fc1, fc2).unwrap();
+        assert!(
+            mlp.rows.is_some(),
+            "the row-blocked pass applies to f32 CPU layers"
+        );
         // Two images of 300 tokens: whole blocks of rows and a partial one.
         let x = randn(&[2, 300, dim], 2.0);
         let ours = mlp.forward(&x).unwrap();
-        let y = layer_norm(&norm, &x).unwrap();
-        let y = linear_fused(&fc1, &y, None, true).unwrap();
-        let want = linear_fused(&fc2, &y, Some(&x), false).unwrap();
+        // The same layers composed from candle's plain operations.
+        let y = candle_nn::Module::forward(&norm, &x).unwrap();
+        let y = y.broadcast_matmul(&w1.t().unwrap()).unwrap();
+        let y = y.broadcast_add(&b1).unwrap().gelu_erf().unwrap();
+        let y = y.broadcast_matmul(&w2.t().unwrap()).unwrap();
+        let want = (y.broadcast_add(&b2).unwrap() + &x).unwrap();
         let diff = super::super::ops::max_abs_diff(&ours, &want);
         assert!(diff < 1e-4, "max difference {diff}");
         assert!(mlp.forward(&randn(&[1, 4, dim + 1], 1.0)).is_err());
+        // The reduced-precision mode: the same within bf16's rounding of both products'
+        // operands (values here are of order 1-10).
+        mlp.fc1.pack_bf16().unwrap();
+        mlp.fc2.pack_bf16().unwrap();
+        let diff = super::super::ops::max_abs_diff(&mlp.forward(&x).unwrap(), &want);
+        assert!(diff < 5e-2 && diff > 1e-5, "bf16 max difference {diff}");
     }
 }

@@ -19,7 +19,7 @@ use visprompt_vision::detect::decode::{self, PreparedImage};
 use visprompt_vision::detect::interactive::{self, Click};
 use visprompt_vision::detector::segmenter_id;
 use visprompt_vision::encoders::RgbImage;
-use visprompt_vision::store::ModelStore;
+use visprompt_vision::store::{EncoderPrecision, ModelStore};
 
 use crate::api::ApiTags;
 use crate::api::error::ApiError;
@@ -198,8 +198,10 @@ impl SegmentApi {
             ]
         });
         let outcome = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            // Annotation masks come from the full-precision encoder, whatever the live
+            // pipeline runs.
             let sam = models
-                .segmenter(model_id)
+                .segmenter(model_id, EncoderPrecision::F32)
                 .map_err(|e| ApiError::conflict(e.to_string()))?;
             let key = (fid, model_id);
             let prepared = match cache.get(&key) {
