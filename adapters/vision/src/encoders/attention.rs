@@ -19,6 +19,8 @@
 use rayon::prelude::*;
 
 use super::bf16::{PackedBf16, round_to_bf16};
+#[cfg(target_arch = "x86_64")]
+use super::kernels::avx512_math;
 use super::kernels::{exp_shifted_row, gemm_f32};
 
 /// Query rows per job: their scores against a thousand keys (256 KB) stay in L2.
@@ -87,8 +89,9 @@ pub(crate) fn attention(
             x,
             batch,
             |b, h| {
-                let keys = PackedBf16::pack_with(n, d, |j, t| qkv[x.at(b, h, 1, j) + t]);
-                let values = PackedBf16::pack_with(d, n, |t, j| qkv[x.at(b, h, 2, j) + t]);
+                let stride = x.stride();
+                let keys = PackedBf16::pack_rows(&qkv[x.at(b, h, 1, 0)..], n, d, stride);
+                let values = PackedBf16::pack_columns(&qkv[x.at(b, h, 2, 0)..], d, n, stride);
                 (keys, values)
             },
             || Bf16Scratch::new(n, d),
@@ -256,9 +259,19 @@ fn bf16_block(
     let scores = &mut s.scores[..rows * n];
     scores.fill(0.0);
     keys.matmul_acc_bf16(&s.queries[..rows * dp], rows, scores);
-    let inv = exponentiate_rows(scores, rows, n, n);
-    for (src, dst) in scores.chunks_exact(n).zip(s.probs.chunks_exact_mut(np)) {
-        round_to_bf16(src, &mut dst[..n]);
+    let mut inv = [0f32; QUERY_BLOCK];
+    for ((src, dst), inv) in scores
+        .chunks_exact(n)
+        .zip(s.probs.chunks_exact_mut(np))
+        .zip(&mut inv)
+    {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the bf16 path runs only where `bf16::available()` (AVX-512F and BF16).
+        {
+            *inv = 1.0 / unsafe { avx512_math::exp_shifted_row_to_bf16(src, &mut dst[..n]) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("bf16 kernels exist on x86_64 only ({src:?}, {dst:?}, {inv})");
     }
     values.matmul_acc_bf16(&s.probs[..rows * np], rows, ctx);
     for (row, inv) in ctx.chunks_exact_mut(d).zip(inv) {

@@ -60,34 +60,54 @@ impl PackedBf16 {
     /// Packs row-major `w` `[n, k]`.
     pub(crate) fn pack(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight of the stated shape");
-        Self::pack_with(n, k, |col, kk| w[col * k + kk])
+        Self::pack_rows(w, n, k, k)
     }
 
-    /// Packs the `[n, k]` matrix whose element `(col, kk)` is `at(col, kk)`: a transposed or
-    /// strided source (attention's keys and values) without an intermediate copy.
-    pub(crate) fn pack_with(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Self {
-        let kp = k.div_ceil(2) * 2;
-        let panels = n.div_ceil(PANEL);
-        let mut data = vec![0u16; panels * PANEL * kp];
-        for p in 0..panels {
-            for pair in 0..kp / 2 {
-                for c in 0..PANEL {
-                    for t in 0..2 {
-                        let (col, kk) = (p * PANEL + c, 2 * pair + t);
-                        if col < n && kk < k {
-                            data[((p * (kp / 2) + pair) * PANEL + c) * 2 + t] =
-                                to_bf16(at(col, kk));
-                        }
-                    }
+    /// Packs the `[n, k]` matrix whose row `col` is the `k` values from `src[col · stride]`
+    /// (attention's keys, read from the fused q/k/v rows).
+    pub(crate) fn pack_rows(src: &[f32], n: usize, k: usize, stride: usize) -> Self {
+        let mut packed = Self::zeros(n, k);
+        let kp = packed.kp;
+        for col in 0..n {
+            let row = &src[col * stride..col * stride + k];
+            let base = (col / PANEL * (kp / 2) * PANEL + col % PANEL) * 2;
+            for (pair, two) in row.chunks(2).enumerate() {
+                let at = base + pair * PANEL * 2;
+                for (t, &v) in two.iter().enumerate() {
+                    packed.data[at + t] = to_bf16(v);
                 }
             }
         }
+        packed
+    }
+
+    /// Packs the `[n, k]` matrix given transposed: element `(col, kk)` is
+    /// `src[kk · stride + col]` (attention's values, whose rows are the keys `kk`).
+    pub(crate) fn pack_columns(src: &[f32], n: usize, k: usize, stride: usize) -> Self {
+        let mut packed = Self::zeros(n, k);
+        let kp = packed.kp;
+        for kk in 0..k {
+            let row = &src[kk * stride..kk * stride + n];
+            let (pair, t) = (kk / 2, kk % 2);
+            for (p, cols) in row.chunks(PANEL).enumerate() {
+                let base = (p * (kp / 2) + pair) * PANEL * 2 + t;
+                for (c, &v) in cols.iter().enumerate() {
+                    packed.data[base + 2 * c] = to_bf16(v);
+                }
+            }
+        }
+        packed
+    }
+
+    fn zeros(n: usize, k: usize) -> Self {
+        let kp = k.div_ceil(2) * 2;
+        let panels = n.div_ceil(PANEL);
         PackedBf16 {
             n,
             k,
             kp,
             panels,
-            data,
+            data: vec![0u16; panels * PANEL * kp],
         }
     }
 
@@ -315,6 +335,24 @@ mod tests {
         assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
         assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
         assert_eq!(to_bf16(-2.0), 0xc000);
+    }
+
+    #[test]
+    fn strided_and_transposed_packing_equal_packing_a_copy() {
+        let (n, k, stride) = (45, 37, 50);
+        let src: Vec<f32> = (0..n.max(k) * stride)
+            .map(|i| i as f32 * 0.37 - 100.0)
+            .collect();
+        let rows: Vec<f32> = (0..n * k).map(|i| src[i / k * stride + i % k]).collect();
+        assert_eq!(
+            PackedBf16::pack_rows(&src, n, k, stride).data,
+            PackedBf16::pack(&rows, n, k).data
+        );
+        let transposed: Vec<f32> = (0..n * k).map(|i| src[i % k * stride + i / k]).collect();
+        assert_eq!(
+            PackedBf16::pack_columns(&src, n, k, stride).data,
+            PackedBf16::pack(&transposed, n, k).data
+        );
     }
 
     #[test]

@@ -451,15 +451,7 @@ pub(crate) mod avx512_math {
         // SAFETY (every access below): vector `i < full` covers row[16i .. 16i + 16]; the
         // tail's loads and stores are masked to its `tail` lanes.
         unsafe {
-            let mut max = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
-            for i in 0..full {
-                max[i % 2] = _mm512_max_ps(max[i % 2], _mm512_loadu_ps(ptr.add(16 * i)));
-            }
-            let last = _mm512_maskz_loadu_ps(tail_mask, ptr.add(16 * full));
-            let max = _mm512_max_ps(max[0], max[1]);
-            let max = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_mask_max_ps(
-                max, tail_mask, max, last,
-            )));
+            let (max, last) = row_max(ptr, full, tail_mask);
             let mut sum = [_mm512_setzero_ps(); 2];
             for i in 0..full {
                 let e = exp(_mm512_sub_ps(_mm512_loadu_ps(ptr.add(16 * i)), max));
@@ -470,6 +462,55 @@ pub(crate) mod avx512_math {
             _mm512_mask_storeu_ps(ptr.add(16 * full), tail_mask, e);
             let sum = _mm512_add_ps(sum[0], sum[1]);
             _mm512_reduce_add_ps(_mm512_mask_add_ps(sum, tail_mask, sum, e))
+        }
+    }
+
+    /// As [`exp_shifted_row`], writing the exponentials rounded to bf16 (to nearest even)
+    /// into `dst` instead of over `src`; the sum is of the unrounded values.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX-512 BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(crate) unsafe fn exp_shifted_row_to_bf16(src: &[f32], dst: &mut [u16]) -> f32 {
+        assert!(dst.len() >= src.len(), "a destination as long as the row");
+        let (full, tail) = (src.len() / 16, src.len() % 16);
+        let tail_mask = ((1u32 << tail) - 1) as __mmask16;
+        let (ptr, out) = (src.as_ptr(), dst.as_mut_ptr());
+        // SAFETY (every access below): vector `i < full` covers src[16i .. 16i + 16] and the
+        // same range of `dst` (at least as long); the tail's accesses are masked to its lanes.
+        unsafe {
+            let (max, last) = row_max(ptr, full, tail_mask);
+            let mut sum = [_mm512_setzero_ps(); 2];
+            for i in 0..full {
+                let e = exp(_mm512_sub_ps(_mm512_loadu_ps(ptr.add(16 * i)), max));
+                let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(e));
+                _mm256_storeu_si256(out.add(16 * i).cast(), b);
+                sum[i % 2] = _mm512_add_ps(sum[i % 2], e);
+            }
+            let e = exp(_mm512_sub_ps(last, max));
+            let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(e));
+            _mm256_mask_storeu_epi16(out.add(16 * full).cast(), tail_mask, b);
+            let sum = _mm512_add_ps(sum[0], sum[1]);
+            _mm512_reduce_add_ps(_mm512_mask_add_ps(sum, tail_mask, sum, e))
+        }
+    }
+
+    /// The row's maximum in every lane, and its masked tail vector (already loaded).
+    ///
+    /// # Safety
+    /// AVX-512F; `ptr` holds `16 · full` values and then the tail's `tail_mask` lanes.
+    #[inline(always)]
+    unsafe fn row_max(ptr: *const f32, full: usize, tail_mask: __mmask16) -> (__m512, __m512) {
+        // SAFETY: the caller's bounds, as stated.
+        unsafe {
+            let mut max = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
+            for i in 0..full {
+                max[i % 2] = _mm512_max_ps(max[i % 2], _mm512_loadu_ps(ptr.add(16 * i)));
+            }
+            let last = _mm512_maskz_loadu_ps(tail_mask, ptr.add(16 * full));
+            let max = _mm512_max_ps(max[0], max[1]);
+            let max = _mm512_mask_max_ps(max, tail_mask, max, last);
+            (_mm512_set1_ps(_mm512_reduce_max_ps(max)), last)
         }
     }
 
@@ -639,6 +680,19 @@ mod tests {
         }
         let want: f64 = xs.iter().map(|x| (*x as f64).exp()).sum();
         assert!(((sum as f64) - want).abs() < 1e-5 * want, "{sum} vs {want}");
+        // The bf16-writing variant: the same exponentials, each rounded to nearest even, and
+        // the same sum.
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(super::super::bf16::available(), "this test needs AVX-512 BF16");
+            let mut rounded = vec![0u16; xs.len()];
+            // SAFETY: AVX-512F and BF16 asserted just above.
+            let sum16 = unsafe { avx512_math::exp_shifted_row_to_bf16(&xs, &mut rounded) };
+            assert_eq!(sum16, sum);
+            for (r, e) in rounded.iter().zip(&row) {
+                assert_eq!(*r, super::super::bf16::to_bf16(*e), "bf16({e})");
+            }
+        }
         let mut row: Vec<f32> = (0..37).map(|i| ((i * 13 % 7) as f32 - 3.0) * 1.7).collect();
         let max = row.iter().copied().fold(f32::MIN, f32::max);
         let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
