@@ -191,12 +191,9 @@ pub(crate) fn linear_packed_vec(
     residual: Option<&Tensor>,
     act: Option<Activation>,
 ) -> Option<Vec<f32>> {
-    let rows = x.dim(0).ok()?;
-    let n = w.out_features();
-    let (mut out, _) = prefilled(rows, n, b, residual)?;
-    with_f32(x, |xs| w.matmul_acc(xs, rows, &mut out))?;
-    activate_in_place(&mut out, n, act);
-    Some(out)
+    linear_with(x, w.out_features(), b, residual, act, |xs, rows, out| {
+        w.matmul_acc(xs, rows, out)
+    })
 }
 
 /// As [`linear_vec`] with bf16 weights (see [`super::bf16`]).
@@ -207,10 +204,23 @@ pub(crate) fn linear_bf16_vec(
     residual: Option<&Tensor>,
     act: Option<Activation>,
 ) -> Option<Vec<f32>> {
+    linear_with(x, w.out_features(), b, residual, act, |xs, rows, out| {
+        w.matmul_acc(xs, rows, out)
+    })
+}
+
+/// `act(x·Wᵀ + b + residual)` with `x·Wᵀ` added into the pre-filled output by `matmul_acc`.
+fn linear_with(
+    x: &Tensor,
+    n: usize,
+    b: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    act: Option<Activation>,
+    matmul_acc: impl FnOnce(&[f32], usize, &mut [f32]),
+) -> Option<Vec<f32>> {
     let rows = x.dim(0).ok()?;
-    let n = w.out_features();
     let (mut out, _) = prefilled(rows, n, b, residual)?;
-    with_f32(x, |xs| w.matmul_acc(xs, rows, &mut out))?;
+    with_f32(x, |xs| matmul_acc(xs, rows, &mut out))?;
     activate_in_place(&mut out, n, act);
     Some(out)
 }
@@ -684,7 +694,10 @@ mod tests {
         // the same sum.
         #[cfg(target_arch = "x86_64")]
         {
-            assert!(super::super::bf16::available(), "this test needs AVX-512 BF16");
+            assert!(
+                super::super::bf16::available(),
+                "this test needs AVX-512 BF16"
+            );
             let mut rounded = vec![0u16; xs.len()];
             // SAFETY: AVX-512F and BF16 asserted just above.
             let sum16 = unsafe { avx512_math::exp_shifted_row_to_bf16(&xs, &mut rounded) };

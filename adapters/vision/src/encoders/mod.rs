@@ -28,6 +28,7 @@ pub mod preprocess;
 pub mod profiling;
 pub mod resize;
 mod rope;
+mod tasks;
 mod vit;
 
 use candle_core::{DType, Device, Module, Tensor};

@@ -10,7 +10,7 @@
 //! columns' values side by side, so one input channel is two vector loads. The microkernel
 //! holds 12 rows × 32 columns of sums in 24 registers.
 
-use rayon::prelude::*;
+use super::tasks::for_each_task;
 
 const PANEL: usize = 32;
 /// Rows of the activations per microkernel call.
@@ -36,26 +36,6 @@ pub(crate) struct PackedF32 {
     k: usize,
     panels: usize,
     data: Vec<f32>,
-}
-
-/// The output's base pointer, shared by tasks that write disjoint (row, column) blocks.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: every task writes only its own rows × columns block of the output (see
-// `matmul_acc`), so no two threads touch the same element.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The pointer `offset` values on. (A method, so that closures capture the whole `Out`,
-    /// which is `Sync`, rather than its raw pointer field.)
-    ///
-    /// # Safety
-    /// `offset` must stay inside the output.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: the caller keeps `offset` inside the output.
-        unsafe { self.0.add(offset) }
-    }
 }
 
 impl PackedF32 {
@@ -104,38 +84,17 @@ impl PackedF32 {
         assert!(available(), "the f32 kernel on a CPU without AVX-512");
         assert_eq!(a.len(), m * k, "activations of the stated shape");
         assert_eq!(out.len(), m * n, "output of the stated shape");
-        if m == 0 || n == 0 {
-            return;
-        }
-        // Enough tasks for dynamic balancing: split the columns too when the rows are few.
-        let row_blocks = m.div_ceil(TASK_ROWS);
-        let threads = rayon::current_num_threads().max(1);
-        let groups = (8 * threads).div_ceil(row_blocks).clamp(1, self.panels);
-        let per_group = self.panels.div_ceil(groups);
-        let groups = self.panels.div_ceil(per_group);
-        let dst = Out(out.as_mut_ptr());
-        (0..row_blocks * groups).into_par_iter().for_each(|task| {
-            let (rb, g) = (task / groups, task % groups);
-            let r0 = rb * TASK_ROWS;
-            let rows = TASK_ROWS.min(m - r0);
-            let panels = g * per_group..((g + 1) * per_group).min(self.panels);
+        for_each_task(m, self.panels, TASK_ROWS, out, |rows, panels, out_rows| {
+            let a = &a[rows.start * k..rows.end * k];
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F was asserted above. The task reads rows r0..r0+rows of `a`
-            // (inside it: r0 + rows ≤ m) and writes only those rows' columns of its panels
-            // (inside `out`, whose length is m·n); tasks have disjoint (row block, panel
-            // group) pairs, so their writes never overlap.
+            // SAFETY: AVX-512F was asserted above; `out_rows` points at these rows of `out`,
+            // and this task writes only their columns of its panels (`for_each_task`).
             unsafe {
-                kernel::rows(
-                    self,
-                    &a[r0 * k..(r0 + rows) * k],
-                    rows,
-                    dst.at(r0 * n),
-                    panels,
-                )
+                kernel::rows(self, a, rows.len(), out_rows, panels)
             }
             #[cfg(not(target_arch = "x86_64"))]
             {
-                let _ = (rows, panels, dst);
+                let _ = (a, panels, out_rows);
                 unreachable!("available() is false off x86_64")
             }
         });
