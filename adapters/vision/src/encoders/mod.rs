@@ -22,7 +22,7 @@ pub(crate) mod dense;
 mod dinov2;
 mod dinov3;
 pub(crate) mod kernels;
-mod packed_f32;
+pub(crate) mod packed_f32;
 mod patchify;
 pub mod preprocess;
 pub mod profiling;

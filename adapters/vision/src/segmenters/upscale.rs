@@ -20,12 +20,15 @@
 //! 4–8 MB per prompt. Other dtypes and devices take that composed path, which the test
 //! compares the fused one against.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::ops::{ConvTranspose2x2, LayerNorm2d, SendPtr, contiguous_f32, gelu};
 use crate::encoders::kernels::{gelu_in_place, gemm_f32, layer_norm_rows};
+use crate::encoders::packed_f32::{self, PackedF32};
 
 /// `GELU(up2(GELU(norm(up1(x)))))` with weights in PyTorch names (`output_upscaling.0`, `.1`,
 /// `.3`).
@@ -54,6 +57,8 @@ struct Packed {
     /// [c_mid, 4·c_out], column (ky·2 + kx)·c_out + channel.
     w2: Vec<f32>,
     b2: Vec<f32>,
+    /// The two right-hand sides packed for the f32 AVX-512 kernel, where the CPU has it.
+    kernel: Option<(Arc<PackedF32>, Arc<PackedF32>)>,
 }
 
 /// PyTorch's ConvTranspose2d weight [c_in, c_out, 2, 2] → [c_in, 4·c_out] with columns ordered
@@ -96,6 +101,12 @@ impl Upscaling {
         let lanes = |name: &str| -> Result<Vec<f32>> {
             norm_vb.get(c_mid, name)?.to_dtype(DType::F32)?.to_vec1()
         };
+        let kernel = packed_f32::available().then(|| {
+            (
+                Arc::new(PackedF32::pack_transposed(&w1, 4 * c_mid, dim)),
+                Arc::new(PackedF32::pack_transposed(&w2, 4 * c_out, c_mid)),
+            )
+        });
         Ok(Self {
             first: ConvTranspose2x2::new(vb.pp("0"), dim, c_mid)?,
             norm: LayerNorm2d::new(c_mid, vb.pp("1"))?,
@@ -111,6 +122,7 @@ impl Upscaling {
                 norm_bias: lanes("bias")?,
                 w2,
                 b2,
+                kernel,
             },
         })
     }
@@ -171,34 +183,40 @@ impl Upscaling {
                 for px in mid.chunks_exact_mut(4 * c_mid) {
                     px.copy_from_slice(&p.b1);
                 }
-                gemm_f32(
-                    (g, 4 * c_mid, c),
-                    mid,
-                    (4 * c_mid, 1),
-                    true,
-                    row,
-                    (c, 1),
-                    &p.w1,
-                    (4 * c_mid, 1),
-                    gemm::Parallelism::None,
-                );
+                match &p.kernel {
+                    Some((w1, _)) => w1.matmul_acc_serial(row, g, mid),
+                    None => gemm_f32(
+                        (g, 4 * c_mid, c),
+                        mid,
+                        (4 * c_mid, 1),
+                        true,
+                        row,
+                        (c, 1),
+                        &p.w1,
+                        (4 * c_mid, 1),
+                        gemm::Parallelism::None,
+                    ),
+                }
                 // Each of the 4g sub-pixels is a row of c_mid channels.
                 layer_norm_rows(mid, normed, &p.norm_weight, &p.norm_bias, eps);
                 gelu_in_place(normed);
                 for px in fine.chunks_exact_mut(4 * c_out) {
                     px.copy_from_slice(&p.b2);
                 }
-                gemm_f32(
-                    (4 * g, 4 * c_out, c_mid),
-                    fine,
-                    (4 * c_out, 1),
-                    true,
-                    normed,
-                    (c_mid, 1),
-                    &p.w2,
-                    (4 * c_out, 1),
-                    gemm::Parallelism::None,
-                );
+                match &p.kernel {
+                    Some((_, w2)) => w2.matmul_acc_serial(normed, 4 * g, fine),
+                    None => gemm_f32(
+                        (4 * g, 4 * c_out, c_mid),
+                        fine,
+                        (4 * c_out, 1),
+                        true,
+                        normed,
+                        (c_mid, 1),
+                        &p.w2,
+                        (4 * c_out, 1),
+                        gemm::Parallelism::None,
+                    ),
+                }
                 if self.final_gelu {
                     gelu_in_place(fine);
                 }
