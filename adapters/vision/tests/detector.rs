@@ -201,6 +201,18 @@ fn weights_are_loaded_once_and_shared() {
             .segmenter("sam_hq_tiny", EncoderPrecision::F32)
             .unwrap()
     ));
+    // Each precision is its own model (the bf16 one packs TinyViT's linear layers in bf16),
+    // also loaded once.
+    let s2 = store
+        .segmenter("sam_hq_tiny", EncoderPrecision::Bf16)
+        .unwrap();
+    assert!(!Arc::ptr_eq(&s1, &s2));
+    assert!(Arc::ptr_eq(
+        &s2,
+        &store
+            .segmenter("sam_hq_tiny", EncoderPrecision::Bf16)
+            .unwrap()
+    ));
 }
 
 #[test]

@@ -277,6 +277,19 @@ fn bf16_tiny_encoder_stays_within_bf16_rounding() {
 }
 
 #[test]
+fn a_bf16_encoder_is_refused_for_vit_encoders_with_a_reason() {
+    let sam = Sam::from_file(
+        &small_config("vit", true),
+        &fixtures().join("vit/model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(!sam.supports_bf16_encoder());
+    let err = sam.with_bf16_encoder().unwrap_err().to_string();
+    assert!(err.contains("TinyViT"), "{err}");
+}
+
+#[test]
 fn mobile_sam_plain_decoder_matches_reference() {
     let io = load_io("tiny");
     let sam = Sam::from_file(
