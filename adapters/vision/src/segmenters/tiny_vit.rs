@@ -187,9 +187,9 @@ impl Attention {
     /// x: [B, N, C] windows.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
-        let qkv = time("encoder: attention norm + qkv", || {
-            self.qkv
-                .forward_with(&layer_norm(&self.norm, x)?, None, None)
+        let normed = time("encoder: attention norm", || layer_norm(&self.norm, x))?;
+        let qkv = time("encoder: attention qkv", || {
+            self.qkv.forward_with(&normed, None, None)
         })?;
         if qkv.device().is_cpu() && qkv.dtype() == candle_core::DType::F32 {
             let qkv = qkv.contiguous()?;
