@@ -551,6 +551,7 @@ mod tests {
 
     use super::*;
     use crate::encoders::bf16::to_bf16;
+    use crate::segmenters::ops::max_abs_diff;
 
     /// softmax(q·kᵀ)·v per (image, head) with candle's ops.
     fn plain(qkv: &Tensor, batch: usize, n: usize, heads: usize, d: usize) -> Tensor {
@@ -585,19 +586,6 @@ mod tests {
         Tensor::from_vec(data, (batch * n, 3 * heads * d), &Device::Cpu).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
     // Shapes: one query block; several with a ragged last one and a ragged last key panel;
     // head sizes below, at and above one 64-channel chunk, odd ones for the bf16 padding.
     const SHAPES: [(usize, usize, usize, usize); 5] = [
@@ -617,7 +605,7 @@ mod tests {
             let want = plain(&qkv, batch, n, heads, d);
             let got = attention(&data, batch, n, heads, d, Products::F32);
             let got = Tensor::from_vec(got, want.dims(), &dev).unwrap();
-            let diff = max_diff(&got, &want);
+            let diff = max_abs_diff(&got, &want);
             assert!(diff < 1e-5, "{batch}x{n}x{heads}x{d}: {diff}");
         }
     }
@@ -643,7 +631,7 @@ mod tests {
                 |(), s, block, ctx| portable_block(x, s, block, ctx),
             );
             let got = Tensor::from_vec(got, want.dims(), &dev).unwrap();
-            let diff = max_diff(&got, &want);
+            let diff = max_abs_diff(&got, &want);
             assert!(diff < 1e-5, "{batch}x{n}x{heads}x{d}: {diff}");
         }
     }
@@ -652,9 +640,10 @@ mod tests {
     /// that computation done in f64 closely, and f32 attention within bf16's rounding.
     #[test]
     fn bf16_attention_is_the_formula_on_rounded_operands() {
-        if !crate::encoders::bf16::available() {
-            panic!("this test needs a CPU with AVX-512 BF16 (the bf16 mode's only target)");
-        }
+        assert!(
+            crate::encoders::bf16::available(),
+            "this test needs a CPU with AVX-512 BF16 (the bf16 mode's only target)"
+        );
         let dev = Device::Cpu;
         let round = |v: f32| f32::from_bits((to_bf16(v) as u32) << 16) as f64;
         for (batch, n, heads, d) in SHAPES {
@@ -697,7 +686,7 @@ mod tests {
             assert!(worst < 2e-4, "{batch}x{n}x{heads}x{d}: {worst}");
             let want = plain(&qkv, batch, n, heads, d);
             let got = Tensor::from_vec(got, want.dims(), &dev).unwrap();
-            let diff = max_diff(&got, &want);
+            let diff = max_abs_diff(&got, &want);
             eprintln!(
                 "{batch}x{n}x{heads}x{d}: {worst:.2e} from the rounded formula, {diff:.2e} from f32"
             );

@@ -218,8 +218,16 @@ impl Dense {
         let b = self.bias.as_ref();
         let out = match &self.weight {
             Weight::Plain(w) => kernels::linear_vec(x, w, b, residual, act),
-            Weight::F32(p) => kernels::linear_packed_vec(x, p, b, residual, act),
-            Weight::Bf16(p) => kernels::linear_bf16_vec(x, p, b, residual, act),
+            Weight::F32(p) => {
+                kernels::linear_packed(x, p.out_features(), b, residual, act, |x, m, o| {
+                    p.matmul_acc(x, m, o)
+                })
+            }
+            Weight::Bf16(p) => {
+                kernels::linear_packed(x, p.out_features(), b, residual, act, |x, m, o| {
+                    p.matmul_acc(x, m, o)
+                })
+            }
         };
         out.ok_or_else(|| candle_core::Error::Msg("fused kernels need contiguous f32".into()))
     }

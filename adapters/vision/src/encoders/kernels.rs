@@ -2,7 +2,7 @@
 //! each make a pass over memory, several of them on one thread, and its matmul cannot add into
 //! an existing result.
 //!
-//! - [`linear_vec`] / [`linear_packed_vec`] / [`linear_bf16_vec`]: `x·Wᵀ + b (+ residual)`,
+//! - [`linear_vec`] / [`linear_packed`]: `x·Wᵀ + b (+ residual)`,
 //!   then optionally the activation, as one GEMM (the `gemm` crate candle itself uses, or the
 //!   packed f32 or bf16 kernel) whose destination is pre-filled with the bias (and residual),
 //!   and one parallel activation pass.
@@ -16,9 +16,7 @@
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::bf16::PackedBf16;
 use super::config::Activation;
-use super::packed_f32::PackedF32;
 
 /// Defines `fn $name(args)`, which runs `$generic` (an `#[inline(always)]` function written so
 /// that it vectorises) compiled for the widest vector unit the CPU has: AVX-512F, else AVX2 with
@@ -136,7 +134,7 @@ pub(crate) fn gemm_f32(
 
 /// `act(x·Wᵀ + b + residual)` for `x` `[rows, k]`, `w` `[n, k]`, `b` `[n]`, `residual`
 /// `[rows, n]`. `None` when an input is not contiguous `f32` on the CPU. (The encoder calls
-/// [`linear_vec`] / [`linear_bf16_vec`]; this tensor-returning form is for tests.)
+/// [`linear_vec`] / [`linear_packed`]; this tensor-returning form is for tests.)
 #[cfg(test)]
 pub(crate) fn linear(
     x: &Tensor,
@@ -183,34 +181,9 @@ pub(crate) fn linear_vec(
     Some(out)
 }
 
-/// As [`linear_vec`] with weights packed for the f32 kernel (see [`super::packed_f32`]).
-pub(crate) fn linear_packed_vec(
-    x: &Tensor,
-    w: &PackedF32,
-    b: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    act: Option<Activation>,
-) -> Option<Vec<f32>> {
-    linear_with(x, w.out_features(), b, residual, act, |xs, rows, out| {
-        w.matmul_acc(xs, rows, out)
-    })
-}
-
-/// As [`linear_vec`] with bf16 weights (see [`super::bf16`]).
-pub(crate) fn linear_bf16_vec(
-    x: &Tensor,
-    w: &PackedBf16,
-    b: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    act: Option<Activation>,
-) -> Option<Vec<f32>> {
-    linear_with(x, w.out_features(), b, residual, act, |xs, rows, out| {
-        w.matmul_acc(xs, rows, out)
-    })
-}
-
-/// `act(x·Wᵀ + b + residual)` with `x·Wᵀ` added into the pre-filled output by `matmul_acc`.
-fn linear_with(
+/// As [`linear_vec`] for a packed weight (f32 or bf16, see [`super::dense`]) with `n` outputs:
+/// `matmul_acc(x, rows, out)` adds `x·Wᵀ` into the pre-filled output.
+pub(crate) fn linear_packed(
     x: &Tensor,
     n: usize,
     b: Option<&Tensor>,

@@ -15,7 +15,7 @@
 mod fused;
 mod inverted_residual;
 mod mask_decoder;
-mod ops;
+pub(crate) mod ops;
 pub mod preprocess;
 mod prompt_encoder;
 mod tiny_vit;
