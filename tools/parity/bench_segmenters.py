@@ -78,7 +78,7 @@ def median_ms(fn, runs: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def time_all(sam, x, coords, labels, runs: int, dtype) -> dict:
+def time_all(sam, x, coords, labels, runs: int, dtype, f32_embedding) -> dict:
     sam = sam.to(dtype)
     pred = SamPredictor(sam)
     x = x.to(dtype)
@@ -87,6 +87,10 @@ def time_all(sam, x, coords, labels, runs: int, dtype) -> dict:
         out["encoder_ms"] = median_ms(lambda: sam.image_encoder(x), runs)
         print(f"{dtype}: encoder {out['encoder_ms']:.0f} ms", file=sys.stderr)
         if dtype != torch.float32:
+            # This precision's own error: the largest deviation of its image embedding from
+            # the f32 one, the yardstick for ours in the same mode.
+            emb = sam.image_encoder(x)[0].float()
+            out["encoder_err"] = (emb - f32_embedding).abs().max().item()
             # The reference prompt encoder casts point coordinates to float32 and then fails on
             # bf16 weights, so only the encoder is timed in reduced precision.
             return out
@@ -151,8 +155,10 @@ def main() -> int:
             str(out_dir / "io.safetensors"),
         )
     result = {"torch": torch.__version__}
+    with torch.inference_mode():
+        f32_embedding = sam.image_encoder(x)[0]
     for name, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
-        for k, v in time_all(sam, x, coords, labels, runs, dtype).items():
+        for k, v in time_all(sam, x, coords, labels, runs, dtype, f32_embedding).items():
             result[f"{name}_{k}"] = v
     print(json.dumps(result))
     return 0

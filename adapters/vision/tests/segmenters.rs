@@ -240,11 +240,12 @@ fn sam_hq_tiny_from_pth_matches_reference() {
     check_cases(&sam, &emb, &io, "hq");
 }
 
-/// The reduced-precision encoder (bf16 operands with f32 sums in TinyViT's transformer-block
-/// linear layers, f32 elsewhere) stays within bf16's rounding of the f32 reference: 0.4 % of
-/// the largest value after the first transformer stage (the intermediate features), growing
-/// to about 3 % through eight more blocks and the neck's two LayerNorms on this small random
-/// model (1.4e-2 and 9.3e-2 measured; the full-size model in `just bench-models` is 2.7e-2).
+/// The reduced-precision encoder (bf16 operands with f32 sums in TinyViT's linear layers and
+/// its convolutional blocks' 1x1 convolutions, f32 elsewhere) stays within bf16's rounding of
+/// the f32 reference: under 1 % of the largest value after the first transformer stage (the
+/// intermediate features; 2.2e-2 of 3.2 measured), growing to about 4 % through eight more
+/// blocks and the neck's two LayerNorms on this small random model (0.12 of 2.9 measured).
+/// `just bench-models` sets the full-size model's error beside PyTorch's own bf16 error.
 #[test]
 fn bf16_tiny_encoder_stays_within_bf16_rounding() {
     let io = load_io("tiny");
@@ -268,7 +269,10 @@ fn bf16_tiny_encoder_stays_within_bf16_rounding() {
     let i = max_abs_diff(&strided(&interm, 2), &want);
     let iscale = max_abs_diff(&want, &want.zeros_like().unwrap());
     eprintln!("bf16 encoder: intermediate error {i:.2e} (largest value {iscale:.2})");
-    assert!(i <= 2e-2, "bf16 intermediate features differ by {i}");
+    assert!(
+        i <= 0.01 * iscale,
+        "bf16 intermediate features differ by {i}"
+    );
     assert!(e <= 0.05 * scale, "bf16 image embeddings differ by {e}");
     assert!(
         i > 1e-5 && e > 1e-5,

@@ -218,14 +218,17 @@ fn child(algorithm: &str, precision: &str, runs: usize) {
     if algorithm == "click" {
         let profile = std::env::var_os("BENCH_PROFILE").is_some();
         if profile {
-            // Where the frame's embedding (the segmenter's image encoder) spends its time.
+            // Where the frame's embedding (the segmenter's image encoder) spends its time,
+            // averaged over `runs` embeddings after one warm-up.
             decode::prepare(&sam, view(&target)).expect("embedding");
             visprompt_vision::encoders::profiling::set_enabled(true);
             let t = Instant::now();
-            decode::prepare(&sam, view(&target)).expect("embedding");
-            let total = ms(t.elapsed());
+            for _ in 0..runs {
+                decode::prepare(&sam, view(&target)).expect("embedding");
+            }
+            let total = ms(t.elapsed()) / runs as f64;
             for (stage, d) in visprompt_vision::encoders::profiling::take() {
-                eprintln!("  {stage:<32} {:>7.1} ms", ms(d));
+                eprintln!("  {stage:<32} {:>7.1} ms", ms(d) / runs as f64);
             }
             eprintln!("  {:<32} {total:>7.1} ms", "embedding (total)");
             visprompt_vision::encoders::profiling::set_enabled(false);

@@ -149,9 +149,12 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
             .as_ref()
             .ok()
             .map(|(_, y)| max_abs(y, &io["image_embeddings"])),
-        note: match &bf16 {
-            Ok(_) => "bf16 linears vs PyTorch bf16; err vs PyTorch f32".into(),
-            Err(e) => format!("not run: {e}"),
+        note: match (&bf16, torch["bf16_encoder_err"].as_f64()) {
+            (Ok(_), Some(e)) => format!(
+                "bf16 linears vs PyTorch bf16; err vs PyTorch f32 (PyTorch bf16's own: {e:.1e})"
+            ),
+            (Ok(_), None) => "bf16 linears vs PyTorch bf16; err vs PyTorch f32".into(),
+            (Err(e), _) => format!("not run: {e}"),
         },
     });
 

@@ -52,7 +52,7 @@ impl TinyVitConfig {
 /// TinyViT's convolutional blocks: a 1x1 convolution + GELU, a depthwise 3x3 + GELU and a 1x1
 /// convolution. As the inverted-residual block (`MBConv`) it keeps the width, adds the input
 /// and applies GELU at the end; as patch merging it changes the width, may stride by 2, and
-/// ends with the last convolution. Input and output NCHW.
+/// ends with the last convolution. Input and output channels-last, [B, H, W, C].
 #[derive(Debug, Clone)]
 struct ConvBlock {
     conv1: Conv,
@@ -60,7 +60,7 @@ struct ConvBlock {
     conv3: Conv,
     /// Inverted residual (input added, GELU at the end) or patch merging.
     residual: bool,
-    /// The three layers as one row-by-row pass (f32 weights).
+    /// The three layers as one row-by-row pass (f32 models on the CPU).
     rowwise: Option<RowwiseInvertedResidual>,
     /// The profile stage this block's row pass counts under.
     stage: &'static str,
@@ -109,6 +109,7 @@ impl ConvBlock {
         })
     }
 
+    /// x [B, H, W, C] → [B, H', W', C'].
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if let Some(block) = &self.rowwise
             && x.dtype() == candle_core::DType::F32
@@ -116,10 +117,21 @@ impl ConvBlock {
         {
             return time(self.stage, || block.forward(x));
         }
-        let y = self.conv1.forward_fused(x, None, true)?;
+        let x = x.permute((0, 3, 1, 2))?.contiguous()?;
+        let y = self.conv1.forward_fused(&x, None, true)?;
         let y = self.conv2.forward_fused(&y, None, true)?;
-        self.conv3
-            .forward_fused(&y, self.residual.then_some(x), self.residual)
+        let y = self
+            .conv3
+            .forward_fused(&y, self.residual.then_some(&x), self.residual)?;
+        y.permute((0, 2, 3, 1))?.contiguous()
+    }
+
+    /// Switches the row pass's 1x1 convolutions to bf16 weights (the reduced-precision mode).
+    fn pack_bf16(&mut self) -> Result<()> {
+        match &mut self.rowwise {
+            Some(block) => block.pack_bf16(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -536,7 +548,11 @@ impl TinyVit {
         self.stages
             .iter_mut()
             .flatten()
-            .try_for_each(TinyVitBlock::pack_bf16)
+            .try_for_each(TinyVitBlock::pack_bf16)?;
+        self.conv_blocks
+            .iter_mut()
+            .chain(&mut self.merges)
+            .try_for_each(ConvBlock::pack_bf16)
     }
 
     pub fn new(cfg: &TinyVitConfig, vb: VarBuilder) -> Result<Self> {
@@ -610,37 +626,38 @@ impl TinyVit {
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let b = x.dim(0)?;
         let g = self.cfg.grid();
-        let mut x = time("encoder: patch embed", || {
+        let x = time("encoder: patch embed", || {
             self.patch_embed
                 .1
                 .forward(&gelu(&self.patch_embed.0.forward(x)?)?)
         })?;
+        // Channels-last from here to the neck: the convolutional blocks' row pass and the
+        // transformer stages' tokens share that layout.
+        let mut x = x.permute((0, 2, 3, 1))?.contiguous()?;
         for blk in &self.conv_blocks {
             x = blk.forward(&x)?;
         }
-        x = self.merges[0].forward(&x)?; // NCHW
+        x = self.merges[0].forward(&x)?;
         let mut interm = None;
         for (i, stage) in self.stages.iter().enumerate() {
-            // NCHW -> [B, L, C]
-            let (_, c, h, w) = x.dims4()?;
-            let mut t = x.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
+            let (_, h, w, c) = x.dims4()?;
+            let mut t = x.reshape((b, h * w, c))?;
             for blk in stage {
                 t = blk.forward(&t)?;
             }
-            let (_, l, c) = t.dims3()?;
-            let side = (l as f64).sqrt() as usize;
-            x = t.transpose(1, 2)?.reshape((b, c, side, side))?;
+            x = t.reshape((b, h, w, c))?;
             if i + 1 < self.merges.len() {
                 x = self.merges[i + 1].forward(&x)?;
             }
             if i == 0 {
-                interm = Some(x.permute((0, 2, 3, 1))?.contiguous()?);
+                interm = Some(x.clone());
             }
         }
         let interm = match interm {
             Some(t) => t,
             None => candle_core::bail!("TinyViT has no stage 1"),
         };
+        let x = x.permute((0, 3, 1, 2))?.contiguous()?;
         let (_, c, h, w) = x.dims4()?;
         if h != g || w != g {
             candle_core::bail!("TinyViT output grid {h}x{w}, expected {g}x{g} (image size {c})");
