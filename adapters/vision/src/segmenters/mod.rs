@@ -264,10 +264,11 @@ impl Sam {
     }
 
     /// Reduced precision for the image encoder: the linear layers of TinyViT's transformer
-    /// blocks (attention q/k/v and projection, MLP), the bulk of its GEMM work, take bf16
-    /// weights and inputs with f32 sums (AVX-512 BF16); its convolutions, the attention
-    /// products and the mask decoder stay f32. TinyViT encoders on the CPU only, as an f32
-    /// model; otherwise an error says why.
+    /// blocks (attention q/k/v and projection, MLP) and the 1x1 convolutions of its
+    /// convolutional blocks, the bulk of its GEMM work, take bf16 weights and inputs with f32
+    /// sums (AVX-512 BF16); the patch embedding, depthwise convolutions, the attention
+    /// products, the neck and the mask decoder stay f32. TinyViT encoders on the CPU only, as
+    /// an f32 model; otherwise an error says why.
     pub fn with_bf16_encoder(mut self) -> Result<Self> {
         if !crate::encoders::bf16::available() {
             candle_core::bail!("this CPU has no AVX-512 BF16 instructions for a bf16 encoder");
