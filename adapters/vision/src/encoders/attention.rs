@@ -114,9 +114,11 @@ pub(crate) fn attention(
     }
 }
 
-/// Prepares each (image, head) with `prepare` (in parallel), then runs `job` on every block of
-/// query rows (in parallel, each worker with its own `scratch`), each writing its `[rows, d]`
-/// context, which is then scattered into the interleaved `[batch·n, C]` output.
+/// Prepares each (image, head) with `prepare`, then runs `job` on every block of query rows (in
+/// parallel, each worker with its own `scratch`), each writing its `[rows, d]` context straight
+/// into the interleaved `[batch·n, C]` output. Heads of more than one block are prepared up
+/// front (in parallel) and shared by their blocks; a head that is one block is prepared inside
+/// its job.
 fn run<P: Sync + Send, S: Send>(
     x: Heads,
     batch: usize,
@@ -124,7 +126,29 @@ fn run<P: Sync + Send, S: Send>(
     scratch: impl Fn() -> S + Sync + Send,
     job: impl Fn(&P, &mut S, &Block, &mut [f32]) + Sync + Send,
 ) -> Vec<f32> {
-    let (n, heads, d) = (x.n, x.heads, x.d);
+    let (n, heads, d, c) = (x.n, x.heads, x.d, x.c());
+    let mut out = vec![0f32; batch * n * c];
+    let dst = crate::segmenters::ops::SendPtr(out.as_mut_ptr());
+    let write = |block: &Block, ctx: &[f32]| {
+        for (i, row) in ctx.chunks_exact(d).enumerate() {
+            let at = (block.b * n + block.r0 + i) * c + block.h * d;
+            // SAFETY: a block writes only its own rows' columns of its head, inside `out`.
+            unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), dst.get().add(at), d) };
+        }
+    };
+    if n <= QUERY_BLOCK {
+        (0..batch * heads).into_par_iter().for_each_init(
+            || (scratch(), vec![0f32; n * d]),
+            |(s, ctx), i| {
+                let (b, h) = (i / heads, i % heads);
+                let block = Block { b, h, r0: 0, rows: n };
+                ctx.fill(0.0);
+                job(&prepare(b, h), s, &block, ctx);
+                write(&block, ctx);
+            },
+        );
+        return out;
+    }
     let prepared: Vec<P> = (0..batch * heads)
         .into_par_iter()
         .map(|i| prepare(i / heads, i % heads))
@@ -141,22 +165,15 @@ fn run<P: Sync + Send, S: Send>(
             })
         })
         .collect();
-    let results: Vec<Vec<f32>> = blocks
-        .par_iter()
-        .map_init(&scratch, |s, block| {
-            let mut ctx = vec![0f32; block.rows * d];
-            job(&prepared[block.b * heads + block.h], s, block, &mut ctx);
-            ctx
-        })
-        .collect();
-    let c = x.c();
-    let mut out = vec![0f32; batch * n * c];
-    for (block, ctx) in blocks.iter().zip(&results) {
-        for (i, row) in ctx.chunks_exact(d).enumerate() {
-            let at = (block.b * n + block.r0 + i) * c + block.h * d;
-            out[at..at + d].copy_from_slice(row);
-        }
-    }
+    blocks.par_iter().for_each_init(
+        || (scratch(), vec![0f32; QUERY_BLOCK * d]),
+        |(s, ctx), block| {
+            let ctx = &mut ctx[..block.rows * d];
+            ctx.fill(0.0);
+            job(&prepared[block.b * heads + block.h], s, block, ctx);
+            write(block, ctx);
+        },
+    );
     out
 }
 
