@@ -141,7 +141,12 @@ fn run<P: Sync + Send, S: Send>(
             || (scratch(), vec![0f32; n * d]),
             |(s, ctx), i| {
                 let (b, h) = (i / heads, i % heads);
-                let block = Block { b, h, r0: 0, rows: n };
+                let block = Block {
+                    b,
+                    h,
+                    r0: 0,
+                    rows: n,
+                };
                 ctx.fill(0.0);
                 job(&prepare(b, h), s, &block, ctx);
                 write(&block, ctx);

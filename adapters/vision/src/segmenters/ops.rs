@@ -280,11 +280,28 @@ fn conv3x3(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(out, (b, co, h, wd), x.device())
 }
 
-/// Any KxK convolution (stride, padding, no groups) on f32 CPU tensors, in bands of output rows:
-/// per band, the taps of its rows are gathered side by side (an im2col of the band only) and
-/// multiplied with all weights at once. candle's own convolution builds the im2col of the whole
-/// map single-threaded; TinyViT's stride-2 patch embedding spent 190 ms there.
-fn conv_banded(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+/// What [`conv_banded`] does after the product, and how it lays out its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BandedOutput {
+    /// GELU on each band as it is finished (no separate pass over the map).
+    pub(crate) act: bool,
+    /// `[B, OH, OW, C]` instead of `[B, C, OH, OW]`: each band is then one contiguous piece of
+    /// the output, which the product writes in place.
+    pub(crate) channels_last: bool,
+}
+
+/// Any KxK convolution (stride, padding, no groups) with bias on f32 CPU tensors, in bands of
+/// output rows: per band, the taps of its rows are gathered side by side (an im2col of the
+/// band only) and multiplied with all weights at once, onto the bias. candle's own convolution
+/// builds the im2col of the whole map single-threaded; TinyViT's stride-2 patch embedding spent
+/// 190 ms there.
+fn conv_banded(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &[f32],
+    (stride, pad): (usize, usize),
+    output: BandedOutput,
+) -> Result<Tensor> {
     use crate::encoders::kernels::{gemm_f32, with_f32};
     const BAND: usize = 8;
     let (b, c, h, wd) = x.dims4()?;
@@ -293,10 +310,14 @@ fn conv_banded(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tens
     let ow = (wd + 2 * pad - kw) / stride + 1;
     let k = c * kh * kw;
     let weights: Vec<f32> = w.contiguous()?.flatten_all()?.to_vec1()?; // [co × (c, ky, kx)]
+    if bias.len() != co {
+        candle_core::bail!("convolution: {} bias values for {co} channels", bias.len());
+    }
     let x = x.contiguous()?;
     let bands = oh.div_ceil(BAND);
     let mut out = vec![0f32; b * co * oh * ow];
     let dst = SendPtr(out.as_mut_ptr());
+    let serial = gemm::Parallelism::None;
     let done = with_f32(&x, |xs| {
         (0..b * bands).into_par_iter().for_each_init(
             || (Vec::new(), Vec::new()),
@@ -310,36 +331,73 @@ fn conv_banded(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tens
                     let plane = &xs[(img * c + ci) * h * wd..(img * c + ci + 1) * h * wd];
                     for ky in 0..kh {
                         for kx in 0..kw {
+                            // Output columns whose tap lands inside the row: s·x + kx − pad
+                            // in 0 .. wd.
+                            let first = pad.saturating_sub(kx).div_ceil(stride);
+                            let end = (wd + pad).saturating_sub(kx).div_ceil(stride).min(ow);
                             let row = ((ci * kh + ky) * kw + kx) * len;
                             let tap = &mut cols[row..row + len];
                             for (r, out_row) in tap.chunks_exact_mut(ow).enumerate() {
                                 let iy = ((oy0 + r) * stride + ky) as isize - pad as isize;
-                                if iy < 0 || iy >= h as isize {
+                                if iy < 0 || iy >= h as isize || first >= end {
                                     continue;
                                 }
                                 let src = &plane[iy as usize * wd..(iy as usize + 1) * wd];
-                                for (ox, v) in out_row.iter_mut().enumerate() {
-                                    let ix = (ox * stride + kx) as isize - pad as isize;
-                                    if ix >= 0 && (ix as usize) < wd {
-                                        *v = src[ix as usize];
-                                    }
+                                let from = first * stride + kx - pad;
+                                for (v, s) in out_row[first..end]
+                                    .iter_mut()
+                                    .zip(src[from..].iter().step_by(stride))
+                                {
+                                    *v = *s;
                                 }
                             }
                         }
                     }
                 }
+                if output.channels_last {
+                    // SAFETY: each (image, band) item writes only its own rows, which are
+                    // one contiguous piece of a channels-last output.
+                    let at = (img * oh * ow + oy0 * ow) * co;
+                    let piece =
+                        unsafe { std::slice::from_raw_parts_mut(dst.get().add(at), len * co) };
+                    for px in piece.chunks_exact_mut(co) {
+                        px.copy_from_slice(bias);
+                    }
+                    // piece[len × co] += colsᵀ · weightsᵀ
+                    gemm_f32(
+                        (len, co, k),
+                        piece,
+                        (co, 1),
+                        true,
+                        cols,
+                        (1, len),
+                        &weights,
+                        (1, k),
+                        serial,
+                    );
+                    if output.act {
+                        gelu_in_place(piece);
+                    }
+                    return;
+                }
                 acc.resize(co * len, 0.0);
+                for (plane, &v) in acc.chunks_exact_mut(len).zip(bias) {
+                    plane.fill(v);
+                }
                 gemm_f32(
                     (co, len, k),
                     acc,
                     (len, 1),
-                    false,
+                    true,
                     &weights,
                     (k, 1),
                     cols,
                     (len, 1),
-                    gemm::Parallelism::None,
+                    serial,
                 );
+                if output.act {
+                    gelu_in_place(acc);
+                }
                 for (o, values) in acc.chunks_exact(len).enumerate() {
                     let at = (img * co + o) * oh * ow + oy0 * ow;
                     // SAFETY: each (image, band) item writes only its own rows of each plane.
@@ -353,7 +411,12 @@ fn conv_banded(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tens
     if done.is_none() {
         candle_core::bail!("convolution: expected an f32 CPU tensor");
     }
-    Tensor::from_vec(out, (b, co, oh, ow), x.device())
+    let shape = if output.channels_last {
+        (b, oh, ow, co)
+    } else {
+        (b, co, oh, ow)
+    };
+    Tensor::from_vec(out, shape, x.device())
 }
 
 /// One output channel per image: `out[i] = sum_c k[i, c] (*) y[i, c]` (3x3, padding 1), for
@@ -544,6 +607,13 @@ impl Conv {
             let x = x.to_dtype(DType::F32)?;
             return depthwise(&x, &w, &bias, self.stride, self.padding, act)?.to_dtype(dt);
         }
+        if residual.is_none() && self.banded_fits(x) {
+            let output = BandedOutput {
+                act,
+                channels_last: false,
+            };
+            return self.banded(x, output);
+        }
         let y = self.plain(x)?;
         let y = match residual {
             Some(r) => (y + r)?,
@@ -629,6 +699,46 @@ impl Conv {
         Ok(Some(Tensor::from_vec(out, (1, h * w, c), x.device())?))
     }
 
+    /// `gelu(conv(x))` (GELU when `act`) from NCHW `x` to a channels-last `[B, OH, OW, C]`
+    /// map, written in that layout where the banded kernel applies (TinyViT's patch
+    /// embedding, whose output feeds channels-last blocks), else transposed at the end.
+    pub(crate) fn forward_channels_last(&self, x: &Tensor, act: bool) -> Result<Tensor> {
+        if self.banded_fits(x) {
+            let output = BandedOutput {
+                act,
+                channels_last: true,
+            };
+            return self.banded(x, output);
+        }
+        self.forward_fused(x, None, act)?
+            .permute((0, 2, 3, 1))?
+            .contiguous()
+    }
+
+    /// Whether [`conv_banded`] computes this layer on `x`: groupless, f32 on the CPU, and not
+    /// the 3x3 stride-1 case that [`conv3x3`] does faster.
+    fn banded_fits(&self, x: &Tensor) -> bool {
+        let Ok((_, _, kh, kw)) = self.weight.dims4() else {
+            return false;
+        };
+        let three_by_three = kh == 3 && kw == 3 && self.stride == 1 && self.padding == 1;
+        self.groups == 1
+            && !three_by_three
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.weight.dtype() == DType::F32
+    }
+
+    /// This layer through [`conv_banded`], bias included.
+    fn banded(&self, x: &Tensor, output: BandedOutput) -> Result<Tensor> {
+        let bias = match &self.bias {
+            Some(b) => b.to_dtype(DType::F32)?.to_vec1()?,
+            None => vec![0.0; self.weight.dim(0)?],
+        };
+        let geometry = (self.stride, self.padding);
+        conv_banded(x, &self.weight, &bias, geometry, output)
+    }
+
     /// Convolutions without a fused path: 3x3 stride 1 and other groupless ones on f32 CPU
     /// tensors in bands, the rest (other devices and dtypes, grouped) by candle; then the bias.
     fn plain(&self, x: &Tensor) -> Result<Tensor> {
@@ -637,8 +747,13 @@ impl Conv {
         let banded = self.groups == 1 && x.device().is_cpu() && x.dtype() == DType::F32;
         let y = if banded && kh == 3 && kw == 3 && self.stride == 1 && self.padding == 1 {
             conv3x3(x, &self.weight)?
-        } else if banded {
-            conv_banded(x, &self.weight, self.stride, self.padding)?
+        } else if self.banded_fits(x) {
+            let output = BandedOutput {
+                act: false,
+                channels_last: false,
+            };
+            let zeros = vec![0f32; c_out];
+            conv_banded(x, &self.weight, &zeros, (self.stride, self.padding), output)?
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, 1, self.groups)?
         };
@@ -1171,14 +1286,33 @@ mod tests {
         ] {
             let x = Tensor::randn(0f32, 1.0, (b, c, h, w), &Device::Cpu).unwrap();
             let kern = Tensor::randn(0f32, 1.0, (co, c, k, k), &Device::Cpu).unwrap();
-            let ours = super::conv_banded(&x, &kern, stride, pad).unwrap();
-            let theirs = x.conv2d(&kern, pad, stride, 1, 1).unwrap();
-            assert_eq!(ours.dims(), theirs.dims());
-            let diff = super::max_abs_diff(&ours, &theirs);
-            assert!(
-                diff < 1e-4,
-                "{b}x{c}x{h}x{w} k{k} s{stride}: max difference {diff}"
-            );
+            let bias: Vec<f32> = (0..co).map(|i| i as f32 * 0.3 - 0.5).collect();
+            let bias_t = Tensor::from_slice(&bias, (1, co, 1, 1), &Device::Cpu).unwrap();
+            let theirs = x
+                .conv2d(&kern, pad, stride, 1, 1)
+                .unwrap()
+                .broadcast_add(&bias_t)
+                .unwrap();
+            // Planes or channels-last, with or without GELU, against candle's ops.
+            for (act, channels_last) in [(false, false), (true, false), (false, true), (true, true)]
+            {
+                let output = super::BandedOutput { act, channels_last };
+                let ours = super::conv_banded(&x, &kern, &bias, (stride, pad), output).unwrap();
+                let mut want = if act {
+                    theirs.gelu_erf().unwrap()
+                } else {
+                    theirs.clone()
+                };
+                if channels_last {
+                    want = want.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap();
+                }
+                assert_eq!(ours.dims(), want.dims());
+                let diff = super::max_abs_diff(&ours, &want);
+                assert!(
+                    diff < 1e-4,
+                    "{b}x{c}x{h}x{w} k{k} s{stride} {output:?}: max difference {diff}"
+                );
+            }
         }
     }
 

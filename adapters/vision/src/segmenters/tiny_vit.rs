@@ -10,7 +10,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use super::inverted_residual::RowwiseInvertedResidual;
-use super::ops::{Conv, LayerNorm2d, gelu, layer_norm, softmax};
+use super::ops::{Conv, LayerNorm2d, layer_norm, softmax};
 use crate::encoders::dense::Dense;
 use crate::encoders::profiling::time;
 
@@ -626,14 +626,12 @@ impl TinyVit {
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let b = x.dim(0)?;
         let g = self.cfg.grid();
-        let x = time("encoder: patch embed", || {
-            self.patch_embed
-                .1
-                .forward(&gelu(&self.patch_embed.0.forward(x)?)?)
+        // Channels-last from the patch embedding's output to the neck: the convolutional
+        // blocks' row pass and the transformer stages' tokens share that layout.
+        let mut x = time("encoder: patch embed", || {
+            let y = self.patch_embed.0.forward_fused(x, None, true)?;
+            self.patch_embed.1.forward_channels_last(&y, false)
         })?;
-        // Channels-last from here to the neck: the convolutional blocks' row pass and the
-        // transformer stages' tokens share that layout.
-        let mut x = x.permute((0, 2, 3, 1))?.contiguous()?;
         for blk in &self.conv_blocks {
             x = blk.forward(&x)?;
         }
