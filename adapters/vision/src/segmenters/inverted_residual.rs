@@ -175,8 +175,12 @@ impl RowwiseInvertedResidual {
                 for px in dst.chunks_exact_mut(hid) {
                     px.copy_from_slice(&self.b1);
                 }
-                self.expand
-                    .matmul_acc_serial(&x[yy * w * c..(yy + 1) * w * c], w, dst, &mut scratch)?;
+                self.expand.matmul_acc_serial(
+                    &x[yy * w * c..(yy + 1) * w * c],
+                    w,
+                    dst,
+                    &mut scratch,
+                )?;
                 gelu_in_place(dst);
                 held[slot] = yy;
             }
@@ -387,8 +391,7 @@ mod tests {
             crate::encoders::bf16::available(),
             "this test needs a CPU with AVX-512 BF16, as the project's machines have"
         );
-        for (dim, hidden, out, stride, residual) in
-            [(16, 64, 16, 1, true), (32, 48, 40, 2, false)]
+        for (dim, hidden, out, stride, residual) in [(16, 64, 16, 1, true), (32, 48, 40, 2, false)]
         {
             let (c1, c2, c3) = layers(dim, hidden, out, stride);
             let mut block = RowwiseInvertedResidual::new(&c1, &c2, &c3, residual, residual)
@@ -402,7 +405,13 @@ mod tests {
             let res = residual.then_some(&x);
             let want = c3.forward_fused(&y, res, residual).unwrap();
             let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
-            let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let scale = want
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(
                 diff > 0.0 && diff < 2e-2 * scale,
                 "{dim} -> {hidden} -> {out}, stride {stride}: {diff} (outputs up to {scale})"
