@@ -128,7 +128,10 @@ fn models(bf16: bool) -> (Arc<FeatureEncoder>, Arc<Sam>) {
     let mut sam =
         Sam::new(&SamConfig::sam_hq_tiny(), random_vb(0x0fed_cba9_8765_4321)).expect("SAM-HQ tiny");
     if bf16 {
-        sam = sam.with_bf16_encoder().expect("a bf16 image encoder");
+        sam = sam
+            .with_bf16_encoder()
+            .expect("a bf16 image encoder")
+            .with_bf16_decoder();
     }
     (
         Arc::new(FeatureEncoder::new(encoder, ENCODER_INPUT_SIZE)),

@@ -138,6 +138,13 @@ impl MaskDecoder {
         })
     }
 
+    /// Puts the HQ mask-feature convolution in bf16 (see [`super::Sam::with_bf16_decoder`]).
+    pub(crate) fn pack_bf16(&mut self) {
+        if let Some(hq) = &mut self.hq {
+            hq.maskfeature.pack_bf16();
+        }
+    }
+
     pub(crate) fn is_hq(&self) -> bool {
         self.hq.is_some()
     }

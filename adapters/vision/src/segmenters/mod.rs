@@ -287,6 +287,18 @@ impl Sam {
         Ok(self)
     }
 
+    /// Reduced precision for the mask decoder: SAM-HQ's per-prompt mask-feature convolution
+    /// (`embedding_maskfeature`, 3x3 from 32 to 64 channels on the 256 x 256 map: 2.4 GFLOP a
+    /// prompt, the decoder's largest product) takes bf16 weights and inputs with f32 sums
+    /// (AVX-512 BF16). The two-way transformer, the upscaling and the hypernetworks stay f32.
+    /// Changes nothing for decoders without HQ features or on CPUs without AVX-512 BF16.
+    pub fn with_bf16_decoder(mut self) -> Self {
+        if self.device.is_cpu() {
+            self.decoder.pack_bf16();
+        }
+        self
+    }
+
     /// Whether [`Self::with_bf16_encoder`] applies to this model's encoder (TinyViT).
     pub fn supports_bf16_encoder(&self) -> bool {
         matches!(self.encoder, Encoder::Tiny(_))
