@@ -74,12 +74,13 @@ pub enum StoreError {
 }
 
 /// Model precision on the CPU: the feature encoder's, and the segmenter's (its image encoder
-/// and SAM-HQ's mask-feature convolution; the rest of the mask decoder stays f32).
+/// and its mask decoder's per-prompt upscaling and HQ mask-feature convolution).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EncoderPrecision {
     F32,
     /// bf16 matrix products where the CPU has them (AVX-512 BF16) and the model supports them
-    /// (DINO encoders, TinyViT, SAM-HQ's mask-feature convolution); f32 elsewhere.
+    /// (DINO encoders, TinyViT, the mask decoder's per-prompt upscaling and SAM-HQ's
+    /// mask-feature convolution); f32 elsewhere.
     Bf16,
 }
 
@@ -208,13 +209,15 @@ impl ModelStore {
         };
         let file = checkpoint_in(&dir, spec).map_err(wrap)?;
         let mut sam = Sam::from_file(&config, &file, &self.device).map_err(wrap)?;
-        if precision == EncoderPrecision::Bf16 && bf16::available() {
+        if precision == EncoderPrecision::Bf16 && bf16::available() && self.device.is_cpu() {
             if sam.supports_bf16_encoder() {
                 sam = sam
                     .with_bf16_encoder()
                     .map_err(|e| wrap(WeightsError::Candle(e)))?;
             }
-            sam = sam.with_bf16_decoder();
+            sam = sam
+                .with_bf16_decoder()
+                .map_err(|e| wrap(WeightsError::Candle(e)))?;
         }
         let sam = Arc::new(sam);
         self.segmenters

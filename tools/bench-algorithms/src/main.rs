@@ -131,7 +131,8 @@ fn models(bf16: bool) -> (Arc<FeatureEncoder>, Arc<Sam>) {
         sam = sam
             .with_bf16_encoder()
             .expect("a bf16 image encoder")
-            .with_bf16_decoder();
+            .with_bf16_decoder()
+            .expect("a bf16 mask decoder");
     }
     (
         Arc::new(FeatureEncoder::new(encoder, ENCODER_INPUT_SIZE)),

@@ -59,21 +59,6 @@ impl PackedF32 {
         PackedF32 { n, k, panels, data }
     }
 
-    /// Packs the `[n, k]` matrix given as row-major `wt` `[k, n]` (a GEMM's right-hand side,
-    /// `y = x·wt`).
-    pub(crate) fn pack_transposed(wt: &[f32], n: usize, k: usize) -> Self {
-        assert_eq!(wt.len(), n * k, "weight of the stated shape");
-        let panels = n.div_ceil(PANEL);
-        let mut data = vec![0f32; panels * PANEL * k];
-        for (t, row) in wt.chunks_exact(n).enumerate() {
-            for (p, cols) in row.chunks(PANEL).enumerate() {
-                let at = (p * k + t) * PANEL;
-                data[at..at + cols.len()].copy_from_slice(cols);
-            }
-        }
-        PackedF32 { n, k, panels, data }
-    }
-
     pub(crate) fn out_features(&self) -> usize {
         self.n
     }
@@ -242,8 +227,6 @@ mod tests {
                 .collect();
             let packed = PackedF32::pack(&w, n, k);
             assert_eq!(packed.at(n - 1, k - 1), w[n * k - 1]);
-            let wt: Vec<f32> = (0..n * k).map(|i| w[i % n * k + i / n]).collect();
-            assert_eq!(PackedF32::pack_transposed(&wt, n, k).data, packed.data);
             let mut out = vec![0.5f32; m * n];
             packed.matmul_acc(&a, m, &mut out);
             for i in 0..m {

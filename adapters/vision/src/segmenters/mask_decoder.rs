@@ -138,11 +138,14 @@ impl MaskDecoder {
         })
     }
 
-    /// Puts the HQ mask-feature convolution in bf16 (see [`super::Sam::with_bf16_decoder`]).
-    pub(crate) fn pack_bf16(&mut self) {
+    /// Puts the per-prompt output upscaling and HQ mask-feature convolution in bf16 (see
+    /// [`super::Sam::with_bf16_decoder`]).
+    pub(crate) fn pack_bf16(&mut self) -> Result<()> {
+        self.upscaling.pack_bf16()?;
         if let Some(hq) = &mut self.hq {
             hq.maskfeature.pack_bf16();
         }
+        Ok(())
     }
 
     pub(crate) fn is_hq(&self) -> bool {

@@ -287,16 +287,21 @@ impl Sam {
         Ok(self)
     }
 
-    /// Reduced precision for the mask decoder: SAM-HQ's per-prompt mask-feature convolution
-    /// (`embedding_maskfeature`, 3x3 from 32 to 64 channels on the 256 x 256 map: 2.4 GFLOP a
-    /// prompt, the decoder's largest product) takes bf16 weights and inputs with f32 sums
-    /// (AVX-512 BF16). The two-way transformer, the upscaling and the hypernetworks stay f32.
-    /// Changes nothing for decoders without HQ features or on CPUs without AVX-512 BF16.
-    pub fn with_bf16_decoder(mut self) -> Self {
-        if self.device.is_cpu() {
-            self.decoder.pack_bf16();
+    /// Reduced precision for the mask decoder's per-prompt work: SAM-HQ's mask-feature
+    /// convolution (`embedding_maskfeature`, 3x3 from 32 to 64 channels on the 256 x 256 map:
+    /// 2.4 GFLOP a prompt, the decoder's largest product) and the output upscaling's two GEMMs
+    /// (0.8 GFLOP) take bf16 weights and inputs with f32 sums (AVX-512 BF16). The two-way
+    /// transformer, the hypernetworks and the per-image HQ feature chains stay f32. On the CPU
+    /// only; a CPU without AVX-512 BF16 gets an error saying so.
+    pub fn with_bf16_decoder(mut self) -> Result<Self> {
+        if !crate::encoders::bf16::available() {
+            candle_core::bail!("this CPU has no AVX-512 BF16 instructions for a bf16 decoder");
         }
-        self
+        if !self.device.is_cpu() {
+            candle_core::bail!("a bf16 decoder runs on the CPU only");
+        }
+        self.decoder.pack_bf16()?;
+        Ok(self)
     }
 
     /// Whether [`Self::with_bf16_encoder`] applies to this model's encoder (TinyViT).

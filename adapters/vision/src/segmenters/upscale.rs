@@ -19,16 +19,17 @@
 //! GEMMs into layouts that then needed a permuted copy each, and four more passes over maps of
 //! 4–8 MB per prompt. Other dtypes and devices take that composed path, which the test
 //! compares the fused one against.
+//!
+//! The two GEMMs are [`Dense`] layers: packed f32 where the CPU has AVX-512, and bf16 in the
+//! reduced-precision mode ([`Upscaling::pack_bf16`]).
 
-use std::sync::Arc;
-
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::ops::{ConvTranspose2x2, LayerNorm2d, SendPtr, contiguous_f32, gelu};
-use crate::encoders::kernels::{gelu_in_place, gemm_f32, layer_norm_rows};
-use crate::encoders::packed_f32::{self, PackedF32};
+use crate::encoders::dense::Dense;
+use crate::encoders::kernels::{gelu_in_place, layer_norm_rows};
 
 /// `GELU(up2(GELU(norm(up1(x)))))` with weights in PyTorch names (`output_upscaling.0`, `.1`,
 /// `.3`).
@@ -42,23 +43,31 @@ pub(crate) struct Upscaling {
     packed: Packed,
 }
 
-/// The weights as the fused pass reads them: GEMM right-hand sides whose columns run over
+/// The weights as the fused pass reads them: linear layers whose outputs run over
 /// (sub-pixel, channel), and the biases repeated per sub-pixel.
 #[derive(Debug, Clone)]
 struct Packed {
     c_in: usize,
     c_mid: usize,
     c_out: usize,
-    /// [c_in, 4·c_mid], column (ky·2 + kx)·c_mid + channel.
-    w1: Vec<f32>,
+    /// c_in → 4·c_mid, output (ky·2 + kx)·c_mid + channel.
+    first: Dense,
     b1: Vec<f32>,
     norm_weight: Vec<f32>,
     norm_bias: Vec<f32>,
-    /// [c_mid, 4·c_out], column (ky·2 + kx)·c_out + channel.
-    w2: Vec<f32>,
+    /// c_mid → 4·c_out, output (ky·2 + kx)·c_out + channel.
+    second: Dense,
     b2: Vec<f32>,
-    /// The two right-hand sides packed for the f32 AVX-512 kernel, where the CPU has it.
-    kernel: Option<(Arc<PackedF32>, Arc<PackedF32>)>,
+}
+
+/// A `[k, n]` right-hand side (`y = x·W`) as a linear layer, packed for the CPU's kernel.
+fn dense_layer(w: Vec<f32>, k: usize, n: usize) -> Result<Dense> {
+    let w = Tensor::from_vec(w, (k, n), &Device::Cpu)?
+        .t()?
+        .contiguous()?;
+    let mut layer = Dense::new(w, None);
+    layer.pack_for_cpu()?;
+    Ok(layer)
 }
 
 /// PyTorch's ConvTranspose2d weight [c_in, c_out, 2, 2] → [c_in, 4·c_out] with columns ordered
@@ -101,12 +110,6 @@ impl Upscaling {
         let lanes = |name: &str| -> Result<Vec<f32>> {
             norm_vb.get(c_mid, name)?.to_dtype(DType::F32)?.to_vec1()
         };
-        let kernel = packed_f32::available().then(|| {
-            (
-                Arc::new(PackedF32::pack_transposed(&w1, 4 * c_mid, dim)),
-                Arc::new(PackedF32::pack_transposed(&w2, 4 * c_out, c_mid)),
-            )
-        });
         Ok(Self {
             first: ConvTranspose2x2::new(vb.pp("0"), dim, c_mid)?,
             norm: LayerNorm2d::new(c_mid, vb.pp("1"))?,
@@ -116,15 +119,21 @@ impl Upscaling {
                 c_in: dim,
                 c_mid,
                 c_out,
-                w1,
+                first: dense_layer(w1, dim, 4 * c_mid)?,
                 b1,
                 norm_weight: lanes("weight")?,
                 norm_bias: lanes("bias")?,
-                w2,
+                second: dense_layer(w2, c_mid, 4 * c_out)?,
                 b2,
-                kernel,
             },
         })
+    }
+
+    /// Puts the fused pass's two GEMMs in bf16 (weights and inputs rounded to bf16, sums in
+    /// f32): the reduced-precision mode of the mask decoder.
+    pub(crate) fn pack_bf16(&mut self) -> Result<()> {
+        self.packed.first.pack_bf16()?;
+        self.packed.second.pack_bf16()
     }
 
     /// Image tokens [n, g·g, C] (row-major over the g x g grid) → [n, c_out, 4g, 4g].
@@ -168,55 +177,30 @@ impl Upscaling {
         let dst = SendPtr(out.as_mut_ptr());
         let eps = LayerNorm2d::EPS as f32;
         // Work items are (prompt, input row); each writes only the four output rows it owns.
-        (0..n * g).into_par_iter().for_each_init(
+        (0..n * g).into_par_iter().try_for_each_init(
             || {
                 (
                     vec![0f32; g * 4 * c_mid],
                     vec![0f32; g * 4 * c_mid],
                     vec![0f32; g * 16 * c_out],
+                    Vec::new(),
                 )
             },
-            |(mid, normed, fine), item| {
+            |(mid, normed, fine, scratch), item| -> Result<()> {
                 let (img, y) = (item / g, item % g);
                 let row = &src[(img * g + y) * g * c..][..g * c];
                 // mid[x][sub][ch] = bias + Σ_ci row[x][ci] · w1[ci][sub][ch]
                 for px in mid.chunks_exact_mut(4 * c_mid) {
                     px.copy_from_slice(&p.b1);
                 }
-                match &p.kernel {
-                    Some((w1, _)) => w1.matmul_acc_serial(row, g, mid),
-                    None => gemm_f32(
-                        (g, 4 * c_mid, c),
-                        mid,
-                        (4 * c_mid, 1),
-                        true,
-                        row,
-                        (c, 1),
-                        &p.w1,
-                        (4 * c_mid, 1),
-                        gemm::Parallelism::None,
-                    ),
-                }
+                p.first.matmul_acc_serial(row, g, mid, scratch)?;
                 // Each of the 4g sub-pixels is a row of c_mid channels.
                 layer_norm_rows(mid, normed, &p.norm_weight, &p.norm_bias, eps);
                 gelu_in_place(normed);
                 for px in fine.chunks_exact_mut(4 * c_out) {
                     px.copy_from_slice(&p.b2);
                 }
-                match &p.kernel {
-                    Some((_, w2)) => w2.matmul_acc_serial(normed, 4 * g, fine),
-                    None => gemm_f32(
-                        (4 * g, 4 * c_out, c_mid),
-                        fine,
-                        (4 * c_out, 1),
-                        true,
-                        normed,
-                        (c_mid, 1),
-                        &p.w2,
-                        (4 * c_out, 1),
-                        gemm::Parallelism::None,
-                    ),
-                }
+                p.second.matmul_acc_serial(normed, 4 * g, fine, scratch)?;
                 if self.final_gelu {
                     gelu_in_place(fine);
                 }
@@ -242,8 +226,9 @@ impl Upscaling {
                         };
                     }
                 }
+                Ok(())
             },
-        );
+        )?;
         Tensor::from_vec(out, (n, c_out, side, side), tokens.device())
     }
 }
@@ -289,6 +274,36 @@ mod tests {
             // Same products summed in another order: f32 rounding differs by ~1e-6 on outputs
             // of a few units; a misplaced sub-pixel or channel is off by whole units.
             assert!(diff < 1e-4, "{n}x{g}x{g}x{dim}: max difference {diff}");
+        }
+    }
+
+    #[test]
+    fn bf16_pass_stays_within_bf16_rounding_of_the_composed_operations() {
+        assert!(
+            crate::encoders::bf16::available(),
+            "this test needs a CPU with AVX-512 BF16, as the project's machines have"
+        );
+        for (n, dim, g) in [(2, 32, 5), (1, 256, 16)] {
+            let mut up = upscaling(dim);
+            let x = Tensor::randn(0f32, 1.0, (n, g * g, dim), &Device::Cpu).unwrap();
+            let want = up.composed(&x, g).unwrap();
+            up.pack_bf16().unwrap();
+            let ours = up.fused(&x, g).unwrap();
+            let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
+            let scale = want
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            eprintln!("bf16 upscaling {n}x{g}x{g}x{dim}: {diff:.2e} of {scale:.2}");
+            // Both GEMMs' operands rounded to bf16 (2⁻⁹ relative each): a difference that must
+            // show, within 2 % of the largest output.
+            assert!(
+                diff > 0.0 && diff < 0.02 * scale,
+                "{n}x{g}x{g}x{dim}: {diff} (outputs up to {scale})"
+            );
         }
     }
 
