@@ -74,13 +74,12 @@ pub enum StoreError {
 }
 
 /// Model precision on the CPU: the feature encoder's, and the segmenter's (its image encoder
-/// and its mask decoder's per-prompt upscaling and HQ mask-feature convolution).
+/// and its mask decoder's per-prompt work, see `Sam::with_bf16_decoder`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EncoderPrecision {
     F32,
     /// bf16 matrix products where the CPU has them (AVX-512 BF16) and the model supports them
-    /// (DINO encoders, TinyViT, the mask decoder's per-prompt upscaling and SAM-HQ's
-    /// mask-feature convolution); f32 elsewhere.
+    /// (DINO encoders, TinyViT, the mask decoder's per-prompt products); f32 elsewhere.
     Bf16,
 }
 

@@ -138,9 +138,10 @@ impl MaskDecoder {
         })
     }
 
-    /// Puts the per-prompt output upscaling and HQ mask-feature convolution in bf16 (see
-    /// [`super::Sam::with_bf16_decoder`]).
+    /// Puts the per-prompt work in bf16: the transformer's cross attentions, the output
+    /// upscaling and the HQ mask-feature convolution (see [`super::Sam::with_bf16_decoder`]).
     pub(crate) fn pack_bf16(&mut self) -> Result<()> {
+        self.transformer.pack_bf16();
         self.upscaling.pack_bf16()?;
         if let Some(hq) = &mut self.hq {
             hq.maskfeature.pack_bf16();

@@ -289,10 +289,12 @@ impl Sam {
 
     /// Reduced precision for the mask decoder's per-prompt work: SAM-HQ's mask-feature
     /// convolution (`embedding_maskfeature`, 3x3 from 32 to 64 channels on the 256 x 256 map:
-    /// 2.4 GFLOP a prompt, the decoder's largest product) and the output upscaling's two GEMMs
-    /// (0.8 GFLOP) take bf16 weights and inputs with f32 sums (AVX-512 BF16). The two-way
-    /// transformer, the hypernetworks and the per-image HQ feature chains stay f32. On the CPU
-    /// only; a CPU without AVX-512 BF16 gets an error saying so.
+    /// 2.4 GFLOP a prompt, the decoder's largest product), the output upscaling's two GEMMs
+    /// (0.8 GFLOP) and the two-way transformer's products of the image tokens with the folded
+    /// token rows take bf16 operands with f32 sums (AVX-512 BF16). Token-to-image's weighted
+    /// sums of the image tokens, the token-side layers, the hypernetworks and the per-image HQ
+    /// feature chains stay f32. On the CPU only; a CPU without AVX-512 BF16 gets an error
+    /// saying so.
     pub fn with_bf16_decoder(mut self) -> Result<Self> {
         if !crate::encoders::bf16::available() {
             candle_core::bail!("this CPU has no AVX-512 BF16 instructions for a bf16 decoder");

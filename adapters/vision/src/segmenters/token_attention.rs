@@ -18,12 +18,17 @@
 //! 128, and no per-head copies of [4096, 128] maps. The sums run in another order than the
 //! reference's, which changes f32 rounding only; `tests/segmenters.rs` holds the decoder to the
 //! reference's outputs, and the unit test below compares against the projections computed first.
+//!
+//! In the reduced-precision mode ([`FoldedAttention::pack_bf16`]) the products against the
+//! folded token rows (the scores, and image-to-token's output) take bf16 operands with f32
+//! sums; token-to-image's weighted sum of the image tokens stays f32.
 
 use candle_core::{DType, Layout, Result, Storage, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;
 
 use super::ops::contiguous_f32;
+use crate::encoders::bf16::{self, PackedBf16, round_to_bf16};
 use crate::encoders::kernels::{exp_approx, gemm_f32, layer_norm_rows, widest_simd};
 
 /// An attention layer's weights as f32 rows, for the folded forms.
@@ -42,6 +47,83 @@ pub(crate) struct FoldedAttention {
     /// The output projection transposed, [I, C].
     wo_t: Vec<f32>,
     bo: Vec<f32>,
+    /// Products against the folded token rows in bf16 (the reduced-precision mode).
+    bf16: bool,
+}
+
+/// The right-hand side `B` [k, n] of a per-prompt product `out[rows, n] += x[rows, k] · B`,
+/// built once per prompt from the folded token rows and used by every block of image rows.
+enum Rhs {
+    /// f32, element (kk, j) at `data[kk · strides.0 + j · strides.1]`.
+    F32 {
+        data: Vec<f32>,
+        k: usize,
+        n: usize,
+        strides: (usize, usize),
+    },
+    /// Packed bf16 (the x rows are rounded to bf16 as they come).
+    Bf16(PackedBf16),
+}
+
+impl Rhs {
+    /// `B` given transposed: `bt` [n, k] row-major.
+    fn transposed(bt: Vec<f32>, n: usize, k: usize, bf16: bool) -> Self {
+        if bf16 {
+            return Rhs::Bf16(PackedBf16::pack(&bt, n, k));
+        }
+        let strides = (1, k);
+        Rhs::F32 {
+            data: bt,
+            k,
+            n,
+            strides,
+        }
+    }
+
+    /// `B` [k, n] row-major.
+    fn rows(b: Vec<f32>, k: usize, n: usize, bf16: bool) -> Self {
+        if bf16 {
+            return Rhs::Bf16(PackedBf16::pack_columns(&b, n, k, n));
+        }
+        let strides = (n, 1);
+        Rhs::F32 {
+            data: b,
+            k,
+            n,
+            strides,
+        }
+    }
+
+    /// `out[rows, n] += x[rows, k] · B` on the calling thread.
+    fn multiply_acc(&self, x: &[f32], rows: usize, out: &mut [f32], scratch: &mut Vec<u16>) {
+        match self {
+            Rhs::F32 {
+                data,
+                k,
+                n,
+                strides,
+            } => gemm_f32(
+                (rows, *n, *k),
+                out,
+                (*n, 1),
+                true,
+                x,
+                (*k, 1),
+                data,
+                *strides,
+                gemm::Parallelism::None,
+            ),
+            Rhs::Bf16(packed) => {
+                let (k, kp) = (packed.in_features(), packed.padded_k());
+                scratch.clear();
+                scratch.resize(rows * kp, 0);
+                for (dst, src) in scratch.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
+                    round_to_bf16(src, &mut dst[..k]);
+                }
+                packed.matmul_acc_bf16(scratch, rows, out);
+            }
+        }
+    }
 }
 
 /// Where the image-to-token attention takes its image-side queries from.
@@ -102,7 +184,14 @@ impl FoldedAttention {
             bv: bias(v)?,
             wo_t: f32s(&o.weight().t()?.contiguous()?)?,
             bo: bias(o)?,
+            bf16: false,
         }))
+    }
+
+    /// Switches the products against the folded token rows to bf16 where the CPU has AVX-512
+    /// BF16 (a no-op elsewhere).
+    pub(crate) fn pack_bf16(&mut self) {
+        self.bf16 = bf16::available();
     }
 
     fn head_dim(&self) -> usize {
@@ -164,28 +253,18 @@ impl FoldedAttention {
             let tok = &qs[p * m * i..][..m * i];
             let x = &xs[map_of(p, bk) * n * c..][..n * c];
             // Scores = (x + pe) · (W_kᵀ q)ᵀ; b_k's share is constant per column and cancels.
-            let a = self.fold_rows(tok, m, &self.wk, scale);
+            let a = Rhs::transposed(self.fold_rows(tok, m, &self.wk, scale), w, c, self.bf16);
             // Per block: column maxima, exp-sums and z = Σ_i exp(s_i − max) x_i [heads·m, C].
             let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = x
                 .par_chunks(ROWS * c)
                 .zip(ps.par_chunks(ROWS * c))
-                .map(|(xb, pb)| {
+                .map_init(Vec::new, |scratch, (xb, pb)| {
                     let rows = xb.len() / c;
                     let mut xp = vec![0f32; xb.len()];
                     add(&mut xp, xb, pb);
                     let mut s = vec![0f32; rows * w];
                     let none = gemm::Parallelism::None;
-                    gemm_f32(
-                        (rows, w, c),
-                        &mut s,
-                        (w, 1),
-                        false,
-                        &xp,
-                        (c, 1),
-                        &a,
-                        (1, c),
-                        none,
-                    );
+                    a.multiply_acc(&xp, rows, &mut s, scratch);
                     let mut max = vec![0f32; w];
                     let mut sums = vec![0f32; w];
                     column_softmax_unnormalised(&mut s, &mut max, &mut sums);
@@ -308,16 +387,11 @@ impl FoldedAttention {
                         }
                     }
                 }
-                (kbd, vec![0f32; w])
+                (Rhs::rows(kbd, i, w, self.bf16), vec![0f32; w])
             } else {
-                // (x + pe) · (W_qᵀ k)ᵀ + b_q · k, the folded rows transposed to [C, heads·m].
+                // (x + pe) · (W_qᵀ k)ᵀ + b_q · k, against the folded rows [heads·m, C].
                 let a = self.fold_rows(kt, m, &self.wq, scale);
-                let mut a_t = vec![0f32; c * w];
-                for col in 0..w {
-                    for ch in 0..c {
-                        a_t[ch * w + col] = a[col * c + ch];
-                    }
-                }
+                let a = Rhs::transposed(a, w, c, self.bf16);
                 let mut bias = vec![0f32; w];
                 for h in 0..self.heads {
                     for t in 0..m {
@@ -325,9 +399,9 @@ impl FoldedAttention {
                         bias[h * m + t] = scale * dot(&self.bq[j.clone()], &kt[t * i..][j]);
                     }
                 }
-                (a_t, bias)
+                (a, bias)
             };
-            let u = self.fold_rows(vt, m, &self.wo_t, 1.0);
+            let u = Rhs::rows(self.fold_rows(vt, m, &self.wo_t, 1.0), w, c, self.bf16);
             let (width, q_image) = if projected {
                 (i, &qs[map_of(p, bq) * n * i..][..n * i])
             } else {
@@ -336,53 +410,22 @@ impl FoldedAttention {
             dst.par_chunks_mut(ROWS * c)
                 .zip(res.par_chunks(ROWS * c))
                 .zip(q_image.par_chunks(ROWS * width))
-                .for_each(|((o, r), qb)| {
+                .for_each_init(Vec::new, |scratch, ((o, r), qb)| {
                     let rows = r.len() / c;
-                    let none = gemm::Parallelism::None;
                     let mut s = bias.repeat(rows);
                     if projected {
-                        gemm_f32(
-                            (rows, w, i),
-                            &mut s,
-                            (w, 1),
-                            true,
-                            qb,
-                            (i, 1),
-                            &rhs,
-                            (w, 1),
-                            none,
-                        );
+                        rhs.multiply_acc(qb, rows, &mut s, scratch);
                     } else {
                         // qb is the positional encoding: the queries are residual + pe.
                         let mut xp = vec![0f32; r.len()];
                         add(&mut xp, r, qb);
-                        gemm_f32(
-                            (rows, w, c),
-                            &mut s,
-                            (w, 1),
-                            true,
-                            &xp,
-                            (c, 1),
-                            &rhs,
-                            (w, 1),
-                            none,
-                        );
+                        rhs.multiply_acc(&xp, rows, &mut s, scratch);
                     }
                     group_softmax(&mut s, m, &mut vec![0f32; w]);
                     // residual + b_o + Σ_(h,t) p · (W_o,h v_t), then the LayerNorm.
                     let mut pre = vec![0f32; r.len()];
                     add_bias_rows(&mut pre, r, &self.bo);
-                    gemm_f32(
-                        (rows, c, w),
-                        &mut pre,
-                        (c, 1),
-                        true,
-                        &s,
-                        (w, 1),
-                        &u,
-                        (c, 1),
-                        none,
-                    );
+                    u.multiply_acc(&s, rows, &mut pre, scratch);
                     layer_norm_rows(&pre, o, norm.0, norm.1, norm.2);
                 });
         }
@@ -609,5 +652,63 @@ mod tests {
                 .image_to_tokens(ImageQueries::PlusPe(&image), &kt, &vt, &image, norm)
                 .is_err()
         );
+    }
+
+    /// The bf16 mode: the same attentions with the products against the folded rows on bf16
+    /// operands, within that rounding of the f32 forms (which the test above ties to the
+    /// reference's order of operations).
+    #[test]
+    fn bf16_folded_attentions_stay_within_bf16_rounding() {
+        use candle_core::Module;
+        assert!(
+            crate::encoders::bf16::available(),
+            "this test needs a CPU with AVX-512 BF16, as the project's machines have"
+        );
+        let (c, i, heads, m, n, b) = (64, 32, 4, 7, ROWS + 44, 2);
+        let (q, k, v, o) = (linear(i, c), linear(i, c), linear(i, c), linear(c, i));
+        let f32_form = FoldedAttention::new(&q, &k, &v, &o, heads)
+            .unwrap()
+            .unwrap();
+        let mut bf16_form = f32_form.clone();
+        bf16_form.pack_bf16();
+        let dev = &Device::Cpu;
+        let tokens = Tensor::randn(0f32, 1.0, (b, m, c), dev).unwrap();
+        let image = Tensor::randn(0f32, 1.0, (b, n, c), dev).unwrap();
+        let pe = Tensor::randn(0f32, 1.0, (1, n, c), dev).unwrap();
+        let qt = q.forward(&tokens).unwrap();
+        let (kt, vt) = (k.forward(&tokens).unwrap(), v.forward(&tokens).unwrap());
+        let ones = vec![1f32; c];
+        let zeros = vec![0f32; c];
+        let norm = (ones.as_slice(), zeros.as_slice(), 1e-5);
+        let projected = q.forward(&image.broadcast_add(&pe).unwrap()).unwrap();
+        let run = |f: &FoldedAttention| {
+            [
+                f.tokens_to_image(&qt, &image, &pe).unwrap(),
+                f.image_to_tokens(ImageQueries::PlusPe(&pe), &kt, &vt, &image, norm)
+                    .unwrap(),
+                f.image_to_tokens(ImageQueries::Projected(&projected), &kt, &vt, &image, norm)
+                    .unwrap(),
+            ]
+        };
+        let names = [
+            "token-to-image",
+            "image-to-token",
+            "image-to-token (projected)",
+        ];
+        for ((name, want), got) in names.iter().zip(run(&f32_form)).zip(run(&bf16_form)) {
+            let diff = crate::segmenters::ops::max_abs_diff(&got, &want);
+            let scale = want
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            eprintln!("bf16 {name}: {diff:.2e} of {scale:.2}");
+            assert!(
+                diff > 0.0 && diff < 0.02 * scale,
+                "{name}: {diff} (outputs up to {scale})"
+            );
+        }
     }
 }

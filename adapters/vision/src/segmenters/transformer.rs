@@ -298,6 +298,21 @@ impl TwoWayTransformer {
         })
     }
 
+    /// Puts the cross attentions' products against the folded token rows in bf16 (see
+    /// [`super::token_attention`]): the reduced-precision mode of the mask decoder.
+    pub(crate) fn pack_bf16(&mut self) {
+        let cross = self
+            .layers
+            .iter_mut()
+            .flat_map(|l| [&mut l.cross_t2i, &mut l.cross_i2t])
+            .chain([&mut self.final_attn]);
+        for attention in cross {
+            if let Some(folded) = &mut attention.folded {
+                folded.pack_bf16();
+            }
+        }
+    }
+
     /// The image tokens: `image` [Bi, C, h, w] (embedding + dense prompt embedding), `key_pe`
     /// [1, h*w, C] (the positional encoding, channels last). With Bi = 1 (no mask prompt) the
     /// first layer's projections of them are computed here too.
