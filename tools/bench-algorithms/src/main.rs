@@ -417,6 +417,7 @@ fn main() {
          threads) in the same precision; ratio = ours / that; target column: ours / the \
          reference's best precision against the issue's target (Matcher ≤ 0.5, SoftMatcher and \
          PerDINO ≤ 0.2), peak memory target ≤ 1,500 MB. perdino_80 lowers the point threshold so \
-         that all 80 points are decoded."
+         that all 80 points are decoded. click bf16 decodes with the bf16 mask decoder; the \
+         server's click-to-segment endpoint always uses the f32 model (the click f32 row)."
     );
 }
