@@ -312,6 +312,53 @@ fn biased_attention(
     out
 }
 
+/// Tokens `[b, h·w, c]` (row-major over an h x w map) → windows of `ws x ws` tokens, the map
+/// padded with zero tokens at the bottom and right to whole windows: `[count, ws·ws, c]` in
+/// (image, window row, window column) order, and the window count.
+fn partition_windows(
+    x: &[f32],
+    (b, h, w, c): (usize, usize, usize, usize),
+    ws: usize,
+) -> (Vec<f32>, usize) {
+    use rayon::prelude::*;
+    let (nh, nw) = (h.div_ceil(ws), w.div_ceil(ws));
+    let count = b * nh * nw;
+    let mut out = vec![0f32; count * ws * ws * c];
+    out.par_chunks_exact_mut(ws * ws * c)
+        .enumerate()
+        .for_each(|(win, dst)| {
+            let (img, wy, wx) = (win / (nh * nw), win / nw % nh, win % nw);
+            let (x0, cols) = (wx * ws, ws.min(w - wx * ws));
+            for r in 0..ws.min(h - wy * ws) {
+                let from = ((img * h + wy * ws + r) * w + x0) * c;
+                dst[r * ws * c..(r * ws + cols) * c].copy_from_slice(&x[from..from + cols * c]);
+            }
+        });
+    (out, count)
+}
+
+/// The inverse of [`partition_windows`]: windows `[count, ws·ws, c]` → tokens `[b, h·w, c]`,
+/// the padding tokens dropped.
+fn merge_windows(y: &[f32], (b, h, w, c): (usize, usize, usize, usize), ws: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (nh, nw) = (h.div_ceil(ws), w.div_ceil(ws));
+    let mut out = vec![0f32; b * h * w * c];
+    // Row by output row: each row gathers its pieces from the windows across it.
+    out.par_chunks_exact_mut(w * c)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (img, yy) = (row / h, row % h);
+            let (wy, r) = (yy / ws, yy % ws);
+            for wx in 0..nw {
+                let (x0, cols) = (wx * ws, ws.min(w - wx * ws));
+                let win = (img * nh + wy) * nw + wx;
+                let from = (win * ws * ws + r * ws) * c;
+                dst[x0 * c..(x0 + cols) * c].copy_from_slice(&y[from..from + cols * c]);
+            }
+        });
+    out
+}
+
 #[derive(Debug, Clone)]
 struct TinyVitBlock {
     attn: Attention,
@@ -356,6 +403,24 @@ impl TinyVitBlock {
         let (h, w, ws) = (self.res, self.res, self.window);
         if h == ws && w == ws {
             return self.attn.forward(x);
+        }
+        if x.dtype() == candle_core::DType::F32 && x.device().is_cpu() {
+            // One gathering pass into the windows and one scattering pass back, where the
+            // composed form below pads, transposes and crops in four copies of the map.
+            let x = x.contiguous()?;
+            let windows = crate::encoders::kernels::with_f32(&x, |xs| {
+                partition_windows(xs, (b, h, w, c), ws)
+            });
+            if let Some((windows, count)) = windows {
+                let windows = Tensor::from_vec(windows, (count, ws * ws, c), x.device())?;
+                let y = self.attn.forward(&windows)?.contiguous()?;
+                let out = crate::encoders::kernels::with_f32(&y, |ys| {
+                    merge_windows(ys, (b, h, w, c), ws)
+                });
+                if let Some(out) = out {
+                    return Tensor::from_vec(out, (b, l, c), x.device());
+                }
+            }
         }
         let pad_b = (ws - h % ws) % ws;
         let pad_r = (ws - w % ws) % ws;
@@ -710,5 +775,36 @@ mod tests {
         mlp.fc2.pack_bf16().unwrap();
         let diff = super::super::ops::max_abs_diff(&mlp.forward(&x).unwrap(), &want);
         assert!(diff < 5e-2 && diff > 1e-5, "bf16 max difference {diff}");
+    }
+
+    #[test]
+    fn windows_partition_and_merge_as_the_composed_tensor_ops_do() {
+        // Maps that need padding on both sides, one that does not, and two images.
+        for (b, h, w, c, ws) in [(2, 9, 9, 3, 4), (1, 14, 14, 5, 7), (1, 10, 10, 2, 7)] {
+            let x = Tensor::randn(0f32, 1.0, (b, h * w, c), &Device::Cpu).unwrap();
+            let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let (windows, count) = partition_windows(&xs, (b, h, w, c), ws);
+            let (ph, pw) = (h.div_ceil(ws) * ws, w.div_ceil(ws) * ws);
+            let want = x
+                .reshape((b, h, w, c))
+                .unwrap()
+                .pad_with_zeros(1, 0, ph - h)
+                .unwrap()
+                .pad_with_zeros(2, 0, pw - w)
+                .unwrap()
+                .reshape((b, ph / ws, ws, pw / ws, ws, c))
+                .unwrap()
+                .transpose(2, 3)
+                .unwrap()
+                .reshape((b * (ph / ws) * (pw / ws), ws * ws, c))
+                .unwrap();
+            assert_eq!(count, want.dim(0).unwrap());
+            let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(
+                windows, want,
+                "partition {b}x{h}x{w}x{c} in windows of {ws}"
+            );
+            assert_eq!(merge_windows(&windows, (b, h, w, c), ws), xs, "merge");
+        }
     }
 }
