@@ -1156,6 +1156,22 @@ pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .expect("f32 tensors of one shape")
 }
 
+/// Asserts that a reduced-precision result `got` differs from the f32 `want` (the bf16 path
+/// ran) by less than `tolerance` times `want`'s largest magnitude, and prints both (for tests).
+#[cfg(test)]
+pub(crate) fn assert_within_rounding(got: &Tensor, want: &Tensor, tolerance: f32, what: &str) {
+    let diff = max_abs_diff(got, want);
+    let scale = (want.abs())
+        .and_then(|t| t.max_all())
+        .and_then(|t| t.to_scalar::<f32>())
+        .expect("an f32 tensor");
+    eprintln!("{what}: {diff:.2e} of {scale:.2}");
+    assert!(
+        diff > 0.0 && diff < tolerance * scale,
+        "{what}: {diff} (outputs up to {scale})"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::{channels_last, gelu_slice};

@@ -289,21 +289,9 @@ mod tests {
             let want = up.composed(&x, g).unwrap();
             up.pack_bf16().unwrap();
             let ours = up.fused(&x, g).unwrap();
-            let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
-            let scale = want
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            eprintln!("bf16 upscaling {n}x{g}x{g}x{dim}: {diff:.2e} of {scale:.2}");
-            // Both GEMMs' operands rounded to bf16 (2⁻⁹ relative each): a difference that must
-            // show, within 2 % of the largest output.
-            assert!(
-                diff > 0.0 && diff < 0.02 * scale,
-                "{n}x{g}x{g}x{dim}: {diff} (outputs up to {scale})"
-            );
+            // Both GEMMs' operands rounded to bf16 (2⁻⁹ relative each).
+            let what = format!("bf16 upscaling {n}x{g}x{g}x{dim}");
+            crate::segmenters::ops::assert_within_rounding(&ours, &want, 0.02, &what);
         }
     }
 
