@@ -2,9 +2,9 @@
 //! (80 / 2) at 640×480, with the product's default parameters and models (DINOv3 ViT-S/16 at
 //! 512 px, SAM-HQ tiny) at their real sizes with seeded random weights: milliseconds per frame
 //! (median after warm-up), per stage, peak memory, in f32 and in the reduced-precision mode (the
-//! encoder's matrix products and TinyViT's transformer-block linear layers in bf16 where the CPU
-//! has AVX-512 BF16; the mask decoder stays f32);
-//! and click-to-segment with a warm embedding.
+//! DINO encoder's matrix products, TinyViT's linear layers and 1x1 convolutions, and the mask
+//! decoder's per-prompt products in bf16 where the CPU has AVX-512 BF16, as the model store
+//! loads them for a bf16 project); and click-to-segment with a warm embedding.
 //!
 //! Each configuration runs in a child process of its own, so that its peak resident memory
 //! (`VmHWM`) is its own. The reference library's figures are those measured on this machine kind
