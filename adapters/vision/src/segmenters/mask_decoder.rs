@@ -247,12 +247,30 @@ impl MaskDecoder {
             hyper.push(mlp.forward(&mask_tokens_out.narrow(1, i, 1)?)?);
         }
         let hyper_sam = Tensor::cat(&hyper, 1)?; // [B, 4, C/8]
+        // Which of the four SAM masks each prompt returns, chosen before any mask is computed
+        // so that only those are: with HQ and multimask the one of masks 1-3 with the best
+        // predicted IoU (its IoU returned); masks 1-3 for plain multimask; else mask 0.
+        let (hyper_rows, iou) = match (self.hq.is_some(), multimask) {
+            (true, true) => {
+                let iou3 = iou_pred.narrow(1, 1, 3)?.contiguous()?;
+                let idx = iou3.argmax_keepdim(D::Minus1)?; // [B, 1] u32
+                let iou = iou3.gather(&idx, 1)?;
+                let c8 = hyper_sam.dim(2)?;
+                let rows = (idx.to_dtype(DType::U32)? + 1.0)?
+                    .reshape((b, 1, 1))?
+                    .broadcast_as((b, 1, c8))?
+                    .contiguous()?;
+                (hyper_sam.contiguous()?.gather(&rows, 1)?, iou)
+            }
+            (false, true) => (hyper_sam.narrow(1, 1, 3)?, iou_pred.narrow(1, 1, 3)?),
+            (_, false) => (hyper_sam.narrow(1, 0, 1)?, iou_pred.narrow(1, 0, 1)?),
+        };
+        let k = hyper_rows.dim(1)?;
         let hyper_hq = match &self.hq {
             Some(hq) => Some(hq.hf_mlp.forward(&mask_tokens_out.narrow(1, 4, 1)?)?), // [B,1,C/8]
             None => None,
         };
-        let mut sam_masks = Vec::new();
-        let mut hq_masks = Vec::new();
+        let mut masks = Vec::new();
         let mut start = 0;
         while start < b {
             let n = CHUNK.min(b - start);
@@ -260,8 +278,8 @@ impl MaskDecoder {
             let up = time("decoder: upscaling", || self.upscaling.forward(&s, g))?; // [n, C/8, 4g, 4g]
             let (_, c8, hh, ww) = up.dims4()?;
             let upm = up.reshape((n, c8, hh * ww))?;
-            let hs = hyper_sam.narrow(0, start, n)?.contiguous()?;
-            sam_masks.push(hs.matmul(&upm)?.reshape((n, 4, hh, ww))?);
+            let hs = hyper_rows.narrow(0, start, n)?.contiguous()?;
+            let sam = hs.matmul(&upm)?.reshape((n, k, hh, ww))?;
             if let (Some(hq), Some(hh_vec)) = (&self.hq, &hyper_hq) {
                 let feats = match hq_features {
                     Some(f) => f,
@@ -280,40 +298,16 @@ impl MaskDecoder {
                 // + hv . hq_features
                 let f = feats.reshape((c8, hh * ww))?;
                 let fh = hv.matmul(&f)?.reshape((n, 1, hh, ww))?;
-                hq_masks.push((conv + fh)?);
+                // The chosen SAM mask plus the HQ mask.
+                masks.push(((sam + conv)? + fh)?);
+            } else {
+                masks.push(sam);
             }
             start += n;
         }
-        let masks_sam = Tensor::cat(&sam_masks, 0)?; // [B, 4, 4g, 4g]
-        if self.hq.is_some() {
-            let masks_hq = Tensor::cat(&hq_masks, 0)?; // [B, 1, 4g, 4g]
-            let (masks, iou) = if multimask {
-                let iou3 = iou_pred.narrow(1, 1, 3)?.contiguous()?;
-                let idx = iou3.argmax_keepdim(D::Minus1)?; // [B, 1] u32
-                let iou = iou3.gather(&idx, 1)?;
-                let (_, _, hh, ww) = masks_sam.dims4()?;
-                let idx4 = (idx.to_dtype(DType::U32)? + 1.0)?
-                    .reshape((b, 1, 1, 1))?
-                    .broadcast_as((b, 1, hh, ww))?
-                    .contiguous()?;
-                (masks_sam.contiguous()?.gather(&idx4, 1)?, iou)
-            } else {
-                (masks_sam.narrow(1, 0, 1)?, iou_pred.narrow(1, 0, 1)?)
-            };
-            Ok(DecoderOutput {
-                low_res_logits: (masks + masks_hq)?,
-                iou,
-            })
-        } else if multimask {
-            Ok(DecoderOutput {
-                low_res_logits: masks_sam.narrow(1, 1, 3)?,
-                iou: iou_pred.narrow(1, 1, 3)?,
-            })
-        } else {
-            Ok(DecoderOutput {
-                low_res_logits: masks_sam.narrow(1, 0, 1)?,
-                iou: iou_pred.narrow(1, 0, 1)?,
-            })
-        }
+        Ok(DecoderOutput {
+            low_res_logits: Tensor::cat(&masks, 0)?,
+            iou,
+        })
     }
 }
