@@ -568,8 +568,9 @@ fn full_size_sam_hq_tiny_loads_from_a_hub_layout_folder_and_segments_a_1024_fram
     let masks = sam.upscale_masks(&emb, &out.low_res_logits).unwrap();
     assert_eq!(masks.dims(), &[2, 1, h, w]);
 
-    // The bf16 mask decoder (the upscaling and the mask-feature convolution on bf16 operands;
-    // the small fixture models are too narrow for the latter's kernel) stays within bf16's
+    // The bf16 mask decoder (the cross attentions' products, the upscaling and the
+    // mask-feature convolution on bf16 operands; the small fixture models are too narrow for
+    // the latter's kernel) stays within bf16's
     // rounding of the f32 one, and the difference shows: the bf16 kernels ran (1.3e-2 of
     // logits up to 11 measured).
     let bf16 = sam.clone().with_bf16_decoder().unwrap();

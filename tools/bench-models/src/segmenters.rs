@@ -151,9 +151,9 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
             .map(|(_, y)| max_abs(y, &io["image_embeddings"])),
         note: match (&bf16, torch["bf16_encoder_err"].as_f64()) {
             (Ok(_), Some(e)) => format!(
-                "bf16 linears vs PyTorch bf16; err vs PyTorch f32 (PyTorch bf16's own: {e:.1e})"
+                "bf16 mode vs PyTorch bf16; err vs PyTorch f32 (PyTorch bf16's own: {e:.1e})"
             ),
-            (Ok(_), None) => "bf16 linears vs PyTorch bf16; err vs PyTorch f32".into(),
+            (Ok(_), None) => "bf16 mode vs PyTorch bf16; err vs PyTorch f32".into(),
             (Err(e), _) => format!("not run: {e}"),
         },
     });

@@ -116,10 +116,6 @@ impl PackedBf16 {
         self.n
     }
 
-    pub(crate) fn in_features(&self) -> usize {
-        self.k
-    }
-
     /// The row length the kernels expect of bf16 activations: `k` rounded up to even (the
     /// padding must hold zeros).
     pub(crate) fn padded_k(&self) -> usize {
@@ -169,6 +165,25 @@ impl PackedBf16 {
                 unreachable!("available() is false off x86_64")
             }
         });
+    }
+
+    /// `out[rows×n] += a[rows×k] · Wᵀ` on the calling thread, the f32 rows of `a` rounded to
+    /// bf16 into `scratch` first (for callers that parallelise over row blocks themselves).
+    /// Needs [`available`].
+    pub(crate) fn matmul_acc_serial(
+        &self,
+        a: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        scratch: &mut Vec<u16>,
+    ) {
+        let (k, kp) = (self.k, self.kp);
+        scratch.clear();
+        scratch.resize(rows * kp, 0);
+        for (dst, src) in scratch.chunks_exact_mut(kp).zip(a.chunks_exact(k)) {
+            round_to_bf16(src, &mut dst[..k]);
+        }
+        self.matmul_acc_bf16(scratch, rows, out);
     }
 
     /// `out[rows×n] += a[rows×kp] · Wᵀ` on the calling thread, `a` already bf16 (row length

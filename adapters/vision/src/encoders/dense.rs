@@ -11,7 +11,7 @@ use std::sync::Arc;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::bf16::{self, PackedBf16};
+use super::bf16::PackedBf16;
 use super::config::Activation;
 use super::kernels;
 use super::packed_f32::{self, PackedF32};
@@ -177,15 +177,7 @@ impl Dense {
                 }
             }
             Weight::F32(p) => p.matmul_acc_serial(a, rows, out),
-            Weight::Bf16(p) => {
-                let (k, kp) = (p.in_features(), p.padded_k());
-                scratch.clear();
-                scratch.resize(rows * kp, 0);
-                for (d, s) in scratch.chunks_exact_mut(kp).zip(a.chunks_exact(k)) {
-                    bf16::round_to_bf16(s, &mut d[..k]);
-                }
-                p.matmul_acc_bf16(scratch, rows, out);
-            }
+            Weight::Bf16(p) => p.matmul_acc_serial(a, rows, out, scratch),
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use candle_nn::Linear;
 use rayon::prelude::*;
 
 use super::ops::contiguous_f32;
-use crate::encoders::bf16::{self, PackedBf16, round_to_bf16};
+use crate::encoders::bf16::{self, PackedBf16};
 use crate::encoders::kernels::{exp_approx, gemm_f32, layer_norm_rows, widest_simd};
 
 /// An attention layer's weights as f32 rows, for the folded forms.
@@ -113,15 +113,7 @@ impl Rhs {
                 *strides,
                 gemm::Parallelism::None,
             ),
-            Rhs::Bf16(packed) => {
-                let (k, kp) = (packed.in_features(), packed.padded_k());
-                scratch.clear();
-                scratch.resize(rows * kp, 0);
-                for (dst, src) in scratch.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
-                    round_to_bf16(src, &mut dst[..k]);
-                }
-                packed.matmul_acc_bf16(scratch, rows, out);
-            }
+            Rhs::Bf16(packed) => packed.matmul_acc_serial(x, rows, out, scratch),
         }
     }
 }
