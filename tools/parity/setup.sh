@@ -19,7 +19,9 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 "$venv/bin/python" -m pip install --upgrade pip >/dev/null
 # CPU-only PyTorch keeps the download small; the parity fixtures and the benchmark run on the CPU.
-"$venv/bin/python" -m pip install --index-url https://download.pytorch.org/whl/cpu torch torchvision
+# Where that index cannot be reached (a machine that sees only PyPI), PyPI's wheels do the same.
+"$venv/bin/python" -m pip install --index-url https://download.pytorch.org/whl/cpu torch torchvision \
+    || "$venv/bin/python" -m pip install torch torchvision
 "$venv/bin/python" -m pip install "transformers>=5" safetensors segment-anything-hq timm pillow numpy scipy
 "$venv/bin/python" - <<'PY'
 import torch, transformers

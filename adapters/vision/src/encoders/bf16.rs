@@ -218,6 +218,7 @@ mod kernel {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
+    use super::super::amx;
     use super::{MR, PANEL, PackedBf16};
 
     /// The given panels for `rows` rows of bf16 activations `a` (`rows × kp`), adding into the
@@ -236,6 +237,12 @@ mod kernel {
     ) {
         assert!(a.len() >= rows * w.kp && panels.end <= w.panels);
         let (n, kp) = (w.n, w.kp);
+        // AMX takes whole blocks of 16 rows over whole steps of 32 input channels; AVX-512
+        // the rest of the rows, and those blocks' last pairs of input channels.
+        let steps = kp / amx::K_STEP;
+        let tiles = (amx::ready() && steps > 0 && rows >= amx::TILE_ROWS)
+            // SAFETY: `amx::ready()` was checked.
+            .then(|| unsafe { amx::Tiles::configure() });
         for p in panels {
             let panel = w.data[p * (kp / 2) * PANEL * 2..(p + 1) * (kp / 2) * PANEL * 2].as_ptr();
             let cols = (n - p * PANEL).min(PANEL);
@@ -244,6 +251,25 @@ mod kernel {
                 ((1u32 << cols.saturating_sub(16)) - 1) as __mmask16,
             ];
             let mut i = 0;
+            if let Some(tiles) = &tiles {
+                let done = steps * amx::K_STEP / 2;
+                while rows - i >= amx::TILE_ROWS {
+                    let mr = if rows - i >= 2 * amx::TILE_ROWS { 32 } else { 16 };
+                    // SAFETY: rows i..i+mr of `a` (kp values each, kp ≥ 32·steps) and of the
+                    // output block; the panel holds kp/2 ≥ 16·steps pair-rows; this task owns
+                    // the panel's columns of these rows.
+                    unsafe {
+                        let op = out.add(i * n + p * PANEL);
+                        let ap = a[i * kp..].as_ptr();
+                        amx::block(tiles, panel, ap, kp, steps, op, n, mr, cols);
+                        for r in (0..mr).step_by(MR) {
+                            let ap = a[(i + r) * kp..].as_ptr();
+                            block::<MR>(panel, ap, kp, done, op.add(r * n), n, masks);
+                        }
+                    }
+                    i += mr;
+                }
+            }
             while i < rows {
                 let mr = MR.min(rows - i);
                 let ap = a[i * kp..].as_ptr();
@@ -253,14 +279,14 @@ mod kernel {
                 unsafe {
                     let op = out.add(i * n + p * PANEL);
                     match mr {
-                        8 => block::<8>(panel, ap, kp, op, n, masks),
-                        7 => block::<7>(panel, ap, kp, op, n, masks),
-                        6 => block::<6>(panel, ap, kp, op, n, masks),
-                        5 => block::<5>(panel, ap, kp, op, n, masks),
-                        4 => block::<4>(panel, ap, kp, op, n, masks),
-                        3 => block::<3>(panel, ap, kp, op, n, masks),
-                        2 => block::<2>(panel, ap, kp, op, n, masks),
-                        _ => block::<1>(panel, ap, kp, op, n, masks),
+                        8 => block::<8>(panel, ap, kp, 0, op, n, masks),
+                        7 => block::<7>(panel, ap, kp, 0, op, n, masks),
+                        6 => block::<6>(panel, ap, kp, 0, op, n, masks),
+                        5 => block::<5>(panel, ap, kp, 0, op, n, masks),
+                        4 => block::<4>(panel, ap, kp, 0, op, n, masks),
+                        3 => block::<3>(panel, ap, kp, 0, op, n, masks),
+                        2 => block::<2>(panel, ap, kp, 0, op, n, masks),
+                        _ => block::<1>(panel, ap, kp, 0, op, n, masks),
                     }
                 }
                 i += mr;
@@ -268,17 +294,22 @@ mod kernel {
         }
     }
 
+    /// Adds the products over pairs `first_pair..kp/2` of R rows into one panel's columns.
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn block<const R: usize>(
         panel: *const u16,
         a: *const u16,
         kp: usize,
+        first_pair: usize,
         out: *mut f32,
         n: usize,
         masks: [__mmask16; 2],
     ) {
+        if first_pair >= kp / 2 {
+            return;
+        }
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        for pair in 0..kp / 2 {
+        for pair in first_pair..kp / 2 {
             // SAFETY: the caller guarantees kp/2 pair-steps of 64 panel values and R rows of
             // kp activations.
             unsafe {
@@ -340,7 +371,22 @@ mod tests {
 
     #[test]
     fn matches_an_f64_product_of_the_rounded_operands() {
-        for (m, n, k) in [(1, 1, 1), (13, 45, 37), (70, 64, 384), (9, 33, 2)] {
+        // Where the CPU has AMX the tiles take the whole blocks of 16 and 32 rows, and
+        // AVX-512 the rows and input-channel pairs past them (100 x 45 x 300: a partial panel,
+        // 9 steps of 32 and 6 pairs more; 48 x 64 x 64: whole blocks only).
+        if super::super::amx::cpu_has_amx_bf16() && std::env::var_os("VISPROMPT_NO_AMX").is_none()
+        {
+            assert!(super::super::amx::ready(), "the OS granted the AMX tiles");
+        }
+        for (m, n, k) in [
+            (1, 1, 1),
+            (13, 45, 37),
+            (70, 64, 384),
+            (9, 33, 2),
+            (100, 45, 300),
+            (48, 64, 64),
+            (16, 32, 32),
+        ] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
                 .collect();
