@@ -15,7 +15,7 @@
 //! the grid, DINOv3 computes rotary embeddings for it. [`preprocess`] turns 8-bit images into the
 //! normalised input as the reference's image processors do. Exact (erf) GELU throughout.
 
-mod amx;
+pub(crate) mod amx;
 mod attention;
 pub mod bf16;
 pub mod config;

@@ -28,6 +28,8 @@ use crate::encoders::bf16::to_bf16;
 const LANES: usize = 16;
 /// Output rows per parallel work item.
 const BAND: usize = 8;
+/// Groups of output channels the AMX kernel computes at once (one sum tile each).
+const AMX_GROUPS: usize = 4;
 
 /// Conv 3x3 (padding 1, bias) → LayerNorm2d → GELU, weights in PyTorch names under `conv`
 /// and `norm` (`embedding_maskfeature.0` and `.1`).
@@ -48,6 +50,10 @@ struct Packed {
     /// The reduced-precision mode's weights: [group][c_in / 2][tap][16] pairs of bf16 (input
     /// channels 2j and 2j + 1), or `None` in f32.
     bf16_pairs: Option<Vec<u32>>,
+    /// The same weights as AMX A tiles where the CPU has them, for exactly [`AMX_GROUPS`]
+    /// groups and whole steps of 32 input channels: [group][tap][step][16 outputs][32 inputs]
+    /// bf16, or `None`.
+    amx_tiles: Option<Vec<u16>>,
     bias: Vec<f32>,
     norm_weight: Vec<f32>,
     norm_bias: Vec<f32>,
@@ -85,6 +91,7 @@ impl ConvNormGelu {
                 c_out,
                 weights,
                 bf16_pairs: None,
+                amx_tiles: None,
                 bias: lanes(&conv, "bias")?,
                 norm_weight: lanes(&norm, "weight")?,
                 norm_bias: lanes(&norm, "bias")?,
@@ -123,6 +130,25 @@ impl ConvNormGelu {
             }
         }
         p.bf16_pairs = Some(pairs);
+        if crate::encoders::amx::ready() && groups == AMX_GROUPS && c_in.is_multiple_of(32) {
+            let steps = c_in / 32;
+            let mut tiles = vec![0u16; groups * 9 * steps * LANES * 32];
+            for g in 0..groups {
+                for t in 0..9 {
+                    for step in 0..steps {
+                        let tile = ((g * 9 + t) * steps + step) * LANES * 32;
+                        for o in 0..LANES {
+                            for i in 0..32 {
+                                let ci = step * 32 + i;
+                                tiles[tile + o * 32 + i] =
+                                    to_bf16(p.weights[((g * c_in + ci) * 9 + t) * LANES + o]);
+                            }
+                        }
+                    }
+                }
+            }
+            p.amx_tiles = Some(tiles);
+        }
     }
 
     /// The three operations one after the other.
@@ -251,16 +277,26 @@ fn fused(x: &Tensor, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
                     }
                 }
             }
+            // The AMX tiles where the weights were packed for them (bf16 mode only).
+            let amx = bf16.and(p.amx_tiles.as_deref()).map(|weights| {
+                // SAFETY: `amx_tiles` is packed only where `amx::ready()` said so.
+                (unsafe { crate::encoders::amx::Tiles::configure() }, weights)
+            });
             for r in 0..rows {
                 for s in 0..strips {
                     let x0 = s * LANES;
                     // SAFETY: AVX-512F was detected by the caller (and BF16 where `bf16` is
-                    // set); every load stays inside `padded` or `pairs` (see `pw`), the
-                    // weights hold c_out * c_in * 9 values and `tile` c_out * LANES.
+                    // set, AMX where `amx` is); every load stays inside `padded` or `pairs` (see
+                    // `pw`), the weights hold c_out * c_in * 9 values and `tile` c_out * LANES.
                     unsafe {
-                        match bf16 {
-                            Some(weights) => strip_bf16(pairs, weights, plane, pw, r, x0, p, tile),
-                            None => strip(padded, plane, pw, r, x0, p, tile),
+                        match (&amx, bf16) {
+                            (Some((tiles, weights)), _) => {
+                                strip_amx(tiles, pairs, weights, plane, pw, r, x0, p.c_in, tile)
+                            }
+                            (None, Some(weights)) => {
+                                strip_bf16(pairs, weights, plane, pw, r, x0, p, tile)
+                            }
+                            (None, None) => strip(padded, plane, pw, r, x0, p, tile),
                         }
                         normalise_tile(p, tile);
                     }
@@ -431,6 +467,76 @@ unsafe fn strip_bf16(
         for (o, a) in acc.iter().enumerate() {
             unsafe { _mm512_storeu_ps(rows.add((g * LANES + o) * LANES), *a) };
         }
+    }
+}
+
+/// [`strip_bf16`] on the AMX tiles, for [`AMX_GROUPS`] groups of 16 output channels. With the
+/// weights as the A tiles (16 outputs x 32 inputs of one tap) and the band's pair planes as
+/// the B tiles (16 pairs of input channels, one plane apart, x 16 pixels) the sums come out
+/// channel by channel, 16 pixels each: the layout of `tile` that the epilogue takes.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn strip_amx(
+    _tiles: &crate::encoders::amx::Tiles,
+    pairs: &[u32],
+    weights: &[u16],
+    plane: usize,
+    pw: usize,
+    r: usize,
+    x0: usize,
+    c_in: usize,
+    tile: &mut [f32],
+) {
+    use std::arch::asm;
+    let steps = c_in / 32;
+    let group = 9 * steps * LANES * 32;
+    let b_stride = plane * 4;
+    // SAFETY (all asm): the tiles are configured on this thread (`_tiles`); each B tile reads
+    // 16 pair planes of the band from row r + ky, columns x0 + kx .. x0 + kx + 16 ≤ pw, each A
+    // tile 1 KB of `weights`, and the stores write `tile`'s 4 x 16 x 16 values.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
+        for t in 0..9 {
+            for step in 0..steps {
+                let b = pairs
+                    .as_ptr()
+                    .add(step * 16 * plane + (r + t / 3) * pw + x0 + t % 3);
+                let a = weights.as_ptr().add((t * steps + step) * LANES * 32);
+                asm!(
+                    "tileloadd tmm6, [{b} + {sb}*1]",
+                    "tileloadd tmm4, [{a0} + {sa}*1]",
+                    "tileloadd tmm5, [{a1} + {sa}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tileloadd tmm4, [{a2} + {sa}*1]",
+                    "tdpbf16ps tmm1, tmm5, tmm6",
+                    "tileloadd tmm5, [{a3} + {sa}*1]",
+                    "tdpbf16ps tmm2, tmm4, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm6",
+                    b = in(reg) b, sb = in(reg) b_stride,
+                    a0 = in(reg) a, a1 = in(reg) a.add(group),
+                    a2 = in(reg) a.add(2 * group), a3 = in(reg) a.add(3 * group),
+                    sa = in(reg) 64usize,
+                    options(nostack, readonly),
+                );
+            }
+        }
+        let out = tile.as_mut_ptr();
+        asm!(
+            "tilestored [{c0} + {s}*1], tmm0",
+            "tilestored [{c1} + {s}*1], tmm1",
+            "tilestored [{c2} + {s}*1], tmm2",
+            "tilestored [{c3} + {s}*1], tmm3",
+            c0 = in(reg) out, c1 = in(reg) out.add(256),
+            c2 = in(reg) out.add(512), c3 = in(reg) out.add(768),
+            s = in(reg) 64usize,
+            options(nostack),
+        );
     }
 }
 
@@ -609,7 +715,7 @@ mod tests {
             crate::encoders::bf16::available(),
             "this test needs a CPU with AVX-512 BF16, as the project's machines have"
         );
-        for (n, c, co, h, w) in [(2, 6, 16, 11, 21), (1, 32, 64, 40, 37)] {
+        for (n, c, co, h, w) in [(2, 6, 16, 11, 21), (1, 32, 64, 40, 37), (2, 32, 64, 9, 16)] {
             let mut block = layer(c, co);
             let x = Tensor::randn(0f32, 1.0, (n, c, h, w), &Device::Cpu).unwrap();
             let k = Tensor::randn(0f32, 0.3, (n, co, 3, 3), &Device::Cpu).unwrap();
@@ -621,7 +727,13 @@ mod tests {
             }
             let want_contracted = Tensor::cat(&per, 0).unwrap();
             block.pack_bf16();
-            assert!(block.packed.as_ref().unwrap().bf16_pairs.is_some());
+            let packed = block.packed.as_ref().unwrap();
+            assert!(packed.bf16_pairs.is_some());
+            // The decoder's shape (32 -> 64) takes the AMX tiles where the CPU has them.
+            assert_eq!(
+                packed.amx_tiles.is_some(),
+                crate::encoders::amx::ready() && c == 32 && co == 64
+            );
             for (name, ours, want) in [
                 ("block", block.forward(&x).unwrap(), &want),
                 (
