@@ -29,16 +29,13 @@ pub(crate) fn ready() -> bool {
 pub(crate) fn cpu_has_amx_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: CPUID leaf 7 exists on every x86_64 CPU that reports max leaf ≥ 7, which
-        // `__get_cpuid_max` checks first.
-        unsafe {
-            use std::arch::x86_64::{__cpuid_count, __get_cpuid_max};
-            if __get_cpuid_max(0).0 < 7 {
-                return false;
-            }
-            let edx = __cpuid_count(7, 0).edx;
-            edx & (1 << 22) != 0 && edx & (1 << 24) != 0
+        use std::arch::x86_64::{__cpuid_count, __get_cpuid_max};
+        // Leaf 7 only where the CPU reports it.
+        if __get_cpuid_max(0).0 < 7 {
+            return false;
         }
+        let edx = __cpuid_count(7, 0).edx;
+        edx & (1 << 22) != 0 && edx & (1 << 24) != 0
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -55,7 +52,13 @@ fn os_grants_tiles() -> bool {
         const XFEATURE_XTILEDATA: libc::c_long = 18;
         // SAFETY: a plain system call with two integer arguments; it only changes which
         // register state this process may use.
-        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+        unsafe {
+            libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            ) == 0
+        }
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {
@@ -215,7 +218,11 @@ mod kernel {
                 options(nostack),
             );
             if rows == 32 {
-                let c2 = if direct { c.add(16 * n) } else { c.add(16 * 32) };
+                let c2 = if direct {
+                    c.add(16 * n)
+                } else {
+                    c.add(16 * 32)
+                };
                 asm!(
                     "tilestored [{c} + {s}*1], tmm2",
                     "tilestored [{c1} + {s}*1], tmm3",
@@ -234,7 +241,13 @@ mod kernel {
 
     /// `out[r][..cols] += buffer[r][..cols]` for `rows` rows.
     #[target_feature(enable = "avx512f")]
-    unsafe fn add_masked(buffer: &[f32; 32 * 32], out: *mut f32, n: usize, rows: usize, cols: usize) {
+    unsafe fn add_masked(
+        buffer: &[f32; 32 * 32],
+        out: *mut f32,
+        n: usize,
+        rows: usize,
+        cols: usize,
+    ) {
         let masks = [
             ((1u32 << cols.min(16)) - 1) as __mmask16,
             ((1u32 << cols.saturating_sub(16)) - 1) as __mmask16,

@@ -18,6 +18,12 @@ use super::kernels::widest_simd;
 use super::tasks::for_each_task;
 
 const PANEL: usize = 32;
+
+// The packed pairs are written as u32 words read back as u16 halves (`pack_columns`).
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "the bf16 packing assumes little-endian"
+);
 /// Rows of the activations per microkernel call.
 const MR: usize = 8;
 /// Rows per parallel task.
@@ -83,18 +89,28 @@ impl PackedBf16 {
     }
 
     /// Packs the `[n, k]` matrix given transposed: element `(col, kk)` is
-    /// `src[kk · stride + col]` (attention's values, whose rows are the keys `kk`).
+    /// `src[kk · stride + col]` (attention's values, whose rows are the keys `kk`). Each pair of
+    /// source rows interleaves into one pair-row of every panel.
     pub(crate) fn pack_columns(src: &[f32], n: usize, k: usize, stride: usize) -> Self {
         let mut packed = Self::zeros(n, k);
         let kp = packed.kp;
-        for kk in 0..k {
-            let row = &src[kk * stride..kk * stride + n];
-            let (pair, t) = (kk / 2, kk % 2);
-            for (p, cols) in row.chunks(PANEL).enumerate() {
-                let base = (p * (kp / 2) + pair) * PANEL * 2 + t;
-                for (c, &v) in cols.iter().enumerate() {
-                    packed.data[base + 2 * c] = to_bf16(v);
-                }
+        let zeros = vec![0f32; if k % 2 == 1 { n } else { 0 }];
+        let mut words = [0u32; PANEL];
+        for pair in 0..kp / 2 {
+            let a = &src[2 * pair * stride..][..n];
+            let b = if 2 * pair + 1 < k {
+                &src[(2 * pair + 1) * stride..][..n]
+            } else {
+                &zeros[..]
+            };
+            for (p, (a, b)) in a.chunks(PANEL).zip(b.chunks(PANEL)).enumerate() {
+                let cols = a.len();
+                interleave_bf16(a, b, &mut words[..cols]);
+                let base = (p * (kp / 2) + pair) * PANEL * 2;
+                // SAFETY: the words' memory read as twice as many u16, in bounds and aligned
+                // (u32 alignment covers u16); little-endian, so each word's a-value comes first.
+                let halves = unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), 2 * cols) };
+                packed.data[base..base + 2 * cols].copy_from_slice(halves);
             }
         }
         packed
@@ -201,6 +217,22 @@ impl PackedBf16 {
     }
 }
 
+/// `out[x] = bf16(a[x]) | bf16(b[x]) << 16`: two rows as bf16 pairs (in memory: a's value,
+/// then b's), rounded to nearest even as [`to_bf16`] does. The layout of a pair of input
+/// channels in the `vdpbf16ps` and AMX operands.
+pub(crate) fn interleave_bf16(a: &[f32], b: &[f32], out: &mut [u32]) {
+    let n = out.len().min(a.len()).min(b.len());
+    let mut x = 0;
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: AVX-512F and BF16 were checked; the kernel stays below n.
+        x = unsafe { kernel::interleave(&a[..n], &b[..n], &mut out[..n]) };
+    }
+    for x in x..n {
+        out[x] = to_bf16(a[x]) as u32 | (to_bf16(b[x]) as u32) << 16;
+    }
+}
+
 widest_simd! {
     /// `dst ← bf16(src)`, rounded to nearest even.
     pub(crate) fn round_to_bf16(src: &[f32], dst: &mut [u16]) => round_to_bf16_generic
@@ -254,7 +286,11 @@ mod kernel {
             if let Some(tiles) = &tiles {
                 let done = steps * amx::K_STEP / 2;
                 while rows - i >= amx::TILE_ROWS {
-                    let mr = if rows - i >= 2 * amx::TILE_ROWS { 32 } else { 16 };
+                    let mr = if rows - i >= 2 * amx::TILE_ROWS {
+                        32
+                    } else {
+                        16
+                    };
                     // SAFETY: rows i..i+mr of `a` (kp values each, kp ≥ 32·steps) and of the
                     // output block; the panel holds kp/2 ≥ 16·steps pair-rows; this task owns
                     // the panel's columns of these rows.
@@ -292,6 +328,32 @@ mod kernel {
                 i += mr;
             }
         }
+    }
+
+    /// [`super::interleave_bf16`] over whole groups of 16; returns how many values it did.
+    ///
+    /// # Safety
+    /// AVX-512F and BF16; `a`, `b` and `out` of one length.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn interleave(a: &[f32], b: &[f32], out: &mut [u32]) -> usize {
+        let n = out.len();
+        let mut x = 0;
+        while x + 16 <= n {
+            // SAFETY: x + 16 ≤ n, inside all three slices.
+            unsafe {
+                let lo: __m256i =
+                    std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(a.as_ptr().add(x))));
+                let hi: __m256i =
+                    std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(b.as_ptr().add(x))));
+                let word = _mm512_or_si512(
+                    _mm512_cvtepu16_epi32(lo),
+                    _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(hi)),
+                );
+                _mm512_storeu_si512(out.as_mut_ptr().add(x).cast(), word);
+            }
+            x += 16;
+        }
+        x
     }
 
     /// Adds the products over pairs `first_pair..kp/2` of R rows into one panel's columns.
@@ -374,8 +436,7 @@ mod tests {
         // Where the CPU has AMX the tiles take the whole blocks of 16 and 32 rows, and
         // AVX-512 the rows and input-channel pairs past them (100 x 45 x 300: a partial panel,
         // 9 steps of 32 and 6 pairs more; 48 x 64 x 64: whole blocks only).
-        if super::super::amx::cpu_has_amx_bf16() && std::env::var_os("VISPROMPT_NO_AMX").is_none()
-        {
+        if super::super::amx::cpu_has_amx_bf16() && std::env::var_os("VISPROMPT_NO_AMX").is_none() {
             assert!(super::super::amx::ready(), "the OS granted the AMX tiles");
         }
         for (m, n, k) in [

@@ -22,7 +22,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::ops::{Conv, LayerNorm2d, SendPtr, conv3x3_single, gelu};
-use crate::encoders::bf16::to_bf16;
+use crate::encoders::bf16::{interleave_bf16, to_bf16};
 
 /// Pixels per strip and output channels per group: one AVX-512 register holds 16 f32 lanes.
 const LANES: usize = 16;
@@ -261,8 +261,7 @@ fn fused(x: &Tensor, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
                         let row = &mut pairs[j * plane + r * pw..][..pw];
                         row.fill(0);
                         if let (Some(a), Some(b)) = (input_row(2 * j, r), input_row(2 * j + 1, r)) {
-                            // SAFETY: `bf16` is set only where AVX-512 BF16 is available.
-                            unsafe { interleave_bf16(a, b, &mut row[1..1 + w]) };
+                            interleave_bf16(a, b, &mut row[1..1 + w]);
                         }
                     }
                 }
@@ -537,34 +536,6 @@ unsafe fn strip_amx(
             s = in(reg) 64usize,
             options(nostack),
         );
-    }
-}
-
-/// `out[x] = bf16(a[x]) | bf16(b[x]) << 16`: two input rows as bf16 pairs, rounded to nearest
-/// even as [`to_bf16`] does.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn interleave_bf16(a: &[f32], b: &[f32], out: &mut [u32]) {
-    use std::arch::x86_64::*;
-    let n = out.len().min(a.len()).min(b.len());
-    let mut x = 0;
-    while x + LANES <= n {
-        // SAFETY: x + 16 ≤ n, inside all three slices.
-        unsafe {
-            let lo: __m256i =
-                std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(a.as_ptr().add(x))));
-            let hi: __m256i =
-                std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(b.as_ptr().add(x))));
-            let word = _mm512_or_si512(
-                _mm512_cvtepu16_epi32(lo),
-                _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(hi)),
-            );
-            _mm512_storeu_si512(out.as_mut_ptr().add(x).cast(), word);
-        }
-        x += LANES;
-    }
-    for x in x..n {
-        out[x] = to_bf16(a[x]) as u32 | (to_bf16(b[x]) as u32) << 16;
     }
 }
 

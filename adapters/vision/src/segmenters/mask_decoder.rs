@@ -14,6 +14,7 @@ use candle_nn::VarBuilder;
 
 use super::fused::ConvNormGelu;
 use super::ops::{Mlp, channels_last};
+use super::prompt_encoder::Dense;
 use super::transformer::{ImageTokens, TwoWayTransformer};
 use super::upscale::Upscaling;
 use crate::encoders::profiling::time;
@@ -172,16 +173,21 @@ impl MaskDecoder {
         Ok(Some((a + b)?))
     }
 
-    /// The image side of the transformer's first layer: `embedding` [1, C, g, g], `dense`
-    /// [B or 1, C, g, g] (1: no mask prompt, shared by the batch), `key_pe` [1, g*g, C].
+    /// The image side of the transformer's first layer: `embedding` [1, C, g, g], `dense` the
+    /// prompts' dense embedding (a map [B or 1, C, g, g], 1: no mask prompt, shared by the
+    /// batch), `key_pe` [1, g*g, C].
     pub(crate) fn prepare_image(
         &self,
         embedding: &Tensor,
-        dense: &Tensor,
+        dense: &Dense,
         key_pe: &Tensor,
     ) -> Result<ImageTokens> {
-        self.transformer
-            .prepare(&embedding.broadcast_add(dense)?, key_pe)
+        match dense {
+            Dense::Map(map) => self
+                .transformer
+                .prepare(&embedding.broadcast_add(map)?, key_pe),
+            Dense::Masks(masks) => Ok(ImageTokens::per_prompt(masks.image_tokens(embedding)?)),
+        }
     }
 
     /// Decodes B prompts. `image` from [`Self::prepare_image`] on a g x g embedding; `key_pe`

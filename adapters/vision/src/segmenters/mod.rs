@@ -15,6 +15,7 @@
 mod fused;
 mod inverted_residual;
 mod mask_decoder;
+mod neck;
 pub(crate) mod ops;
 pub mod preprocess;
 mod prompt_encoder;
@@ -30,6 +31,7 @@ use std::sync::OnceLock;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::encoders::profiling::time;
 use crate::weights::{self, WeightsError};
 
 pub use mask_decoder::{DecoderConfig, DecoderOutput};
@@ -37,7 +39,7 @@ pub use tiny_vit::{TinyVit, TinyVitConfig};
 pub use vit::{SamVit, VitConfig};
 
 use mask_decoder::MaskDecoder;
-use prompt_encoder::PromptEncoder;
+use prompt_encoder::{Dense, PromptEncoder};
 use transformer::ImageTokens;
 
 /// Which image encoder a SAM model uses.
@@ -386,19 +388,24 @@ impl Sam {
             }
             None => None,
         };
-        let (sparse, dense) = self.prompt_encoder.forward(
-            points.as_ref().map(|(c, l)| (c, l)),
-            boxes.as_ref(),
-            prompts.masks.as_ref(),
-            &self.device,
-        )?;
+        let (sparse, dense) = time("decoder: prompt encoder", || {
+            self.prompt_encoder.forward(
+                points.as_ref().map(|(c, l)| (c, l)),
+                boxes.as_ref(),
+                prompts.masks.as_ref(),
+                &self.device,
+            )
+        })?;
         // Without mask prompts the dense embedding is the same for the whole batch, and for every
         // batch on this image: the first layer's work on the image tokens is done once per image.
         let image_tokens = if prompts.masks.is_none() {
             match image.image_tokens.get() {
                 Some(t) => t.clone(),
                 None => {
-                    let dense = dense.narrow(0, 0, 1)?.contiguous()?;
+                    let dense = match dense {
+                        Dense::Map(map) => Dense::Map(map.narrow(0, 0, 1)?.contiguous()?),
+                        Dense::Masks(_) => candle_core::bail!("mask features without masks"),
+                    };
                     let t = self
                         .decoder
                         .prepare_image(&image.embedding, &dense, &self.key_pe)?;
@@ -407,8 +414,10 @@ impl Sam {
                 }
             }
         } else {
-            self.decoder
-                .prepare_image(&image.embedding, &dense, &self.key_pe)?
+            time("decoder: image tokens with mask prompts", || {
+                self.decoder
+                    .prepare_image(&image.embedding, &dense, &self.key_pe)
+            })?
         };
         let hq = if self.decoder.is_hq() {
             let f = match image.hq_features.get() {

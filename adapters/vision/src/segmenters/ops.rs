@@ -75,6 +75,13 @@ impl LayerNorm2d {
             eps: Self::EPS,
         })
     }
+
+    /// The weight, bias and epsilon as f32 values, for kernels that normalise rows of
+    /// channels-last maps.
+    pub(crate) fn f32_parameters(&self) -> Result<(Vec<f32>, Vec<f32>, f32)> {
+        let values = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+        Ok((values(&self.weight)?, values(&self.bias)?, self.eps as f32))
+    }
 }
 
 impl Module for LayerNorm2d {

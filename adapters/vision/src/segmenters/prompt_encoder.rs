@@ -4,8 +4,10 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
-use super::ops::{Conv, LayerNorm2d, gelu};
+use super::ops::{Conv, LayerNorm2d, channels_last, contiguous_f32, gelu};
+use crate::encoders::kernels::gemm_f32;
 
 #[derive(Debug, Clone)]
 pub(crate) struct PromptEncoder {
@@ -104,7 +106,7 @@ impl PromptEncoder {
         boxes: Option<&Tensor>,
         masks: Option<&Tensor>,
         device: &Device,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<(Tensor, Dense)> {
         let bs = match (points, boxes, masks) {
             (Some((p, _)), _, _) => p.dim(0)?,
             (None, Some(b), _) => b.dim(0)?,
@@ -153,13 +155,124 @@ impl PromptEncoder {
                 let (c0, n0, c1, n1, c2) = &self.mask_down;
                 let x = gelu(&n0.forward(&c0.forward(m)?)?)?;
                 let x = gelu(&n1.forward(&c1.forward(&x)?)?)?;
-                c2.forward(&x)?
+                match MaskProjection::of(c2, &x)? {
+                    Some(projection) => Dense::Masks(projection),
+                    None => Dense::Map(c2.forward(&x)?),
+                }
             }
-            None => self
-                .no_mask
-                .reshape((1, d, 1, 1))?
-                .broadcast_as((bs, d, self.grid, self.grid))?,
+            None => Dense::Map(
+                self.no_mask
+                    .reshape((1, d, 1, 1))?
+                    .broadcast_as((bs, d, self.grid, self.grid))?,
+            ),
         };
         Ok((sparse, dense))
+    }
+}
+
+/// The dense prompt embedding, which the decoder adds to the image embedding.
+pub(crate) enum Dense {
+    /// As a map [B or 1, C, g, g] (the no-mask embedding broadcast, or mask prompts off the f32
+    /// CPU path).
+    Map(Tensor),
+    /// Mask prompts, before the mask encoder's last (1x1) convolution: the decoder applies it
+    /// while it adds the result to the image tokens ([`MaskProjection::image_tokens`]).
+    Masks(MaskProjection),
+}
+
+/// Mask prompts' features before the mask encoder's last convolution, and that convolution.
+pub(crate) struct MaskProjection {
+    /// [B, c, g, g] f32 on the CPU.
+    features: Tensor,
+    /// The convolution's weight transposed, [c, C], and its bias [C].
+    weight_t: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl MaskProjection {
+    /// `None` unless `x` is f32 on the CPU and `conv` a plain 1x1 convolution.
+    fn of(conv: &Conv, x: &Tensor) -> Result<Option<Self>> {
+        let p = conv.f32_parameters()?;
+        let (out, c, kh, kw) = p.dims;
+        if !x.device().is_cpu()
+            || x.dtype() != DType::F32
+            || (kh, kw) != (1, 1)
+            || conv.geometry() != (1, 0, 1)
+            || x.dim(1)? != c
+        {
+            return Ok(None);
+        }
+        let mut weight_t = vec![0f32; c * out];
+        for o in 0..out {
+            for i in 0..c {
+                weight_t[i * out + o] = p.weight[o * c + i];
+            }
+        }
+        Ok(Some(Self {
+            features: x.contiguous()?,
+            weight_t,
+            bias: p.bias,
+        }))
+    }
+
+    /// The image tokens entering the decoder, one map per prompt: `embedding` [1, C, g, g] +
+    /// this dense embedding, channels last [B, g·g, C]. One product per block of tokens reads
+    /// the features in place and adds onto the image tokens, where the map form computed the
+    /// [B, C, g, g] embedding, added it and transposed the sum.
+    pub(crate) fn image_tokens(&self, embedding: &Tensor) -> Result<Tensor> {
+        let (b, c, g, _) = self.features.dims4()?;
+        let out_c = self.bias.len();
+        let n = g * g;
+        if embedding.dims4()? != (1, out_c, g, g) {
+            candle_core::bail!(
+                "mask prompts: embedding {:?} for {b} prompts of {out_c} channels on {g}x{g}",
+                embedding.dims()
+            );
+        }
+        // Image tokens plus the convolution's bias, channels last, shared by the prompts.
+        let base = channels_last(&embedding.reshape((1, out_c, n))?)?
+            .broadcast_add(&Tensor::from_slice(
+                &self.bias,
+                (1, 1, out_c),
+                embedding.device(),
+            )?)?
+            .contiguous()?;
+        let (bs, bl) = base.storage_and_layout();
+        let base = match &*bs {
+            candle_core::Storage::Cpu(cpu) => contiguous_f32(cpu, bl)?,
+            _ => candle_core::bail!("mask prompts: expected a CPU tensor"),
+        };
+        let (fs, fl) = self.features.storage_and_layout();
+        let features = match &*fs {
+            candle_core::Storage::Cpu(cpu) => contiguous_f32(cpu, fl)?,
+            _ => candle_core::bail!("mask prompts: expected a CPU tensor"),
+        };
+        let mut out = vec![0f32; b * n * out_c];
+        const ROWS: usize = 256;
+        out.par_chunks_mut(n * out_c)
+            .enumerate()
+            .flat_map(|(p, map)| {
+                map.par_chunks_mut(ROWS * out_c)
+                    .enumerate()
+                    .map(move |(i, d)| (p, i * ROWS, d))
+            })
+            .for_each(|(p, r0, dst)| {
+                let rows = dst.len() / out_c;
+                dst.copy_from_slice(&base[r0 * out_c..(r0 + rows) * out_c]);
+                // dst[rows x C] += features[p] viewed as [rows x c] (NCHW, so a token's
+                // channels are a plane apart) · Wᵀ [c x C].
+                gemm_f32(
+                    (rows, out_c, c),
+                    dst,
+                    (out_c, 1),
+                    true,
+                    &features[p * c * n + r0..],
+                    (1, n),
+                    &self.weight_t,
+                    (out_c, 1),
+                    gemm::Parallelism::None,
+                );
+            });
+        Tensor::from_vec(out, (b, n, out_c), embedding.device())
     }
 }

@@ -10,6 +10,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use super::inverted_residual::RowwiseInvertedResidual;
+use super::neck::Bf16Neck;
 use super::ops::{Conv, LayerNorm2d, layer_norm, softmax};
 use crate::encoders::dense::Dense;
 use crate::encoders::profiling::time;
@@ -603,6 +604,8 @@ pub struct TinyVit {
     merges: Vec<ConvBlock>,
     stages: Vec<Vec<TinyVitBlock>>,
     neck: (Conv, LayerNorm2d, Conv, LayerNorm2d),
+    /// The neck in the reduced-precision mode, on the channels-last tokens.
+    neck_bf16: Option<Box<Bf16Neck>>,
     cfg: TinyVitConfig,
 }
 
@@ -617,7 +620,10 @@ impl TinyVit {
         self.conv_blocks
             .iter_mut()
             .chain(&mut self.merges)
-            .try_for_each(ConvBlock::pack_bf16)
+            .try_for_each(ConvBlock::pack_bf16)?;
+        let (reduce, first_norm, conv, second_norm) = &self.neck;
+        self.neck_bf16 = Bf16Neck::new(reduce, first_norm, conv, second_norm)?.map(Box::new);
+        Ok(())
     }
 
     pub fn new(cfg: &TinyVitConfig, vb: VarBuilder) -> Result<Self> {
@@ -682,6 +688,7 @@ impl TinyVit {
             merges,
             stages,
             neck,
+            neck_bf16: None,
             cfg: cfg.clone(),
         })
     }
@@ -720,11 +727,15 @@ impl TinyVit {
             Some(t) => t,
             None => candle_core::bail!("TinyViT has no stage 1"),
         };
-        let x = x.permute((0, 3, 1, 2))?.contiguous()?;
-        let (_, c, h, w) = x.dims4()?;
+        let (_, h, w, c) = x.dims4()?;
         if h != g || w != g {
             candle_core::bail!("TinyViT output grid {h}x{w}, expected {g}x{g} (image size {c})");
         }
+        if let Some(neck) = self.neck_bf16.as_ref().filter(|_| x.device().is_cpu()) {
+            let y = time("encoder: neck", || neck.forward(&x))?;
+            return Ok((y, interm));
+        }
+        let x = x.permute((0, 3, 1, 2))?.contiguous()?;
         let y = time("encoder: neck", || {
             let y = self.neck.0.forward(&x)?;
             let y = self.neck.1.forward(&y)?;

@@ -20,8 +20,8 @@
 //! reference's outputs, and the unit test below compares against the projections computed first.
 //!
 //! In the reduced-precision mode ([`FoldedAttention::pack_bf16`]) the products against the
-//! folded token rows (the scores, and image-to-token's output) take bf16 operands with f32
-//! sums; token-to-image's weighted sum of the image tokens stays f32.
+//! folded token rows (the scores, and image-to-token's output) and token-to-image's weighted
+//! sum of the image tokens take bf16 operands with f32 sums.
 
 use candle_core::{DType, Layout, Result, Storage, Tensor};
 use candle_nn::Linear;
@@ -261,17 +261,30 @@ impl FoldedAttention {
                     let mut sums = vec![0f32; w];
                     column_softmax_unnormalised(&mut s, &mut max, &mut sums);
                     let mut z = vec![0f32; w * c];
-                    gemm_f32(
-                        (w, c, rows),
-                        &mut z,
-                        (c, 1),
-                        false,
-                        &s,
-                        (1, w),
-                        xb,
-                        (c, 1),
-                        none,
-                    );
+                    if self.bf16 {
+                        // z [w, c] = sᵀ [w, rows] · x [rows, c], x packed as the right-hand
+                        // side (pairs of its rows interleaved) and s transposed.
+                        let x = PackedBf16::pack_columns(xb, c, rows, c);
+                        let mut st = vec![0f32; w * rows];
+                        for (r, row) in s.chunks_exact(w).enumerate() {
+                            for (col, &v) in row.iter().enumerate() {
+                                st[col * rows + r] = v;
+                            }
+                        }
+                        x.matmul_acc_serial(&st, w, &mut z, scratch);
+                    } else {
+                        gemm_f32(
+                            (w, c, rows),
+                            &mut z,
+                            (c, 1),
+                            false,
+                            &s,
+                            (1, w),
+                            xb,
+                            (c, 1),
+                            none,
+                        );
+                    }
                     (max, sums, z)
                 })
                 .collect();

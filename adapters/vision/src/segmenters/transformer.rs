@@ -191,6 +191,14 @@ pub(crate) struct FirstLayerProjections {
 }
 
 impl ImageTokens {
+    /// Each prompt's own image tokens, channels last [B, N, C] (mask prompts).
+    pub(crate) fn per_prompt(keys: Tensor) -> Self {
+        Self {
+            keys,
+            projections: None,
+        }
+    }
+
     /// The tokens for prompts `start..start + n` of the batch (all of them when shared).
     pub(crate) fn prompts(&self, start: usize, n: usize) -> Result<Self> {
         if self.keys.dim(0)? == 1 {
