@@ -406,9 +406,10 @@ impl Sam {
                         Dense::Map(map) => Dense::Map(map.narrow(0, 0, 1)?.contiguous()?),
                         Dense::Masks(_) => candle_core::bail!("mask features without masks"),
                     };
-                    let t = self
-                        .decoder
-                        .prepare_image(&image.embedding, &dense, &self.key_pe)?;
+                    let t = time("decoder: image tokens, first layer", || {
+                        self.decoder
+                            .prepare_image(&image.embedding, &dense, &self.key_pe)
+                    })?;
                     let _ = image.image_tokens.set(t.clone());
                     t
                 }
@@ -423,7 +424,10 @@ impl Sam {
             let f = match image.hq_features.get() {
                 Some(f) => f.clone(),
                 None => {
-                    let f = match self.decoder.hq_features(&image.embedding, &image.interm)? {
+                    let f = time("decoder: HQ features of the image", || {
+                        self.decoder.hq_features(&image.embedding, &image.interm)
+                    });
+                    let f = match f? {
                         Some(f) => f,
                         None => candle_core::bail!("no HQ features"),
                     };
