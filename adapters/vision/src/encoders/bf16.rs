@@ -202,6 +202,30 @@ impl PackedBf16 {
         self.matmul_acc_bf16(scratch, rows, out);
     }
 
+    /// `out[rows×n] += (a + b)[rows×k] · Wᵀ` on the calling thread, the f32 sums rounded to
+    /// bf16 into `scratch` as they are made (image tokens plus their positional encoding,
+    /// never stored in f32). Needs [`available`].
+    pub(crate) fn matmul_acc_sum_serial(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        scratch: &mut Vec<u16>,
+    ) {
+        let (k, kp) = (self.k, self.kp);
+        scratch.clear();
+        scratch.resize(rows * kp, 0);
+        for ((dst, x), y) in scratch
+            .chunks_exact_mut(kp)
+            .zip(a.chunks_exact(k))
+            .zip(b.chunks_exact(k))
+        {
+            round_sum_to_bf16(x, y, &mut dst[..k]);
+        }
+        self.matmul_acc_bf16(scratch, rows, out);
+    }
+
     /// `out[rows×n] += a[rows×kp] · Wᵀ` on the calling thread, `a` already bf16 (row length
     /// [`Self::padded_k`]). Needs [`available`].
     pub(crate) fn matmul_acc_bf16(&self, a: &[u16], rows: usize, out: &mut [f32]) {
@@ -236,6 +260,19 @@ pub(crate) fn interleave_bf16(a: &[f32], b: &[f32], out: &mut [u32]) {
 widest_simd! {
     /// `dst ← bf16(src)`, rounded to nearest even.
     pub(crate) fn round_to_bf16(src: &[f32], dst: &mut [u16]) => round_to_bf16_generic
+}
+
+widest_simd! {
+    /// `dst ← bf16(a + b)`, rounded to nearest even.
+    pub(crate) fn round_sum_to_bf16(a: &[f32], b: &[f32], dst: &mut [u16])
+        => round_sum_to_bf16_generic
+}
+
+#[inline(always)]
+fn round_sum_to_bf16_generic(a: &[f32], b: &[f32], dst: &mut [u16]) {
+    for ((d, x), y) in dst.iter_mut().zip(a).zip(b) {
+        *d = to_bf16(x + y);
+    }
 }
 
 #[inline(always)]

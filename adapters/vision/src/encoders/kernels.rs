@@ -574,6 +574,25 @@ fn layer_norm_rows_generic(src: &[f32], dst: &mut [f32], ws: &[f32], bs: &[f32],
     }
 }
 
+widest_simd! {
+    /// [`layer_norm_rows`] in place.
+    pub(crate) fn layer_norm_rows_in_place(rows: &mut [f32], ws: &[f32], bs: &[f32], eps: f32)
+        => layer_norm_rows_in_place_generic
+}
+
+#[inline(always)]
+fn layer_norm_rows_in_place_generic(rows: &mut [f32], ws: &[f32], bs: &[f32], eps: f32) {
+    let dim = ws.len();
+    for r in rows.chunks_exact_mut(dim) {
+        let mean = lane_sum(r, |v| v) / dim as f32;
+        let var = lane_sum(r, |v| (v - mean) * (v - mean)) / dim as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, w), b) in r.iter_mut().zip(ws).zip(bs) {
+            *v = (*v - mean) * inv * w + b;
+        }
+    }
+}
+
 /// `Σ f(v)` over `row`, accumulated in 16 lanes.
 #[inline(always)]
 fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {

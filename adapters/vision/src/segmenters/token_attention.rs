@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use super::ops::contiguous_f32;
 use crate::encoders::bf16::{self, PackedBf16};
-use crate::encoders::kernels::{exp_approx, gemm_f32, layer_norm_rows, widest_simd};
+use crate::encoders::kernels::{exp_approx, gemm_f32, layer_norm_rows_in_place, widest_simd};
 
 /// An attention layer's weights as f32 rows, for the folded forms.
 #[derive(Debug, Clone)]
@@ -94,6 +94,26 @@ impl Rhs {
         }
     }
 
+    /// `out[rows, n] += (x + y)[rows, k] · B` on the calling thread: bf16 rounds the sums as
+    /// it makes them, f32 adds them into `scratch.sum` first.
+    fn multiply_acc_sum(
+        &self,
+        (x, y): (&[f32], &[f32]),
+        rows: usize,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
+        match self {
+            Rhs::Bf16(packed) => packed.matmul_acc_sum_serial(x, y, rows, out, &mut scratch.bf16),
+            Rhs::F32 { .. } => {
+                scratch.sum.clear();
+                scratch.sum.resize(x.len(), 0.0);
+                add(&mut scratch.sum, x, y);
+                self.multiply_acc(&scratch.sum, rows, out, &mut scratch.bf16);
+            }
+        }
+    }
+
     /// `out[rows, n] += x[rows, k] · B` on the calling thread.
     fn multiply_acc(&self, x: &[f32], rows: usize, out: &mut [f32], scratch: &mut Vec<u16>) {
         match self {
@@ -115,6 +135,28 @@ impl Rhs {
             ),
             Rhs::Bf16(packed) => packed.matmul_acc_serial(x, rows, out, scratch),
         }
+    }
+}
+
+/// Per-thread buffers of the blocks of image rows, reused from block to block (fresh ones
+/// per block were zeroed every time, a tenth of a decoder's time).
+#[derive(Default)]
+struct Scratch {
+    /// Activations rounded to bf16.
+    bf16: Vec<u16>,
+    /// Image tokens plus positional encoding, in f32.
+    sum: Vec<f32>,
+    /// Scores [rows, heads·m], and their transpose.
+    scores: Vec<f32>,
+    transposed: Vec<f32>,
+}
+
+impl Scratch {
+    /// `buffer` as `len` zeros.
+    fn zeros(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+        buffer.clear();
+        buffer.resize(len, 0.0);
+        buffer
     }
 }
 
@@ -250,13 +292,12 @@ impl FoldedAttention {
             let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = x
                 .par_chunks(ROWS * c)
                 .zip(ps.par_chunks(ROWS * c))
-                .map_init(Vec::new, |scratch, (xb, pb)| {
+                .map_init(Scratch::default, |scratch, (xb, pb)| {
                     let rows = xb.len() / c;
-                    let mut xp = vec![0f32; xb.len()];
-                    add(&mut xp, xb, pb);
-                    let mut s = vec![0f32; rows * w];
+                    let mut s = std::mem::take(&mut scratch.scores);
+                    Scratch::zeros(&mut s, rows * w);
                     let none = gemm::Parallelism::None;
-                    a.multiply_acc(&xp, rows, &mut s, scratch);
+                    a.multiply_acc_sum((xb, pb), rows, &mut s, scratch);
                     let mut max = vec![0f32; w];
                     let mut sums = vec![0f32; w];
                     column_softmax_unnormalised(&mut s, &mut max, &mut sums);
@@ -265,13 +306,15 @@ impl FoldedAttention {
                         // z [w, c] = sᵀ [w, rows] · x [rows, c], x packed as the right-hand
                         // side (pairs of its rows interleaved) and s transposed.
                         let x = PackedBf16::pack_columns(xb, c, rows, c);
-                        let mut st = vec![0f32; w * rows];
+                        let mut st = std::mem::take(&mut scratch.transposed);
+                        Scratch::zeros(&mut st, w * rows);
                         for (r, row) in s.chunks_exact(w).enumerate() {
                             for (col, &v) in row.iter().enumerate() {
                                 st[col * rows + r] = v;
                             }
                         }
-                        x.matmul_acc_serial(&st, w, &mut z, scratch);
+                        x.matmul_acc_serial(&st, w, &mut z, &mut scratch.bf16);
+                        scratch.transposed = st;
                     } else {
                         gemm_f32(
                             (w, c, rows),
@@ -285,6 +328,7 @@ impl FoldedAttention {
                             none,
                         );
                     }
+                    scratch.scores = s;
                     (max, sums, z)
                 })
                 .collect();
@@ -415,23 +459,26 @@ impl FoldedAttention {
             dst.par_chunks_mut(ROWS * c)
                 .zip(res.par_chunks(ROWS * c))
                 .zip(q_image.par_chunks(ROWS * width))
-                .for_each_init(Vec::new, |scratch, ((o, r), qb)| {
+                .for_each_init(Scratch::default, |scratch, ((o, r), qb)| {
                     let rows = r.len() / c;
-                    let mut s = bias.repeat(rows);
+                    let mut s = std::mem::take(&mut scratch.scores);
+                    s.clear();
+                    for _ in 0..rows {
+                        s.extend_from_slice(&bias);
+                    }
                     if projected {
-                        rhs.multiply_acc(qb, rows, &mut s, scratch);
+                        rhs.multiply_acc(qb, rows, &mut s, &mut scratch.bf16);
                     } else {
                         // qb is the positional encoding: the queries are residual + pe.
-                        let mut xp = vec![0f32; r.len()];
-                        add(&mut xp, r, qb);
-                        rhs.multiply_acc(&xp, rows, &mut s, scratch);
+                        rhs.multiply_acc_sum((r, qb), rows, &mut s, scratch);
                     }
                     group_softmax(&mut s, m, &mut vec![0f32; w]);
-                    // residual + b_o + Σ_(h,t) p · (W_o,h v_t), then the LayerNorm.
-                    let mut pre = vec![0f32; r.len()];
-                    add_bias_rows(&mut pre, r, &self.bo);
-                    u.multiply_acc(&s, rows, &mut pre, scratch);
-                    layer_norm_rows(&pre, o, norm.0, norm.1, norm.2);
+                    // residual + b_o + Σ_(h,t) p · (W_o,h v_t), then the LayerNorm, in the
+                    // output block.
+                    add_bias_rows(o, r, &self.bo);
+                    u.multiply_acc(&s, rows, o, &mut scratch.bf16);
+                    layer_norm_rows_in_place(o, norm.0, norm.1, norm.2);
+                    scratch.scores = s;
                 });
         }
         Tensor::from_vec(out, (b, n, c), k.device())
