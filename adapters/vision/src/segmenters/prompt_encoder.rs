@@ -247,9 +247,12 @@ impl MaskProjection {
             candle_core::Storage::Cpu(cpu) => contiguous_f32(cpu, fl)?,
             _ => candle_core::bail!("mask prompts: expected a CPU tensor"),
         };
-        let mut out = vec![0f32; b * n * out_c];
+        // Each value is written once (the copy of the image tokens) before it is added to:
+        // the buffer is not zeroed first.
+        let mut out: Vec<f32> = Vec::with_capacity(b * n * out_c);
         const ROWS: usize = 256;
-        out.par_chunks_mut(n * out_c)
+        out.spare_capacity_mut()[..b * n * out_c]
+            .par_chunks_mut(n * out_c)
             .enumerate()
             .flat_map(|(p, map)| {
                 map.par_chunks_mut(ROWS * out_c)
@@ -258,7 +261,13 @@ impl MaskProjection {
             })
             .for_each(|(p, r0, dst)| {
                 let rows = dst.len() / out_c;
-                dst.copy_from_slice(&base[r0 * out_c..(r0 + rows) * out_c]);
+                let from = &base[r0 * out_c..(r0 + rows) * out_c];
+                for (d, &v) in dst.iter_mut().zip(from) {
+                    d.write(v);
+                }
+                // SAFETY: every value of `dst` was just written (`from` has its length), and
+                // MaybeUninit<f32> has f32's layout.
+                let dst = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
                 // dst[rows x C] += features[p] viewed as [rows x c] (NCHW, so a token's
                 // channels are a plane apart) · Wᵀ [c x C].
                 gemm_f32(
@@ -273,6 +282,8 @@ impl MaskProjection {
                     gemm::Parallelism::None,
                 );
             });
+        // SAFETY: the blocks cover every prompt's rows, each written in full above.
+        unsafe { out.set_len(b * n * out_c) };
         Tensor::from_vec(out, (b, n, out_c), embedding.device())
     }
 }

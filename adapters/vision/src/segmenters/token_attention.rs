@@ -23,6 +23,8 @@
 //! folded token rows (the scores, and image-to-token's output) and token-to-image's weighted
 //! sum of the image tokens take bf16 operands with f32 sums.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{DType, Layout, Result, Storage, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;
@@ -419,8 +421,13 @@ impl FoldedAttention {
         let (vs, rs) = (cpu_slice(&vs, vl)?, cpu_slice(&rs, rl)?);
         let (d, w) = (self.head_dim(), self.heads * m);
         let scale = 1.0 / (d as f32).sqrt();
-        let mut out = vec![0f32; b * n * c];
-        for (p, dst) in out.chunks_exact_mut(n * c).enumerate() {
+        // Written block by block, each value once (by `add_bias_rows_into` first): the
+        // buffer is not zeroed beforehand, a pass of its own over 4 MB a prompt.
+        let mut out: Vec<f32> = Vec::with_capacity(b * n * c);
+        for (p, dst) in out.spare_capacity_mut()[..b * n * c]
+            .chunks_exact_mut(n * c)
+            .enumerate()
+        {
             let kt = &ks[p * m * i..][..m * i];
             let vt = &vs[p * m * i..][..m * i];
             let res = &rs[map_of(p, bk) * n * c..][..n * c];
@@ -475,12 +482,15 @@ impl FoldedAttention {
                     group_softmax(&mut s, m, &mut vec![0f32; w]);
                     // residual + b_o + Σ_(h,t) p · (W_o,h v_t), then the LayerNorm, in the
                     // output block.
-                    add_bias_rows(o, r, &self.bo);
+                    let o = add_bias_rows_into(o, r, &self.bo);
                     u.multiply_acc(&s, rows, o, &mut scratch.bf16);
                     layer_norm_rows_in_place(o, norm.0, norm.1, norm.2);
                     scratch.scores = s;
                 });
         }
+        // SAFETY: every prompt's map was written in full, block by block
+        // (`add_bias_rows_into` writes each block's every value).
+        unsafe { out.set_len(b * n * c) };
         Tensor::from_vec(out, (b, n, c), k.device())
     }
 }
@@ -562,19 +572,36 @@ fn group_softmax_generic(s: &mut [f32], m: usize, shift: &mut [f32]) {
     }
 }
 
+/// `out[r] = residual[r] + bias` for consecutive rows of `bias.len()` values, into memory not
+/// yet written; returns it, now all written.
+fn add_bias_rows_into<'a>(
+    out: &'a mut [MaybeUninit<f32>],
+    residual: &[f32],
+    bias: &[f32],
+) -> &'a mut [f32] {
+    assert!(
+        out.len() == residual.len() && residual.len().is_multiple_of(bias.len()),
+        "an output value per residual value, in whole rows"
+    );
+    add_bias_rows(out, residual, bias);
+    // SAFETY: `add_bias_rows` wrote every value of `out` (same length as `residual`, whole
+    // rows), and MaybeUninit<f32> has f32's layout.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 widest_simd! {
-    /// `out[r] = residual[r] + bias` for consecutive rows of `bias.len()` values.
-    fn add_bias_rows(out: &mut [f32], residual: &[f32], bias: &[f32]) => add_bias_rows_generic
+    fn add_bias_rows(out: &mut [MaybeUninit<f32>], residual: &[f32], bias: &[f32])
+        => add_bias_rows_generic
 }
 
 #[inline(always)]
-fn add_bias_rows_generic(out: &mut [f32], residual: &[f32], bias: &[f32]) {
+fn add_bias_rows_generic(out: &mut [MaybeUninit<f32>], residual: &[f32], bias: &[f32]) {
     for (o, r) in out
         .chunks_exact_mut(bias.len())
         .zip(residual.chunks_exact(bias.len()))
     {
         for ((o, r), b) in o.iter_mut().zip(r).zip(bias) {
-            *o = r + b;
+            o.write(r + b);
         }
     }
 }
