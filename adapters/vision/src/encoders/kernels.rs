@@ -206,31 +206,41 @@ fn prefilled(
     b: Option<&Tensor>,
     residual: Option<&Tensor>,
 ) -> Option<(Vec<f32>, bool)> {
-    let mut out = vec![0f32; rows * n];
-    let mut accumulate = false;
-    if let Some(r) = residual {
-        if r.dims() != [rows, n] {
-            return None;
-        }
-        with_f32(r, |r| out.copy_from_slice(r))?;
-        accumulate = true;
+    if residual.is_some_and(|r| r.dims() != [rows, n]) || b.is_some_and(|b| b.dims() != [n]) {
+        return None;
     }
-    if let Some(b) = b {
-        if b.dims() != [n] {
-            return None;
+    // Each value is written once, from the residual and/or the bias (a zeroed buffer first
+    // would be one more pass over outputs of tens of megabytes).
+    let fill = |out: &mut [std::mem::MaybeUninit<f32>], r: Option<&[f32]>, b: Option<&[f32]>| {
+        let zeros = vec![0f32; n];
+        let b = b.unwrap_or(&zeros);
+        match r {
+            Some(r) => out
+                .par_chunks_mut(n)
+                .zip(r.par_chunks(n))
+                .for_each(|(o, r)| {
+                    o.iter_mut().zip(r).zip(b).for_each(|((o, r), b)| {
+                        o.write(r + b);
+                    })
+                }),
+            None => out.par_chunks_mut(n).for_each(|o| {
+                o.iter_mut().zip(b).for_each(|(o, b)| {
+                    o.write(*b);
+                })
+            }),
         }
-        with_f32(b, |b| {
-            out.par_chunks_mut(n).for_each(|row| {
-                if accumulate {
-                    row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
-                } else {
-                    row.copy_from_slice(b);
-                }
-            })
-        })?;
-        accumulate = true;
+    };
+    let mut out: Vec<f32> = Vec::with_capacity(rows * n);
+    let spare = &mut out.spare_capacity_mut()[..rows * n];
+    match (residual, b) {
+        (Some(r), Some(b)) => with_f32(r, |r| with_f32(b, |b| fill(spare, Some(r), Some(b))))??,
+        (Some(r), None) => with_f32(r, |r| fill(spare, Some(r), None))?,
+        (None, Some(b)) => with_f32(b, |b| fill(spare, None, Some(b)))?,
+        (None, None) => fill(spare, None, None),
     }
-    Some((out, accumulate))
+    // SAFETY: `fill` wrote all rows · n values (whole rows of n, from a residual of rows · n).
+    unsafe { out.set_len(rows * n) };
+    Some((out, residual.is_some() || b.is_some()))
 }
 
 fn activate_in_place(out: &mut [f32], n: usize, act: Option<Activation>) {

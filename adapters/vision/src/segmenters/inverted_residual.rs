@@ -17,6 +17,8 @@
 //! layers on a row of pixels ([`Dense`], packed f32 or, in the reduced-precision mode, bf16),
 //! and no transposing copy is needed between a merge and the tokens of the next stage.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
@@ -128,7 +130,9 @@ impl RowwiseInvertedResidual {
         let (oh, ow) = ((h - 1) / self.stride + 1, (w - 1) / self.stride + 1);
         let x = x.contiguous()?;
         let co = self.out;
-        let mut out = vec![0f32; b * oh * ow * co];
+        // Every output row is written once by its run (its bias or residual first): the
+        // buffer is not zeroed beforehand.
+        let mut out: Vec<f32> = Vec::with_capacity(b * oh * ow * co);
         let dst = SendPtr(out.as_mut_ptr());
         let runs = oh.div_ceil(RUN);
         let done = with_f32(&x, |src| {
@@ -145,6 +149,8 @@ impl RowwiseInvertedResidual {
             Some(r) => r?,
             None => candle_core::bail!("inverted residual: expected a CPU tensor"),
         }
+        // SAFETY: the runs cover every output row of every image, each row written in full.
+        unsafe { out.set_len(b * oh * ow * co) };
         Tensor::from_vec(out, (b, oh, ow, co), x.device())
     }
 
@@ -202,17 +208,20 @@ impl RowwiseInvertedResidual {
             gelu_in_place(&mut mid);
             // SAFETY: row y of this image's output lies inside `out`, and only this run
             // writes it.
-            let orow = unsafe { std::slice::from_raw_parts_mut(out.add(y * ow * co), ow * co) };
+            let orow: &mut [MaybeUninit<f32>] =
+                unsafe { std::slice::from_raw_parts_mut(out.add(y * ow * co).cast(), ow * co) };
             if self.residual {
-                let xrow = &x[y * w * c..(y + 1) * w * c];
-                for (o, xp) in orow.chunks_exact_mut(co).zip(xrow.chunks_exact(c)) {
-                    add(o, xp, &self.b3);
-                }
+                add_into(orow, &x[y * w * c..(y + 1) * w * c], &self.b3);
             } else {
                 for o in orow.chunks_exact_mut(co) {
-                    o.copy_from_slice(&self.b3);
+                    for (o, b) in o.iter_mut().zip(&self.b3) {
+                        o.write(*b);
+                    }
                 }
             }
+            // SAFETY: every value of the row was just written (ow pixels of co channels; with
+            // a residual c == co), and MaybeUninit<f32> has f32's layout.
+            let orow = unsafe { &mut *(orow as *mut [MaybeUninit<f32>] as *mut [f32]) };
             self.project
                 .matmul_acc_serial(&mid, ow, orow, &mut scratch)?;
             if self.act {
@@ -272,14 +281,16 @@ fn depthwise_row_generic(
 }
 
 widest_simd! {
-    /// `out = x + b`.
-    fn add(out: &mut [f32], x: &[f32], b: &[f32]) => add_generic
+    /// `out = x + b`, pixel by pixel (`b` one pixel's channels), into memory not yet written.
+    fn add_into(out: &mut [MaybeUninit<f32>], x: &[f32], b: &[f32]) => add_into_generic
 }
 
 #[inline(always)]
-fn add_generic(out: &mut [f32], x: &[f32], b: &[f32]) {
-    for ((o, v), b) in out.iter_mut().zip(x).zip(b) {
-        *o = v + b;
+fn add_into_generic(out: &mut [MaybeUninit<f32>], x: &[f32], b: &[f32]) {
+    for (o, x) in out.chunks_exact_mut(b.len()).zip(x.chunks_exact(b.len())) {
+        for ((o, v), b) in o.iter_mut().zip(x).zip(b) {
+            o.write(v + b);
+        }
     }
 }
 

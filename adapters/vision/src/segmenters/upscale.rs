@@ -265,9 +265,8 @@ unsafe fn scatter_rows(fine: &[f32], c_out: usize, g: usize, out: *mut f32, y: u
     let side = 4 * g;
     // Output pixel 4·x0 + i of a row comes from input pixel x0 + i/4, sub-pixel column
     // (i % 4) / 2 of the first transposed convolution and i % 2 of the second.
-    let offsets: [i32; 16] = std::array::from_fn(|i| {
-        ((4 * (i / 4) + (i % 4) / 2) * 4 * c_out + (i % 2) * c_out) as i32
-    });
+    let offsets: [i32; 16] =
+        std::array::from_fn(|i| ((4 * (i / 4) + (i % 4) / 2) * 4 * c_out + (i % 2) * c_out) as i32);
     let offsets = unsafe { _mm512_loadu_si512(offsets.as_ptr().cast()) };
     for ch in 0..c_out {
         for (oy, (ky, ky2)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
