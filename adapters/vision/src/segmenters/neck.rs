@@ -90,7 +90,8 @@ impl Bf16Neck {
             _ => candle_core::bail!("neck: expected a CPU tensor"),
         };
         let pw = w + 2;
-        let mut out = vec![0f32; b * c * h * w];
+        // Every value is written once, through `dst`: not zeroed first.
+        let mut out: Vec<f32> = Vec::with_capacity(b * c * h * w);
         let dst = SendPtr(out.as_mut_ptr());
         for img in 0..b {
             let tokens = &src[img * h * w * c_in..][..h * w * c_in];
@@ -126,12 +127,14 @@ impl Bf16Neck {
                         for (o, &v) in pixel.iter().enumerate() {
                             // SAFETY: row y of every channel plane of this image is written by
                             // this item only, inside `out` (b · c · h · w values).
-                            unsafe { *dst.get().add(base + o * h * w + x) = v };
+                            unsafe { dst.get().add(base + o * h * w + x).write(v) };
                         }
                     }
                 },
             );
         }
+        // SAFETY: for every image, the rows y of every channel plane were written above.
+        unsafe { out.set_len(b * c * h * w) };
         Tensor::from_vec(out, (b, c, h, w), x.device())
     }
 }

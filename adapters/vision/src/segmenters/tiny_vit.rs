@@ -6,6 +6,8 @@
 //! Weight names follow `segment_anything_hq.modeling.tiny_vit_sam` (prefix `image_encoder.`).
 //! BatchNorm layers are folded into their convolutions when the weights are loaded.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
@@ -249,7 +251,9 @@ fn biased_attention(
     use crate::encoders::kernels::{gemm_f32, softmax_row};
     use rayon::prelude::*;
     let c = heads * kd;
-    let mut out = vec![0f32; windows * n * c];
+    // Every (window, head) item writes its head's columns of its window's rows, which cover
+    // the output: not zeroed first.
+    let mut out: Vec<f32> = Vec::with_capacity(windows * n * c);
     let dst = super::ops::SendPtr(out.as_mut_ptr());
     (0..windows * heads).into_par_iter().for_each_init(
         || {
@@ -310,6 +314,8 @@ fn biased_attention(
             }
         },
     );
+    // SAFETY: the items cover every window's rows and every head's columns.
+    unsafe { out.set_len(windows * n * c) };
     out
 }
 
@@ -343,9 +349,12 @@ fn partition_windows(
 fn merge_windows(y: &[f32], (b, h, w, c): (usize, usize, usize, usize), ws: usize) -> Vec<f32> {
     use rayon::prelude::*;
     let (nh, nw) = (h.div_ceil(ws), w.div_ceil(ws));
-    let mut out = vec![0f32; b * h * w * c];
-    // Row by output row: each row gathers its pieces from the windows across it.
-    out.par_chunks_exact_mut(w * c)
+    let len = b * h * w * c;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    // Row by output row: each row gathers its pieces from the windows across it, which
+    // cover it (so it is not zeroed first).
+    out.spare_capacity_mut()[..len]
+        .par_chunks_exact_mut(w * c)
         .enumerate()
         .for_each(|(row, dst)| {
             let (img, yy) = (row / h, row % h);
@@ -353,10 +362,14 @@ fn merge_windows(y: &[f32], (b, h, w, c): (usize, usize, usize, usize), ws: usiz
             for wx in 0..nw {
                 let (x0, cols) = (wx * ws, ws.min(w - wx * ws));
                 let win = (img * nh + wy) * nw + wx;
-                let from = (win * ws * ws + r * ws) * c;
-                dst[x0 * c..(x0 + cols) * c].copy_from_slice(&y[from..from + cols * c]);
+                let from = &y[(win * ws * ws + r * ws) * c..][..cols * c];
+                for (d, v) in dst[x0 * c..(x0 + cols) * c].iter_mut().zip(from) {
+                    d.write(*v);
+                }
             }
         });
+    // SAFETY: the windows across each row cover its w pixels (x0 = wx·ws, cols up to w).
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -551,16 +564,20 @@ impl Mlp {
             candle_core::bail!("TinyViT MLP: expected width {}, got {:?}", p.dim, x.dims());
         }
         let x = x.contiguous()?;
-        let mut out = vec![0f32; x.elem_count()];
-        match with_f32(&x, |xs| self.blocks(p, xs, &mut out)) {
+        // Written block by block, each value once before it is added to: not zeroed first.
+        let len = x.elem_count();
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        match with_f32(&x, |xs| self.blocks(p, xs, &mut out.spare_capacity_mut()[..len])) {
             Some(r) => r?,
             None => candle_core::bail!("TinyViT MLP: expected a CPU tensor"),
         }
+        // SAFETY: `blocks` wrote every block of rows, covering all `len` values.
+        unsafe { out.set_len(len) };
         Tensor::from_vec(out, x.shape(), x.device())
     }
 
     /// The blocks of rows, in parallel.
-    fn blocks(&self, p: &MlpRowParams, xs: &[f32], out: &mut [f32]) -> Result<()> {
+    fn blocks(&self, p: &MlpRowParams, xs: &[f32], out: &mut [MaybeUninit<f32>]) -> Result<()> {
         use crate::encoders::kernels::{gelu_in_place, layer_norm_rows};
         use rayon::prelude::*;
         let (c, hid) = (p.dim, p.hidden);
@@ -586,9 +603,12 @@ impl Mlp {
                     gelu_in_place(hidden);
                     for (r, xr) in o.chunks_exact_mut(c).zip(xb.chunks_exact(c)) {
                         for ((v, x), b) in r.iter_mut().zip(xr).zip(&p.b2) {
-                            *v = x + b;
+                            v.write(x + b);
                         }
                     }
+                    // SAFETY: every value of the block was just written (its rows of c
+                    // values, as many as `xb` has), and MaybeUninit<f32> has f32's layout.
+                    let o = unsafe { &mut *(o as *mut [MaybeUninit<f32>] as *mut [f32]) };
                     self.fc2.matmul_acc_serial(hidden, rows, o, scratch)
                 },
             )
