@@ -567,7 +567,9 @@ impl Mlp {
         // Written block by block, each value once before it is added to: not zeroed first.
         let len = x.elem_count();
         let mut out: Vec<f32> = Vec::with_capacity(len);
-        match with_f32(&x, |xs| self.blocks(p, xs, &mut out.spare_capacity_mut()[..len])) {
+        match with_f32(&x, |xs| {
+            self.blocks(p, xs, &mut out.spare_capacity_mut()[..len])
+        }) {
             Some(r) => r?,
             None => candle_core::bail!("TinyViT MLP: expected a CPU tensor"),
         }
