@@ -49,6 +49,9 @@ run-image *ARGS:
 # Chromium, contract fuzzing.
 [doc("Every test: Rust (unit, integration, API, doc tests, examples), the UI's Vitest and Playwright suites, contract fuzzing.")]
 test: build-test-tools
+    # The architecture test reads the whole dependency graph offline (`cargo metadata`), which
+    # needs every platform's packages in the cache, not only those this machine's build compiles.
+    cargo fetch --locked
     # Every package's library, binaries and integration tests, doc tests, and the examples built
     # as programs (tests/examples.rs runs them; `--all-targets` would build them as test harnesses).
     cargo test --workspace
