@@ -209,6 +209,9 @@ fn prefilled(
     if residual.is_some_and(|r| r.dims() != [rows, n]) || b.is_some_and(|b| b.dims() != [n]) {
         return None;
     }
+    if n == 0 {
+        return Some((Vec::new(), false));
+    }
     // Each value is written once, from the residual and/or the bias (a zeroed buffer first
     // would be one more pass over outputs of tens of megabytes).
     let fill = |out: &mut [std::mem::MaybeUninit<f32>], r: Option<&[f32]>, b: Option<&[f32]>| {

@@ -14,7 +14,7 @@ use candle_nn::VarBuilder;
 
 use super::fused::ConvNormGelu;
 use super::ops::{Mlp, channels_last};
-use super::prompt_encoder::Dense;
+use super::prompt_encoder::DenseEmbedding;
 use super::transformer::{ImageTokens, TwoWayTransformer};
 use super::upscale::Upscaling;
 use crate::encoders::profiling::time;
@@ -182,14 +182,16 @@ impl MaskDecoder {
     pub(crate) fn prepare_image(
         &self,
         embedding: &Tensor,
-        dense: &Dense,
+        dense: &DenseEmbedding,
         key_pe: &Tensor,
     ) -> Result<ImageTokens> {
         match dense {
-            Dense::Map(map) => self
+            DenseEmbedding::Map(map) => self
                 .transformer
                 .prepare(&embedding.broadcast_add(map)?, key_pe),
-            Dense::Masks(masks) => Ok(ImageTokens::per_prompt(masks.image_tokens(embedding)?)),
+            DenseEmbedding::Masks(masks) => {
+                Ok(ImageTokens::per_prompt(masks.image_tokens(embedding)?))
+            }
         }
     }
 

@@ -39,7 +39,7 @@ pub use tiny_vit::{TinyVit, TinyVitConfig};
 pub use vit::{SamVit, VitConfig};
 
 use mask_decoder::MaskDecoder;
-use prompt_encoder::{Dense, PromptEncoder};
+use prompt_encoder::{DenseEmbedding, PromptEncoder};
 use transformer::ImageTokens;
 
 /// Which image encoder a SAM model uses.
@@ -403,8 +403,12 @@ impl Sam {
                 Some(t) => t.clone(),
                 None => {
                     let dense = match dense {
-                        Dense::Map(map) => Dense::Map(map.narrow(0, 0, 1)?.contiguous()?),
-                        Dense::Masks(_) => candle_core::bail!("mask features without masks"),
+                        DenseEmbedding::Map(map) => {
+                            DenseEmbedding::Map(map.narrow(0, 0, 1)?.contiguous()?)
+                        }
+                        DenseEmbedding::Masks(_) => {
+                            candle_core::bail!("mask features without masks")
+                        }
                     };
                     let t = time("decoder: image tokens, first layer", || {
                         self.decoder

@@ -106,7 +106,7 @@ impl PromptEncoder {
         boxes: Option<&Tensor>,
         masks: Option<&Tensor>,
         device: &Device,
-    ) -> Result<(Tensor, Dense)> {
+    ) -> Result<(Tensor, DenseEmbedding)> {
         let bs = match (points, boxes, masks) {
             (Some((p, _)), _, _) => p.dim(0)?,
             (None, Some(b), _) => b.dim(0)?,
@@ -156,11 +156,11 @@ impl PromptEncoder {
                 let x = gelu(&n0.forward(&c0.forward(m)?)?)?;
                 let x = gelu(&n1.forward(&c1.forward(&x)?)?)?;
                 match MaskProjection::of(c2, &x)? {
-                    Some(projection) => Dense::Masks(projection),
-                    None => Dense::Map(c2.forward(&x)?),
+                    Some(projection) => DenseEmbedding::Masks(projection),
+                    None => DenseEmbedding::Map(c2.forward(&x)?),
                 }
             }
-            None => Dense::Map(
+            None => DenseEmbedding::Map(
                 self.no_mask
                     .reshape((1, d, 1, 1))?
                     .broadcast_as((bs, d, self.grid, self.grid))?,
@@ -171,7 +171,7 @@ impl PromptEncoder {
 }
 
 /// The dense prompt embedding, which the decoder adds to the image embedding.
-pub(crate) enum Dense {
+pub(crate) enum DenseEmbedding {
     /// As a map [B or 1, C, g, g] (the no-mask embedding broadcast, or mask prompts off the f32
     /// CPU path).
     Map(Tensor),
