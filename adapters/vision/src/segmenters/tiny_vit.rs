@@ -239,9 +239,10 @@ impl Attention {
 /// Attention within each of `windows` windows of `n` tokens with a learned additive bias, on
 /// the fused projection `qkv` ([windows, n, heads, (q | k | v) × kd], as TinyViT's `qkv` layer
 /// lays it out): `softmax(scale · q·kᵀ + bias) · v` per window and head, written as
-/// [windows, n, heads × kd]. One parallel task per window and head gathers its q, k and v,
-/// and runs the two products and the softmax on them while they are in cache (candle's path
-/// made six passes over the whole tensor, with three transposing copies).
+/// [windows, n, heads × kd]. One parallel task per window and head runs the two products on
+/// its q, k and v where they lie (through strides) and the softmax between them, while they
+/// are in cache (candle's path made six passes over the whole tensor, with three transposing
+/// copies).
 fn biased_attention(
     qkv: &[f32],
     (windows, n, heads, kd): (usize, usize, usize, usize),
@@ -256,22 +257,12 @@ fn biased_attention(
     let mut out: Vec<f32> = Vec::with_capacity(windows * n * c);
     let dst = super::ops::SendPtr(out.as_mut_ptr());
     (0..windows * heads).into_par_iter().for_each_init(
-        || {
-            [
-                vec![0f32; n * kd],
-                vec![0f32; n * kd],
-                vec![0f32; n * kd],
-                vec![0f32; n * n],
-            ]
-        },
-        |[q, k, v, scores], item| {
+        || (vec![0f32; n * kd], vec![0f32; n * n]),
+        |(ctx, scores), item| {
             let (window, h) = (item / heads, item % heads);
-            for i in 0..n {
-                let row = &qkv[(window * n + i) * 3 * c + h * 3 * kd..][..3 * kd];
-                q[i * kd..(i + 1) * kd].copy_from_slice(&row[..kd]);
-                k[i * kd..(i + 1) * kd].copy_from_slice(&row[kd..2 * kd]);
-                v[i * kd..(i + 1) * kd].copy_from_slice(&row[2 * kd..]);
-            }
+            // The window's q, k and v of this head are read in place, through strides: row i
+            // of q at `base + i·3c`, of k and v kd and 2·kd further.
+            let base = window * n * 3 * c + h * 3 * kd;
             let serial = gemm::Parallelism::None;
             // scores = q · kᵀ (k read transposed through its strides).
             gemm_f32(
@@ -279,29 +270,25 @@ fn biased_attention(
                 scores,
                 (n, 1),
                 false,
-                q,
-                (kd, 1),
-                k,
-                (1, kd),
+                &qkv[base..],
+                (3 * c, 1),
+                &qkv[base + kd..],
+                (1, 3 * c),
                 serial,
             );
-            let bias = &bias[h * n * n..(h + 1) * n * n];
-            for (row, b) in scores.chunks_exact_mut(n).zip(bias.chunks_exact(n)) {
-                for (s, b) in row.iter_mut().zip(b) {
-                    *s = *s * scale + b;
-                }
+            scale_and_bias(scores, &bias[h * n * n..(h + 1) * n * n], scale);
+            for row in scores.chunks_exact_mut(n) {
                 softmax_row(row);
             }
-            // The context, into q's buffer (q is no longer needed).
             gemm_f32(
                 (n, kd, n),
-                q,
+                ctx,
                 (kd, 1),
                 false,
                 scores,
                 (n, 1),
-                v,
-                (kd, 1),
+                &qkv[base + 2 * kd..],
+                (3 * c, 1),
                 serial,
             );
             for i in 0..n {
@@ -309,7 +296,7 @@ fn biased_attention(
                 // SAFETY: each (window, head) task writes only its own head's columns of its
                 // window's rows.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(q[i * kd..].as_ptr(), dst.get().add(at), kd)
+                    std::ptr::copy_nonoverlapping(ctx[i * kd..].as_ptr(), dst.get().add(at), kd)
                 };
             }
         },
@@ -317,6 +304,18 @@ fn biased_attention(
     // SAFETY: the items cover every window's rows and every head's columns.
     unsafe { out.set_len(windows * n * c) };
     out
+}
+
+crate::encoders::kernels::widest_simd! {
+    /// `scores = scores · scale + bias`, element by element.
+    fn scale_and_bias(scores: &mut [f32], bias: &[f32], scale: f32) => scale_and_bias_generic
+}
+
+#[inline(always)]
+fn scale_and_bias_generic(scores: &mut [f32], bias: &[f32], scale: f32) {
+    for (s, b) in scores.iter_mut().zip(bias) {
+        *s = *s * scale + b;
+    }
 }
 
 /// Tokens `[b, h·w, c]` (row-major over an h x w map) → windows of `ws x ws` tokens, the map
