@@ -72,7 +72,7 @@ pub(crate) const TILE_ROWS: usize = 16;
 pub(crate) const K_STEP: usize = 32;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use kernel::{Tiles, block};
+pub(crate) use kernel::{Tiles, block, zero_sums};
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
@@ -171,13 +171,7 @@ mod kernel {
                     );
                 }
             } else {
-                asm!(
-                    "tilezero tmm0",
-                    "tilezero tmm1",
-                    "tilezero tmm2",
-                    "tilezero tmm3",
-                    options(nostack, nomem)
-                );
+                zero_sums(_tiles);
             }
             for step in 0..steps {
                 let ap = a.add(step * K_STEP);
@@ -234,6 +228,23 @@ mod kernel {
                 add_masked(&buffer.0, out, n, rows, cols);
             }
         }
+    }
+
+    /// Zeroes the four sum tiles (tmm0-3).
+    ///
+    /// # Safety
+    /// A live [`Tiles`] on this thread.
+    pub(crate) unsafe fn zero_sums(_tiles: &Tiles) {
+        // SAFETY: the tiles are configured on this thread (`_tiles`).
+        unsafe {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            )
+        };
     }
 
     #[repr(C, align(64))]

@@ -193,13 +193,25 @@ impl PackedBf16 {
         out: &mut [f32],
         scratch: &mut Vec<u16>,
     ) {
+        let k = self.k;
+        self.rounded_rows(rows, scratch, |i, dst| round_to_bf16(&a[i * k..][..k], dst));
+        self.matmul_acc_bf16(scratch, rows, out);
+    }
+
+    /// `scratch` as `rows` bf16 rows of [`Self::padded_k`] values, `row(i, dst)` writing the
+    /// first `k` of row i (the padding stays zero).
+    fn rounded_rows(
+        &self,
+        rows: usize,
+        scratch: &mut Vec<u16>,
+        mut row: impl FnMut(usize, &mut [u16]),
+    ) {
         let (k, kp) = (self.k, self.kp);
         scratch.clear();
         scratch.resize(rows * kp, 0);
-        for (dst, src) in scratch.chunks_exact_mut(kp).zip(a.chunks_exact(k)) {
-            round_to_bf16(src, &mut dst[..k]);
+        for (i, dst) in scratch.chunks_exact_mut(kp).enumerate() {
+            row(i, &mut dst[..k]);
         }
-        self.matmul_acc_bf16(scratch, rows, out);
     }
 
     /// `out[rows×n] += (a + b)[rows×k] · Wᵀ` on the calling thread, the f32 sums rounded to
@@ -213,16 +225,10 @@ impl PackedBf16 {
         out: &mut [f32],
         scratch: &mut Vec<u16>,
     ) {
-        let (k, kp) = (self.k, self.kp);
-        scratch.clear();
-        scratch.resize(rows * kp, 0);
-        for ((dst, x), y) in scratch
-            .chunks_exact_mut(kp)
-            .zip(a.chunks_exact(k))
-            .zip(b.chunks_exact(k))
-        {
-            round_sum_to_bf16(x, y, &mut dst[..k]);
-        }
+        let k = self.k;
+        self.rounded_rows(rows, scratch, |i, dst| {
+            round_sum_to_bf16(&a[i * k..][..k], &b[i * k..][..k], dst)
+        });
         self.matmul_acc_bf16(scratch, rows, out);
     }
 

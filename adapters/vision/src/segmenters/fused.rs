@@ -494,13 +494,7 @@ unsafe fn strip_amx(
     // 16 pair planes of the band from row r + ky, columns x0 + kx .. x0 + kx + 16 ≤ pw, each A
     // tile 1 KB of `weights`, and the stores write `tile`'s 4 x 16 x 16 values.
     unsafe {
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack, nomem)
-        );
+        crate::encoders::amx::zero_sums(_tiles);
         for t in 0..9 {
             for step in 0..steps {
                 let b = pairs
