@@ -173,7 +173,7 @@ impl PackedBf16 {
             // SAFETY: `available()` was checked above; `out_rows` points at these rows of
             // `out`, and this task writes only their columns of its panels (`for_each_task`).
             unsafe {
-                kernel::rows(self, a, rows.len(), out_rows, panels)
+                kernel::rows(self, a, rows.len(), out_rows, panels, true)
             }
             #[cfg(not(target_arch = "x86_64"))]
             {
@@ -232,6 +232,14 @@ impl PackedBf16 {
         self.matmul_acc_bf16(scratch, rows, out);
     }
 
+    /// [`Self::matmul_acc_bf16`] on AVX-512 alone, even where the CPU has AMX.
+    #[cfg(all(test, target_arch = "x86_64"))]
+    fn matmul_acc_bf16_without_tiles(&self, a: &[u16], rows: usize, out: &mut [f32]) {
+        assert!(available() && a.len() >= rows * self.kp && out.len() >= rows * self.n);
+        // SAFETY: as in `matmul_acc_bf16`.
+        unsafe { kernel::rows(self, a, rows, out.as_mut_ptr(), 0..self.panels, false) }
+    }
+
     /// `out[rows×n] += a[rows×kp] · Wᵀ` on the calling thread, `a` already bf16 (row length
     /// [`Self::padded_k`]). Needs [`available`].
     pub(crate) fn matmul_acc_bf16(&self, a: &[u16], rows: usize, out: &mut [f32]) {
@@ -242,7 +250,7 @@ impl PackedBf16 {
         // SAFETY: `available()` was asserted; the lengths were checked just above, and `out`
         // is borrowed mutably for the call.
         unsafe {
-            kernel::rows(self, a, rows, out.as_mut_ptr(), 0..self.panels)
+            kernel::rows(self, a, rows, out.as_mut_ptr(), 0..self.panels, true)
         }
     }
 }
@@ -297,7 +305,8 @@ mod kernel {
     use super::{MR, PANEL, PackedBf16};
 
     /// The given panels for `rows` rows of bf16 activations `a` (`rows × kp`), adding into the
-    /// `rows × n` block at `out`.
+    /// `rows × n` block at `out`; on the AMX tiles for whole blocks where `allow_tiles` and
+    /// [`amx::ready`] (the tests turn them off to check the AVX-512 path on AMX machines too).
     ///
     /// # Safety
     /// AVX-512 BF16; `out` points at `rows` rows of `w.n` writable values, with no other thread
@@ -309,13 +318,14 @@ mod kernel {
         rows: usize,
         out: *mut f32,
         panels: Range<usize>,
+        allow_tiles: bool,
     ) {
         assert!(a.len() >= rows * w.kp && panels.end <= w.panels);
         let (n, kp) = (w.n, w.kp);
         // AMX takes whole blocks of 16 rows over whole steps of 32 input channels; AVX-512
         // the rest of the rows, and those blocks' last pairs of input channels.
         let steps = kp / amx::K_STEP;
-        let tiles = (amx::ready() && steps > 0 && rows >= amx::TILE_ROWS)
+        let tiles = (allow_tiles && amx::ready() && steps > 0 && rows >= amx::TILE_ROWS)
             // SAFETY: `amx::ready()` was checked.
             .then(|| unsafe { amx::Tiles::configure() });
         for p in panels {
@@ -500,18 +510,33 @@ mod tests {
             let packed = PackedBf16::pack(&w, n, k);
             let mut out = vec![0.5f32; m * n];
             packed.matmul_acc(&a, m, &mut out);
+            let mut paths = vec![("default", out)];
+            // The AVX-512 kernel on whole blocks as well, which AMX takes where it is present.
+            #[cfg(target_arch = "x86_64")]
+            if available() {
+                let kp = packed.padded_k();
+                let mut abf = vec![0u16; m * kp];
+                for (d, s) in abf.chunks_exact_mut(kp).zip(a.chunks_exact(k)) {
+                    round_to_bf16(s, &mut d[..k]);
+                }
+                let mut out = vec![0.5f32; m * n];
+                packed.matmul_acc_bf16_without_tiles(&abf, m, &mut out);
+                paths.push(("AVX-512 only", out));
+            }
             let r = |x: f32| f32::from_bits((to_bf16(x) as u32) << 16) as f64;
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f64 = 0.5
-                        + (0..k)
-                            .map(|t| r(a[i * k + t]) * r(w[j * k + t]))
-                            .sum::<f64>();
-                    let got = out[i * n + j] as f64;
-                    assert!(
-                        (got - want).abs() < 1e-4 * (1.0 + want.abs()),
-                        "{m}x{n}x{k} [{i},{j}]: {got} vs {want}"
-                    );
+            for (path, out) in &paths {
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = 0.5
+                            + (0..k)
+                                .map(|t| r(a[i * k + t]) * r(w[j * k + t]))
+                                .sum::<f64>();
+                        let got = out[i * n + j] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                            "{path} {m}x{n}x{k} [{i},{j}]: {got} vs {want}"
+                        );
+                    }
                 }
             }
         }

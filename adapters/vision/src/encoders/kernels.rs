@@ -53,6 +53,16 @@ macro_rules! widest_simd {
 }
 pub(crate) use widest_simd;
 
+/// `values` as f32 once every one of them has been written: the one place where buffers that
+/// are filled without being zeroed first (`Vec::spare_capacity_mut`) become plain slices.
+///
+/// # Safety
+/// Every element of `values` must have been written.
+pub(crate) unsafe fn assume_written(values: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: the caller wrote every element, and MaybeUninit<f32> has f32's layout.
+    unsafe { &mut *(values as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// Runs `f` on the data of a contiguous `f32` CPU tensor.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     if t.dtype() != DType::F32 || !t.device().is_cpu() || !t.is_contiguous() {

@@ -220,8 +220,8 @@ impl RowwiseInvertedResidual {
                 }
             }
             // SAFETY: every value of the row was just written (ow pixels of co channels; with
-            // a residual c == co), and MaybeUninit<f32> has f32's layout.
-            let orow = unsafe { &mut *(orow as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            // a residual c == co).
+            let orow = unsafe { crate::encoders::kernels::assume_written(orow) };
             self.project
                 .matmul_acc_serial(&mid, ow, orow, &mut scratch)?;
             if self.act {

@@ -18,6 +18,9 @@ pub(crate) struct PromptEncoder {
     not_a_point: Tensor,
     no_mask: Tensor,
     mask_down: (Conv, LayerNorm2d, Conv, LayerNorm2d, Conv),
+    /// The mask encoder's last (1x1) convolution as f32 values, prepared once for
+    /// [`MaskProjection`] (`None` off the f32 CPU path).
+    mask_projection: Option<std::sync::Arc<ProjectionWeights>>,
     embed_dim: usize,
     /// Side of the image embedding grid (64 at 1024 px).
     grid: usize,
@@ -49,9 +52,11 @@ impl PromptEncoder {
             LayerNorm2d::new(mask_in_chans, md.pp("4"))?,
             Conv::new(md.pp("6"), mask_in_chans, embed_dim, 1, 1, 0, true)?,
         );
+        let mask_projection = ProjectionWeights::of(&mask_down.4)?.map(std::sync::Arc::new);
         Ok(Self {
             gaussian,
             point_embeddings,
+            mask_projection,
             not_a_point: vb.get((1, embed_dim), "not_a_point_embed.weight")?,
             no_mask: vb.get((1, embed_dim), "no_mask_embed.weight")?,
             mask_down,
@@ -155,9 +160,14 @@ impl PromptEncoder {
                 let (c0, n0, c1, n1, c2) = &self.mask_down;
                 let x = gelu(&n0.forward(&c0.forward(m)?)?)?;
                 let x = gelu(&n1.forward(&c1.forward(&x)?)?)?;
-                match MaskProjection::of(c2, &x)? {
-                    Some(projection) => DenseEmbedding::Masks(projection),
-                    None => DenseEmbedding::Map(c2.forward(&x)?),
+                match &self.mask_projection {
+                    Some(weights) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                        DenseEmbedding::Masks(MaskProjection {
+                            features: x.contiguous()?,
+                            weights: weights.clone(),
+                        })
+                    }
+                    _ => DenseEmbedding::Map(c2.forward(&x)?),
                 }
             }
             None => DenseEmbedding::Map(
@@ -184,22 +194,22 @@ pub(crate) enum DenseEmbedding {
 pub(crate) struct MaskProjection {
     /// [B, c, g, g] f32 on the CPU.
     features: Tensor,
-    /// The convolution's weight transposed, [c, C], and its bias [C].
+    weights: std::sync::Arc<ProjectionWeights>,
+}
+
+/// A 1x1 convolution's weight transposed, [c, C], and its bias [C].
+#[derive(Debug)]
+struct ProjectionWeights {
     weight_t: Vec<f32>,
     bias: Vec<f32>,
 }
 
-impl MaskProjection {
-    /// `None` unless `x` is f32 on the CPU and `conv` a plain 1x1 convolution.
-    fn of(conv: &Conv, x: &Tensor) -> Result<Option<Self>> {
+impl ProjectionWeights {
+    /// `None` unless `conv` is a plain 1x1 convolution with f32 weights.
+    fn of(conv: &Conv) -> Result<Option<Self>> {
         let p = conv.f32_parameters()?;
         let (out, c, kh, kw) = p.dims;
-        if !x.device().is_cpu()
-            || x.dtype() != DType::F32
-            || (kh, kw) != (1, 1)
-            || conv.geometry() != (1, 0, 1)
-            || x.dim(1)? != c
-        {
+        if (kh, kw) != (1, 1) || conv.geometry() != (1, 0, 1) {
             return Ok(None);
         }
         let mut weight_t = vec![0f32; c * out];
@@ -209,19 +219,24 @@ impl MaskProjection {
             }
         }
         Ok(Some(Self {
-            features: x.contiguous()?,
             weight_t,
             bias: p.bias,
         }))
     }
+}
 
+impl MaskProjection {
     /// The image tokens entering the decoder, one map per prompt: `embedding` [1, C, g, g] +
     /// this dense embedding, channels last [B, g·g, C]. One product per block of tokens reads
     /// the features in place and adds onto the image tokens, where the map form computed the
     /// [B, C, g, g] embedding, added it and transposed the sum.
     pub(crate) fn image_tokens(&self, embedding: &Tensor) -> Result<Tensor> {
         let (b, c, g, _) = self.features.dims4()?;
-        let out_c = self.bias.len();
+        let (weight_t, bias) = (&self.weights.weight_t, &self.weights.bias);
+        let out_c = bias.len();
+        if weight_t.len() != c * out_c {
+            candle_core::bail!("mask prompts: {c} feature channels for a {out_c}-wide projection");
+        }
         let n = g * g;
         if embedding.dims4()? != (1, out_c, g, g) {
             candle_core::bail!(
@@ -232,7 +247,7 @@ impl MaskProjection {
         // Image tokens plus the convolution's bias, channels last, shared by the prompts.
         let base = channels_last(&embedding.reshape((1, out_c, n))?)?
             .broadcast_add(&Tensor::from_slice(
-                &self.bias,
+                bias,
                 (1, 1, out_c),
                 embedding.device(),
             )?)?
@@ -265,9 +280,8 @@ impl MaskProjection {
                 for (d, &v) in dst.iter_mut().zip(from) {
                     d.write(v);
                 }
-                // SAFETY: every value of `dst` was just written (`from` has its length), and
-                // MaybeUninit<f32> has f32's layout.
-                let dst = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                // SAFETY: every value of `dst` was just written (`from` has its length).
+                let dst = unsafe { crate::encoders::kernels::assume_written(dst) };
                 // dst[rows x C] += features[p] viewed as [rows x c] (NCHW, so a token's
                 // channels are a plane apart) · Wᵀ [c x C].
                 gemm_f32(
@@ -277,7 +291,7 @@ impl MaskProjection {
                     true,
                     &features[p * c * n + r0..],
                     (1, n),
-                    &self.weight_t,
+                    weight_t,
                     (out_c, 1),
                     gemm::Parallelism::None,
                 );

@@ -608,8 +608,8 @@ impl Mlp {
                         }
                     }
                     // SAFETY: every value of the block was just written (its rows of c
-                    // values, as many as `xb` has), and MaybeUninit<f32> has f32's layout.
-                    let o = unsafe { &mut *(o as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                    // values, as many as `xb` has).
+                    let o = unsafe { crate::encoders::kernels::assume_written(o) };
                     self.fc2.matmul_acc_serial(hidden, rows, o, scratch)
                 },
             )

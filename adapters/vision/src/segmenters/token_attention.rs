@@ -309,7 +309,8 @@ impl FoldedAttention {
                         // side (pairs of its rows interleaved) and s transposed.
                         let x = PackedBf16::pack_columns(xb, c, rows, c);
                         let mut st = std::mem::take(&mut scratch.transposed);
-                        Scratch::zeros(&mut st, w * rows);
+                        // Every value is overwritten below: only the length matters.
+                        st.resize(w * rows, 0.0);
                         for (r, row) in s.chunks_exact(w).enumerate() {
                             for (col, &v) in row.iter().enumerate() {
                                 st[col * rows + r] = v;
@@ -585,8 +586,8 @@ fn add_bias_rows_into<'a>(
     );
     add_bias_rows(out, residual, bias);
     // SAFETY: `add_bias_rows` wrote every value of `out` (same length as `residual`, whole
-    // rows), and MaybeUninit<f32> has f32's layout.
-    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    // rows).
+    unsafe { crate::encoders::kernels::assume_written(out) }
 }
 
 widest_simd! {
