@@ -4,16 +4,21 @@
 use anyhow::Context;
 use visprompt_server::{Application, Settings, openapi_document, telemetry};
 
-// The neural models allocate and free tensors of tens of megabytes per frame. The system
-// allocator maps and unmaps each of them, and the page faults that follow cost a fifth of a
-// frame's time (`just bench-algorithms`); mimalloc keeps and reuses that memory. Built without
-// transparent huge pages (`no_thp`): with them, each small allocation touched a whole 2 MiB page,
-// and the idle server held 49 MB of such pages (`just bench-api`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The process's allocator, shared with the benchmarks so that they measure what the server does.
+mod allocator;
+use allocator::keep_freed_memory;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime starts its threads (see `keep_freed_memory`).
+    keep_freed_memory();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => serve().await,
         Some("openapi") => {

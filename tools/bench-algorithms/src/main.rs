@@ -24,9 +24,9 @@
 
 use std::process::Command;
 
-// The allocator the server uses (see its `main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The allocator the server uses, set up as it does.
+#[path = "../../../apps/server/src/allocator.rs"]
+mod allocator;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -323,6 +323,7 @@ fn child(algorithm: &str, precision: &str, runs: usize) {
 }
 
 fn main() {
+    allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
         child(&args[2], &args[3], args[4].parse().unwrap());

@@ -22,10 +22,9 @@
 mod profile;
 mod segmenters;
 
-// The allocator the server uses (see its `main.rs`): the models' large tensors are then reused
-// instead of being mapped and faulted in anew for every operation.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The allocator the server uses, set up as it does.
+#[path = "../../../apps/server/src/allocator.rs"]
+mod allocator;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,6 +57,7 @@ pub(crate) struct Context {
 }
 
 fn main() {
+    allocator::keep_freed_memory();
     // Both sides get two threads: candle (rayon) through this variable, PyTorch through
     // torch.set_num_threads(2) in the script.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
