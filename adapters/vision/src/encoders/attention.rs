@@ -290,7 +290,7 @@ fn bf16_block(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the bf16 path runs only where `bf16::available()` (AVX-512F and BF16).
         {
-            *inv = 1.0 / unsafe { avx512_math::exp_shifted_row_to_bf16(src, &mut dst[..n]) };
+            *inv = 1.0 / unsafe { avx512_math::exp_shifted_row_to_bf16(src, &mut dst[..n]).1 };
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("bf16 kernels exist on x86_64 only ({src:?}, {dst:?}, {inv})");

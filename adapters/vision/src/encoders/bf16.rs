@@ -207,10 +207,9 @@ impl PackedBf16 {
         mut row: impl FnMut(usize, &mut [u16]),
     ) {
         let (k, kp) = (self.k, self.kp);
-        scratch.clear();
-        scratch.resize(rows * kp, 0);
-        for (i, dst) in scratch.chunks_exact_mut(kp).enumerate() {
+        for (i, dst) in reuse(scratch, rows * kp).chunks_exact_mut(kp).enumerate() {
             row(i, &mut dst[..k]);
+            dst[k..].fill(0);
         }
     }
 
@@ -253,6 +252,28 @@ impl PackedBf16 {
             kernel::rows(self, a, rows, out.as_mut_ptr(), 0..self.panels, true)
         }
     }
+}
+
+/// `buffer` as `len` values whose contents are whatever it held: for callers that overwrite
+/// every value, so that a reused scratch buffer is not zeroed first.
+pub(crate) fn reuse<T: Copy + Default>(buffer: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buffer.len() < len {
+        buffer.resize(len, T::default());
+    }
+    &mut buffer[..len]
+}
+
+/// `dst ← bf16(exp(src − max(src)))`, the numerators of a softmax as the kernels' operands.
+/// Returns the row's maximum and the sum of the unrounded exponentials. Needs [`available`].
+pub(crate) fn exp_shifted_row_to_bf16(src: &[f32], dst: &mut [u16]) -> (f32, f32) {
+    assert!(available(), "bf16 kernels on a CPU without AVX-512 BF16");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `available()` (AVX-512F and BF16) was asserted just above.
+    unsafe {
+        super::kernels::avx512_math::exp_shifted_row_to_bf16(src, dst)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("available() is false off x86_64 ({src:?}, {dst:?})")
 }
 
 /// `out[x] = bf16(a[x]) | bf16(b[x]) << 16`: two rows as bf16 pairs (in memory: a's value,

@@ -305,6 +305,30 @@ pub(crate) fn gelu_erf(v: f32) -> f32 {
     0.5 * v * (1.0 + erf)
 }
 
+/// `dst[cols × rows] ← src[rows × cols]ᵀ`, both row-major. AVX-512 takes whole 16 x 16 tiles
+/// with register shuffles where the CPU has it (an element-by-element transpose writes with a
+/// stride of a whole row per value); the edges go element by element.
+pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(
+        src.len() >= rows * cols && dst.len() >= rows * cols,
+        "matrices of the stated shape"
+    );
+    let mut tiled = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected; the lengths were checked above.
+        tiled = unsafe { avx512_math::transpose_tiles(src, rows, cols, dst) };
+    }
+    let (tiled_rows, tiled_cols) = tiled;
+    for r in 0..rows {
+        // The tiles covered rows < tiled_rows for columns < tiled_cols only.
+        let from = if r < tiled_rows { tiled_cols } else { 0 };
+        for c in from..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
 /// In-place softmax of one row.
 pub(crate) fn softmax_row(row: &mut [f32]) {
     let inv = 1.0 / exp_shifted_row(row);
@@ -472,12 +496,13 @@ pub(crate) mod avx512_math {
     }
 
     /// As [`exp_shifted_row`], writing the exponentials rounded to bf16 (to nearest even)
-    /// into `dst` instead of over `src`; the sum is of the unrounded values.
+    /// into `dst` instead of over `src`. Returns the row's maximum and the sum of the
+    /// unrounded exponentials.
     ///
     /// # Safety
     /// The CPU must have AVX-512F and AVX-512 BF16.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(crate) unsafe fn exp_shifted_row_to_bf16(src: &[f32], dst: &mut [u16]) -> f32 {
+    pub(crate) unsafe fn exp_shifted_row_to_bf16(src: &[f32], dst: &mut [u16]) -> (f32, f32) {
         assert!(dst.len() >= src.len(), "a destination as long as the row");
         let (full, tail) = (src.len() / 16, src.len() % 16);
         let tail_mask = ((1u32 << tail) - 1) as __mmask16;
@@ -497,7 +522,74 @@ pub(crate) mod avx512_math {
             let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(e));
             _mm256_mask_storeu_epi16(out.add(16 * full).cast(), tail_mask, b);
             let sum = _mm512_add_ps(sum[0], sum[1]);
-            _mm512_reduce_add_ps(_mm512_mask_add_ps(sum, tail_mask, sum, e))
+            let sum = _mm512_reduce_add_ps(_mm512_mask_add_ps(sum, tail_mask, sum, e));
+            (_mm512_cvtss_f32(max), sum)
+        }
+    }
+
+    /// [`super::transpose`] over the whole 16 x 16 tiles; returns the rows and columns they
+    /// covered (multiples of 16).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `src` and `dst` hold `rows · cols` values.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn transpose_tiles(
+        src: &[f32],
+        rows: usize,
+        cols: usize,
+        dst: &mut [f32],
+    ) -> (usize, usize) {
+        let (tr, tc) = (rows / 16 * 16, cols / 16 * 16);
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        for r0 in (0..tr).step_by(16) {
+            for c0 in (0..tc).step_by(16) {
+                // SAFETY: rows r0..r0+16 and columns c0..c0+16 lie inside both matrices.
+                unsafe {
+                    let mut v = [_mm512_setzero_ps(); 16];
+                    for (i, row) in v.iter_mut().enumerate() {
+                        *row = _mm512_loadu_ps(s.add((r0 + i) * cols + c0));
+                    }
+                    transpose_16x16(&mut v);
+                    for (i, row) in v.iter().enumerate() {
+                        _mm512_storeu_ps(d.add((c0 + i) * rows + r0), *row);
+                    }
+                }
+            }
+        }
+        (tr, tc)
+    }
+
+    /// Transposes 16 vectors of 16 lanes in registers: lane j of vector i goes to lane i of
+    /// vector j. Pairs of rows interleave lane by lane, then pairs of pairs two lanes at a time
+    /// (giving 4 x 4 blocks within each 128-bit quarter), then the quarters move across vectors
+    /// in two rounds.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn transpose_16x16(v: &mut [__m512; 16]) {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+        }
+        for i in 0..4 {
+            let (a, b, c, e) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+            v[4 * i] = _mm512_shuffle_ps::<0x44>(a, c);
+            v[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+            v[4 * i + 2] = _mm512_shuffle_ps::<0x44>(b, e);
+            v[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(b, e);
+        }
+        // v[4q + j] now holds, in quarter k, row (4q .. 4q+4)'s column 4k + j.
+        for q in 0..2 {
+            for j in 0..4 {
+                let (a, b) = (v[8 * q + j], v[8 * q + 4 + j]);
+                t[8 * q + j] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                t[8 * q + 4 + j] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+            }
+        }
+        for j in 0..8 {
+            let (a, b) = (t[j], t[8 + j]);
+            v[j] = _mm512_shuffle_f32x4::<0x88>(a, b);
+            v[8 + j] = _mm512_shuffle_f32x4::<0xDD>(a, b);
         }
     }
 
@@ -680,6 +772,24 @@ mod tests {
     }
 
     #[test]
+    fn transpose_moves_every_value_including_the_ragged_edges() {
+        for (rows, cols) in [(256, 64), (256, 56), (37, 21), (16, 16), (5, 40)] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut dst = vec![f32::NAN; rows * cols];
+            transpose(&src, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "{rows}x{cols} at ({r}, {c})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fast_exp_and_softmax_match_the_library() {
         for i in 0..=20_000 {
             let x = -87.0 + i as f32 * 87.0 / 20_000.0;
@@ -715,8 +825,9 @@ mod tests {
             );
             let mut rounded = vec![0u16; xs.len()];
             // SAFETY: AVX-512F and BF16 asserted just above.
-            let sum16 = unsafe { avx512_math::exp_shifted_row_to_bf16(&xs, &mut rounded) };
+            let (max16, sum16) = unsafe { avx512_math::exp_shifted_row_to_bf16(&xs, &mut rounded) };
             assert_eq!(sum16, sum);
+            assert_eq!(max16, xs.iter().copied().fold(f32::MIN, f32::max));
             for (r, e) in rounded.iter().zip(&row) {
                 assert_eq!(*r, super::super::bf16::to_bf16(*e), "bf16({e})");
             }

@@ -31,7 +31,9 @@ use rayon::prelude::*;
 
 use super::ops::contiguous_f32;
 use crate::encoders::bf16::{self, PackedBf16};
-use crate::encoders::kernels::{exp_approx, gemm_f32, layer_norm_rows_in_place, widest_simd};
+use crate::encoders::kernels::{
+    exp_approx, gemm_f32, layer_norm_rows_in_place, transpose, widest_simd,
+};
 
 /// An attention layer's weights as f32 rows, for the folded forms.
 #[derive(Debug, Clone)]
@@ -302,23 +304,28 @@ impl FoldedAttention {
                     a.multiply_acc_sum((xb, pb), rows, &mut s, scratch);
                     let mut max = vec![0f32; w];
                     let mut sums = vec![0f32; w];
-                    column_softmax_unnormalised(&mut s, &mut max, &mut sums);
                     let mut z = vec![0f32; w * c];
                     if self.bf16 {
                         // z [w, c] = sᵀ [w, rows] · x [rows, c], x packed as the right-hand
-                        // side (pairs of its rows interleaved) and s transposed.
+                        // side (pairs of its rows interleaved). Transposed, each column of
+                        // scores is a row, whose softmax numerators are written straight
+                        // into the bf16 left-hand side.
                         let x = PackedBf16::pack_columns(xb, c, rows, c);
-                        let mut st = std::mem::take(&mut scratch.transposed);
-                        // Every value is overwritten below: only the length matters.
-                        st.resize(w * rows, 0.0);
-                        for (r, row) in s.chunks_exact(w).enumerate() {
-                            for (col, &v) in row.iter().enumerate() {
-                                st[col * rows + r] = v;
-                            }
+                        let st = bf16::reuse(&mut scratch.transposed, w * rows);
+                        transpose(&s, rows, w, st);
+                        let kp = x.padded_k();
+                        let lhs = bf16::reuse(&mut scratch.bf16, w * kp);
+                        for (col, (src, dst)) in st
+                            .chunks_exact(rows)
+                            .zip(lhs.chunks_exact_mut(kp))
+                            .enumerate()
+                        {
+                            (max[col], sums[col]) = bf16::exp_shifted_row_to_bf16(src, dst);
+                            dst[rows..].fill(0);
                         }
-                        x.matmul_acc_serial(&st, w, &mut z, &mut scratch.bf16);
-                        scratch.transposed = st;
+                        x.matmul_acc_bf16(lhs, w, &mut z);
                     } else {
+                        column_softmax_unnormalised(&mut s, &mut max, &mut sums);
                         gemm_f32(
                             (w, c, rows),
                             &mut z,
