@@ -565,7 +565,7 @@ pub(crate) mod avx512_math {
     /// in two rounds.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn transpose_16x16(v: &mut [__m512; 16]) {
+    pub(crate) fn transpose_16x16(v: &mut [__m512; 16]) {
         let mut t = [_mm512_setzero_ps(); 16];
         for i in 0..8 {
             t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);

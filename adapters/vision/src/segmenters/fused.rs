@@ -60,6 +60,39 @@ struct Packed {
     eps: f32,
 }
 
+/// A batch of maps with their channels in bf16 pairs, as the bf16 kernel reads its input: for
+/// image i and pair j (channels 2j and 2j + 1), a plane of h + 2 rows of [`Self::row_len`]
+/// words, each word two bf16 values (channel 2j in the low half), with a zero border (the
+/// first and last rows, the first column and the columns past w + 1). The convolution's zero
+/// padding is that border, so the kernel reads the planes in place. The HQ decoder's
+/// upscaling writes its output this way (`upscale`), which spares it the f32 map and this
+/// kernel the copy into bf16 pairs.
+pub(crate) struct PairPlanes {
+    pub(crate) data: Vec<u32>,
+    pub(crate) n: usize,
+    pub(crate) pairs: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+}
+
+impl PairPlanes {
+    /// Words per stored row: whole strips of [`LANES`] pixels plus the border column each side,
+    /// so that every 16-wide load of every tap stays inside the row.
+    pub(crate) fn row_len(w: usize) -> usize {
+        w.div_ceil(LANES) * LANES + 2
+    }
+
+    /// Words per plane.
+    pub(crate) fn plane_len(h: usize, w: usize) -> usize {
+        (h + 2) * Self::row_len(w)
+    }
+
+    /// Every plane's words, from the first image's first plane on.
+    pub(crate) fn len(n: usize, pairs: usize, h: usize, w: usize) -> usize {
+        n * pairs * Self::plane_len(h, w)
+    }
+}
+
 impl ConvNormGelu {
     pub(crate) fn new(
         conv: VarBuilder,
@@ -173,9 +206,43 @@ impl ConvNormGelu {
             && std::arch::is_x86_feature_detected!("avx512f")
         {
             let taps: Vec<f32> = k.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-            return fused(x, p, Some(&taps));
+            return fused(Input::Map(x), p, Some(&taps));
         }
         self.contract_unfused(&self.forward(x)?, k)
+    }
+
+    /// Whether [`Self::forward_contracted_pairs`] takes `c_in` input channels: the kernel is
+    /// in bf16 mode for that many channels.
+    pub(crate) fn takes_pairs(&self, c_in: usize) -> bool {
+        cfg!(target_arch = "x86_64")
+            && self
+                .packed
+                .as_ref()
+                .is_some_and(|p| p.c_in == c_in && p.bf16_pairs.is_some() && c_in.is_multiple_of(2))
+    }
+
+    /// [`Self::forward_contracted`] on input already in bf16 pairs (the reduced-precision mode,
+    /// where the kernel would round its input to such pairs itself). Needs
+    /// [`Self::takes_pairs`]; k [n, c_out, 3, 3].
+    pub(crate) fn forward_contracted_pairs(&self, x: &PairPlanes, k: &Tensor) -> Result<Tensor> {
+        let Some(p) = self
+            .packed
+            .as_ref()
+            .filter(|_| self.takes_pairs(2 * x.pairs))
+        else {
+            candle_core::bail!(
+                "conv-norm-gelu: no bf16 kernel for {} channel pairs",
+                x.pairs
+            );
+        };
+        if k.dims4()? != (x.n, p.c_out, 3, 3) {
+            candle_core::bail!("conv-norm-gelu: contraction weights {:?}", k.dims());
+        }
+        let taps: Vec<f32> = k.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        #[cfg(target_arch = "x86_64")]
+        return fused(Input::Pairs(x), p, Some(&taps));
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("takes_pairs() is false off x86_64 ({taps:?})")
     }
 
     /// `conv3x3(y, k)`, one output channel per image, from a computed `y`.
@@ -200,26 +267,46 @@ impl Module for ConvNormGelu {
             && x.dim(1)? == p.c_in
             && std::arch::is_x86_feature_detected!("avx512f")
         {
-            return fused(x, p, None);
+            return fused(Input::Map(x), p, None);
         }
         self.unfused(x)
     }
 }
 
-/// The block on `x`, or with `taps` ([n, c_out, 9] per image) its contraction to one channel.
+/// The fused kernel's input.
 #[cfg(target_arch = "x86_64")]
-fn fused(x: &Tensor, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let x = x.contiguous()?;
-    let (storage, layout) = x.storage_and_layout();
-    let src = match &*storage {
-        candle_core::Storage::Cpu(cpu) => super::ops::contiguous_f32(cpu, layout)?,
-        _ => candle_core::bail!("conv-norm-gelu: expected a CPU tensor"),
+enum Input<'a> {
+    /// An f32 map [n, c, h, w], copied band by band into zero-bordered rows.
+    Map(&'a Tensor),
+    /// Channel pairs in bf16, bordered already (the bf16 mode only).
+    Pairs(&'a PairPlanes),
+}
+
+/// The block on the input, or with `taps` ([n, c_out, 9] per image) its contraction to one
+/// channel.
+#[cfg(target_arch = "x86_64")]
+fn fused(input: Input<'_>, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
+    let (x, planes) = match input {
+        Input::Map(x) => (Some(x.contiguous()?), None),
+        Input::Pairs(planes) => (None, Some(planes)),
+    };
+    let (n, c, h, w) = match (&x, planes) {
+        (Some(x), _) => x.dims4()?,
+        (None, Some(pp)) => (pp.n, 2 * pp.pairs, pp.h, pp.w),
+        (None, None) => unreachable!("one input or the other"),
+    };
+    let storage = x.as_ref().map(|x| x.storage_and_layout());
+    let src: &[f32] = match &storage {
+        Some((storage, layout)) => match &**storage {
+            candle_core::Storage::Cpu(cpu) => super::ops::contiguous_f32(cpu, layout)?,
+            _ => candle_core::bail!("conv-norm-gelu: expected a CPU tensor"),
+        },
+        None => &[],
     };
     // Padded rows: one zero column left, then the row, then zeros up to a whole number of
     // strips plus the right border, so every 16-wide load of every tap stays inside the row.
     let strips = w.div_ceil(LANES);
-    let pw = strips * LANES + 2;
+    let pw = PairPlanes::row_len(w);
     let co = p.c_out;
     let bands = h.div_ceil(BAND);
     // The block's output, or per band the contracted output of rows y0-1 ..= y0+BAND with a
@@ -232,17 +319,23 @@ fn fused(x: &Tensor, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
     let dst = SendPtr(out.as_mut_ptr());
     // The bf16 kernel reads pairs of channels: half as many planes of u32 pairs.
     let bf16 = p.bf16_pairs.as_deref().filter(|_| c.is_multiple_of(2));
+    let bf16 = bf16
+        .filter(|_| planes.is_none())
+        .or(planes.and(p.bf16_pairs.as_deref()));
     (0..n * bands).into_par_iter().for_each_init(
         || {
-            let planes = if bf16.is_some() { 0 } else { c };
-            let pair_planes = if bf16.is_some() { c / 2 } else { 0 };
+            let (f32_planes, pair_planes) = match (planes, bf16) {
+                (Some(_), _) => (0, 0),
+                (None, Some(_)) => (0, c / 2),
+                (None, None) => (c, 0),
+            };
             (
-                vec![0f32; planes * (BAND + 2) * pw],
+                vec![0f32; f32_planes * (BAND + 2) * pw],
                 vec![0u32; pair_planes * (BAND + 2) * pw],
                 vec![0f32; co * LANES],
             )
         },
-        |(padded, pairs, tile), item| {
+        |(padded, band_pairs, tile), item| {
             let (img, band) = (item / bands, item % bands);
             let y0 = band * BAND;
             let rows = BAND.min(h - y0);
@@ -255,10 +348,12 @@ fn fused(x: &Tensor, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
                     &src[from..from + w]
                 })
             };
-            if bf16.is_some() {
+            if planes.is_some() {
+                // Bordered bf16 pairs already: read in place.
+            } else if bf16.is_some() {
                 for j in 0..c / 2 {
                     for r in 0..rows + 2 {
-                        let row = &mut pairs[j * plane + r * pw..][..pw];
+                        let row = &mut band_pairs[j * plane + r * pw..][..pw];
                         row.fill(0);
                         if let (Some(a), Some(b)) = (input_row(2 * j, r), input_row(2 * j + 1, r)) {
                             interleave_bf16(a, b, &mut row[1..1 + w]);
@@ -276,6 +371,17 @@ fn fused(x: &Tensor, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
                     }
                 }
             }
+            // The pair planes the strips read, from input row y0 - 1 on, and their stride.
+            let (pairs, plane): (&[u32], usize) = match planes {
+                Some(pp) => {
+                    let image_plane = PairPlanes::plane_len(h, w);
+                    (
+                        &pp.data[img * pp.pairs * image_plane + y0 * pw..],
+                        image_plane,
+                    )
+                }
+                None => (band_pairs, plane),
+            };
             // The AMX tiles where the weights were packed for them (bf16 mode only).
             let amx = bf16.and(p.amx_tiles.as_deref()).map(|weights| {
                 // SAFETY: `amx_tiles` is packed only where `amx::ready()` said so.
@@ -327,7 +433,7 @@ fn fused(x: &Tensor, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
         },
     );
     let Some(_) = taps else {
-        return Tensor::from_vec(out, (n, co, h, w), x.device());
+        return Tensor::from_vec(out, (n, co, h, w), &candle_core::Device::Cpu);
     };
     // Sum the bands' rows into the image, dropping the rows and columns outside it.
     let mut image = vec![0f32; n * h * w];
@@ -345,7 +451,7 @@ fn fused(x: &Tensor, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
             }
         }
     }
-    Tensor::from_vec(image, (n, 1, h, w), x.device())
+    Tensor::from_vec(image, (n, 1, h, w), &candle_core::Device::Cpu)
 }
 
 /// Adds one strip's contribution to the contracted output: pixel (r, x0 + px) of the block's
@@ -660,6 +766,47 @@ mod tests {
                 diff < 1e-4,
                 "{n}x{c}x{h}x{w} -> {co}: max difference {diff}"
             );
+        }
+    }
+
+    #[test]
+    fn contracted_kernel_reads_bordered_pair_planes_as_it_reads_the_map() {
+        assert!(
+            crate::encoders::bf16::available(),
+            "this test needs a CPU with AVX-512 BF16, as the project's machines have"
+        );
+        // A partial strip and band, and the decoder's shape (on the AMX tiles where the CPU
+        // has them).
+        for (n, c, co, h, w) in [(2, 6, 16, 11, 21), (1, 32, 64, 24, 40)] {
+            let mut block = layer(c, co);
+            block.pack_bf16();
+            assert!(block.takes_pairs(c) && !block.takes_pairs(c + 2));
+            let x = Tensor::randn(0f32, 1.0, (n, c, h, w), &Device::Cpu).unwrap();
+            let k = Tensor::randn(0f32, 0.3, (n, co, 3, 3), &Device::Cpu).unwrap();
+            let values: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let (pw, plane) = (PairPlanes::row_len(w), PairPlanes::plane_len(h, w));
+            let mut data = vec![0u32; PairPlanes::len(n, c / 2, h, w)];
+            for img in 0..n {
+                for j in 0..c / 2 {
+                    for y in 0..h {
+                        let row = |ch: usize| &values[((img * c + ch) * h + y) * w..][..w];
+                        let at = (img * c / 2 + j) * plane + (y + 1) * pw + 1;
+                        interleave_bf16(row(2 * j), row(2 * j + 1), &mut data[at..at + w]);
+                    }
+                }
+            }
+            let planes = PairPlanes {
+                data,
+                n,
+                pairs: c / 2,
+                h,
+                w,
+            };
+            let ours = block.forward_contracted_pairs(&planes, &k).unwrap();
+            let want = block.forward_contracted(&x, &k).unwrap();
+            // The same bf16 operands through the same kernel: the same values.
+            let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
+            assert_eq!(diff, 0.0, "{n}x{c}x{h}x{w} -> {co}");
         }
     }
 

@@ -286,11 +286,14 @@ impl MaskDecoder {
         while start < b {
             let n = CHUNK.min(b - start);
             let s = src.narrow(0, start, n)?;
-            let up = time("decoder: upscaling", || self.upscaling.forward(&s, g))?; // [n, C/8, 4g, 4g]
-            let (_, c8, hh, ww) = up.dims4()?;
-            let upm = up.reshape((n, c8, hh * ww))?;
             let hs = hyper_rows.narrow(0, start, n)?.contiguous()?;
-            let sam = hs.matmul(&upm)?.reshape((n, k, hh, ww))?;
+            // The upscaled map [n, C/8, 4g, 4g] and the chosen masks hs · map.
+            let masks_of = |s: &Tensor| -> Result<(Tensor, Tensor)> {
+                let up = time("decoder: upscaling", || self.upscaling.forward(s, g))?;
+                let (_, c8, hh, ww) = up.dims4()?;
+                let sam = hs.matmul(&up.reshape((n, c8, hh * ww))?)?;
+                Ok((sam.reshape((n, k, hh, ww))?, up))
+            };
             if let (Some(hq), Some(hh_vec)) = (&self.hq, &hyper_hq) {
                 let feats = match hq_features {
                     Some(f) => f,
@@ -298,13 +301,36 @@ impl MaskDecoder {
                 };
                 let hv = hh_vec.narrow(0, start, n)?.squeeze(1)?; // [n, C/8]
                 // hv . (W2 * y + b2) = (hv . W2) * y + hv . b2, one output channel per prompt.
-                let c4 = hq.maskfeature_w2.dim(1)?;
+                let (c8, c4) = (d / 8, hq.maskfeature_w2.dim(1)?);
                 let w2 = hq.maskfeature_w2.reshape((c8, c4 * 9))?;
                 let wk = hv.matmul(&w2)?.reshape((n, c4, 3, 3))?; // [n, C/4, 3, 3]
                 let bk = hv.matmul(&hq.maskfeature_b2.unsqueeze(1)?)?; // [n, 1]
-                let conv = time("decoder: HQ mask features", || {
-                    hq.maskfeature.forward_contracted(&up, &wk)
-                })?;
+                // In the reduced-precision mode the upscaling hands the mask-feature kernel
+                // its input in bf16 pairs and computes the SAM masks as it goes: the f32 map
+                // is never written.
+                let pairs = if hq.maskfeature.takes_pairs(c8) {
+                    time("decoder: upscaling", || {
+                        self.upscaling.forward_masks_and_pairs(&s, g, &hs)
+                    })?
+                } else {
+                    None
+                };
+                let (sam, conv) = match pairs {
+                    Some((sam, pairs)) => (
+                        sam,
+                        time("decoder: HQ mask features", || {
+                            hq.maskfeature.forward_contracted_pairs(&pairs, &wk)
+                        })?,
+                    ),
+                    None => {
+                        let (sam, up) = masks_of(&s)?;
+                        let conv = time("decoder: HQ mask features", || {
+                            hq.maskfeature.forward_contracted(&up, &wk)
+                        })?;
+                        (sam, conv)
+                    }
+                };
+                let (hh, ww) = (sam.dim(2)?, sam.dim(3)?);
                 let conv = conv.broadcast_add(&bk.reshape((n, 1, 1, 1))?)?;
                 // + hv . hq_features
                 let f = feats.reshape((c8, hh * ww))?;
@@ -312,7 +338,7 @@ impl MaskDecoder {
                 // The chosen SAM mask plus the HQ mask.
                 masks.push(((sam + conv)? + fh)?);
             } else {
-                masks.push(sam);
+                masks.push(masks_of(&s)?.0);
             }
             start += n;
         }

@@ -27,6 +27,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::fused::PairPlanes;
 use super::ops::{ConvTranspose2x2, LayerNorm2d, SendPtr, contiguous_f32, gelu};
 use crate::encoders::dense::Dense;
 use crate::encoders::kernels::{gelu_in_place, layer_norm_rows};
@@ -154,6 +155,126 @@ impl Upscaling {
         if self.final_gelu { gelu(&y) } else { Ok(y) }
     }
 
+    /// One input row of image tokens (g pixels of c_in channels) through the whole chain:
+    /// returns its sub-pixels' output channels, `[x·4 + ky·2 + kx][(ky2·2 + kx2)·c_out + ch]`
+    /// being output pixel (4y + 2ky + ky2, 4x + 2kx + kx2) of channel ch.
+    fn fine_row<'b>(&self, row: &[f32], g: usize, bufs: &'b mut RowBuffers) -> Result<&'b [f32]> {
+        let p = &self.packed;
+        let RowBuffers {
+            mid,
+            normed,
+            fine,
+            scratch,
+        } = bufs;
+        // mid[x][sub][ch] = bias + Σ_ci row[x][ci] · w1[ci][sub][ch]
+        for px in mid.chunks_exact_mut(4 * p.c_mid) {
+            px.copy_from_slice(&p.b1);
+        }
+        p.first.matmul_acc_serial(row, g, mid, scratch)?;
+        // Each of the 4g sub-pixels is a row of c_mid channels.
+        let eps = LayerNorm2d::EPS as f32;
+        layer_norm_rows(mid, normed, &p.norm_weight, &p.norm_bias, eps);
+        gelu_in_place(normed);
+        for px in fine.chunks_exact_mut(4 * p.c_out) {
+            px.copy_from_slice(&p.b2);
+        }
+        p.second.matmul_acc_serial(normed, 4 * g, fine, scratch)?;
+        if self.final_gelu {
+            gelu_in_place(fine);
+        }
+        Ok(fine)
+    }
+
+    /// The upscaled map as the HQ decoder uses it in the reduced-precision mode, without
+    /// writing it out in f32: each prompt's masks `hyper` [n, k, c_out] · map, [n, k, 4g, 4g],
+    /// and the map in bordered bf16 channel pairs for the HQ mask-feature convolution.
+    /// `None` where that path does not apply (then [`Self::forward`] and the product): tokens
+    /// not f32 on the CPU, a CPU without AVX-512 BF16, g not a multiple of 4, or c_out not a
+    /// multiple of 16.
+    pub(crate) fn forward_masks_and_pairs(
+        &self,
+        tokens: &Tensor,
+        g: usize,
+        hyper: &Tensor,
+    ) -> Result<Option<(Tensor, PairPlanes)>> {
+        let p = &self.packed;
+        let (n, pixels, c) = tokens.dims3()?;
+        let (_, k, _) = hyper.dims3()?;
+        let applies = tokens.device().is_cpu()
+            && tokens.dtype() == DType::F32
+            && crate::encoders::bf16::available()
+            && g.is_multiple_of(4)
+            && p.c_out.is_multiple_of(16)
+            && pixels == g * g
+            && c == p.c_in
+            && (1..=MAX_MASKS).contains(&k)
+            && hyper.dims3()? == (n, k, p.c_out);
+        if !applies {
+            return Ok(None);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let tokens = tokens.contiguous()?;
+            let (storage, layout) = tokens.storage_and_layout();
+            let src = match &*storage {
+                candle_core::Storage::Cpu(cpu) => contiguous_f32(cpu, layout)?,
+                _ => candle_core::bail!("upscaling: expected a CPU tensor"),
+            };
+            let hyper: Vec<f32> = hyper.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            let (side, pairs) = (4 * g, p.c_out / 2);
+            let (pw, plane) = (PairPlanes::row_len(side), PairPlanes::plane_len(side, side));
+            let mut logits: Vec<f32> = Vec::with_capacity(n * k * side * side);
+            let mut planes: Vec<u32> = Vec::with_capacity(PairPlanes::len(n, pairs, side, side));
+            // The border rows of every plane here; the items write all the other words.
+            for plane_start in (0..n * pairs).map(|i| i * plane) {
+                let spare = &mut planes.spare_capacity_mut()[plane_start..plane_start + plane];
+                let (top, rest) = spare.split_at_mut(pw);
+                for word in top.iter_mut().chain(&mut rest[side * pw..]) {
+                    word.write(0);
+                }
+            }
+            let (to_logits, to_planes) =
+                (SendPtr(logits.as_mut_ptr()), PlanesPtr(planes.as_mut_ptr()));
+            (0..n * g).into_par_iter().try_for_each_init(
+                || RowBuffers::new(p, g),
+                |bufs, item| -> Result<()> {
+                    let (img, y) = (item / g, item % g);
+                    let fine = self.fine_row(&src[(img * g + y) * g * c..][..g * c], g, bufs)?;
+                    // SAFETY: AVX-512F and BF16 (`bf16::available`); the item (img, y) alone
+                    // writes output rows 4y..4y+3 of its image's k logit planes and its pair
+                    // planes' stored rows 4y+1..4y+4, inside both buffers.
+                    unsafe {
+                        mask_and_pair_rows(
+                            fine,
+                            (p.c_out, g, y),
+                            &hyper[img * k * p.c_out..][..k * p.c_out],
+                            to_logits.get().add(img * k * side * side),
+                            to_planes.get().add(img * pairs * plane),
+                        )
+                    };
+                    Ok(())
+                },
+            )?;
+            // SAFETY: every logit row of every prompt was written by the item owning it, and
+            // every word of every plane by an item or by the border loop above.
+            unsafe {
+                logits.set_len(n * k * side * side);
+                planes.set_len(PairPlanes::len(n, pairs, side, side));
+            }
+            let logits = Tensor::from_vec(logits, (n, k, side, side), tokens.device())?;
+            let planes = PairPlanes {
+                data: planes,
+                n,
+                pairs,
+                h: side,
+                w: side,
+            };
+            Ok(Some((logits, planes)))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("bf16::available() is false off x86_64")
+    }
+
     fn fused(&self, tokens: &Tensor, g: usize) -> Result<Tensor> {
         let p = &self.packed;
         let (n, pixels, c) = tokens.dims3()?;
@@ -172,43 +293,20 @@ impl Upscaling {
             _ => candle_core::bail!("upscaling: expected a CPU tensor"),
         };
         let side = 4 * g;
-        let (c_mid, c_out) = (p.c_mid, p.c_out);
+        let c_out = p.c_out;
         // Every value is written once, by the item that owns its row: the buffer is not zeroed
         // first (at 8 MB a prompt that was a pass of its own).
         let len = n * c_out * side * side;
         let mut out: Vec<f32> = Vec::with_capacity(len);
         let dst = SendPtr(out.as_mut_ptr());
-        let eps = LayerNorm2d::EPS as f32;
         #[cfg(target_arch = "x86_64")]
         let gather = std::arch::is_x86_feature_detected!("avx512f");
         // Work items are (prompt, input row); each writes only the four output rows it owns.
         (0..n * g).into_par_iter().try_for_each_init(
-            || {
-                (
-                    vec![0f32; g * 4 * c_mid],
-                    vec![0f32; g * 4 * c_mid],
-                    vec![0f32; g * 16 * c_out],
-                    Vec::new(),
-                )
-            },
-            |(mid, normed, fine, scratch), item| -> Result<()> {
+            || RowBuffers::new(p, g),
+            |bufs, item| -> Result<()> {
                 let (img, y) = (item / g, item % g);
-                let row = &src[(img * g + y) * g * c..][..g * c];
-                // mid[x][sub][ch] = bias + Σ_ci row[x][ci] · w1[ci][sub][ch]
-                for px in mid.chunks_exact_mut(4 * c_mid) {
-                    px.copy_from_slice(&p.b1);
-                }
-                p.first.matmul_acc_serial(row, g, mid, scratch)?;
-                // Each of the 4g sub-pixels is a row of c_mid channels.
-                layer_norm_rows(mid, normed, &p.norm_weight, &p.norm_bias, eps);
-                gelu_in_place(normed);
-                for px in fine.chunks_exact_mut(4 * c_out) {
-                    px.copy_from_slice(&p.b2);
-                }
-                p.second.matmul_acc_serial(normed, 4 * g, fine, scratch)?;
-                if self.final_gelu {
-                    gelu_in_place(fine);
-                }
+                let fine = self.fine_row(&src[(img * g + y) * g * c..][..g * c], g, bufs)?;
                 // fine[(x·4 + ky·2 + kx)][(ky2·2 + kx2)·c_out + ch] is output pixel
                 // (4y + 2ky + ky2, 4x + 2kx + kx2) of channel ch.
                 #[cfg(target_arch = "x86_64")]
@@ -250,6 +348,124 @@ impl Upscaling {
     }
 }
 
+/// Masks per prompt [`Upscaling::forward_masks_and_pairs`] computes at once (SAM's three, or
+/// the HQ decoder's one).
+const MAX_MASKS: usize = 4;
+
+/// Per-thread buffers of one input row's pass.
+struct RowBuffers {
+    mid: Vec<f32>,
+    normed: Vec<f32>,
+    fine: Vec<f32>,
+    scratch: Vec<u16>,
+}
+
+impl RowBuffers {
+    fn new(p: &Packed, g: usize) -> Self {
+        Self {
+            mid: vec![0f32; g * 4 * p.c_mid],
+            normed: vec![0f32; g * 4 * p.c_mid],
+            fine: vec![0f32; g * 16 * p.c_out],
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// [`SendPtr`] for the pair planes' words.
+#[derive(Clone, Copy)]
+struct PlanesPtr(*mut u32);
+// SAFETY: only used for disjoint writes from rayon workers while the owner waits.
+unsafe impl Send for PlanesPtr {}
+unsafe impl Sync for PlanesPtr {}
+impl PlanesPtr {
+    fn get(self) -> *mut u32 {
+        self.0
+    }
+}
+
+/// The four output rows of input row `y` from its sub-pixels' channels `fine` (as
+/// [`scatter_rows`] reads them), as `k` mask logits per pixel (`hyper` [k, c_out] · the
+/// pixel's channels) into the image's k planes at `logits`, and as bf16 channel pairs into its
+/// bordered pair planes at `planes` (see [`PairPlanes`]; this writes the stored rows
+/// 4y+1..4y+4 whole, border columns included). Per 16 output pixels, the pixels' channel rows
+/// are transposed in registers into one vector per channel.
+///
+/// # Safety
+/// AVX-512F and BF16; g is a multiple of 4 and c_out of 16; `fine` holds g·16·c_out values;
+/// `logits` points at k planes of (4g)² values and `planes` at c_out/2 planes of
+/// [`PairPlanes::plane_len`] words, whose rows named above no other thread writes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn mask_and_pair_rows(
+    fine: &[f32],
+    (c_out, g, y): (usize, usize, usize),
+    hyper: &[f32],
+    logits: *mut f32,
+    planes: *mut u32,
+) {
+    use crate::encoders::kernels::avx512_math::transpose_16x16;
+    use std::arch::x86_64::*;
+    assert!(fine.len() >= g * 16 * c_out && g.is_multiple_of(4) && c_out.is_multiple_of(16));
+    let (side, k) = (4 * g, hyper.len() / c_out);
+    let (pw, plane) = (PairPlanes::row_len(side), PairPlanes::plane_len(side, side));
+    for oy in 0..4 {
+        let (ky, ky2) = (oy / 2, oy % 2);
+        let out_row = 4 * y + oy;
+        for j in 0..c_out / 2 {
+            // SAFETY: stored row out_row + 1 of plane j: its border columns.
+            unsafe {
+                let row = planes.add(j * plane + (out_row + 1) * pw);
+                *row = 0;
+                std::ptr::write_bytes(row.add(side + 1), 0, pw - side - 1);
+            }
+        }
+        for x0 in (0..g).step_by(4) {
+            // Output pixel 4·x0 + i comes from input pixel x0 + i/4, sub-pixel column
+            // (i % 4) / 2 of the first transposed convolution and i % 2 of the second.
+            let pixel = |i: usize| {
+                ((4 * (x0 + i / 4) + 2 * ky + (i % 4) / 2) * 4 + 2 * ky2 + i % 2) * c_out
+            };
+            let mut acc = [_mm512_setzero_ps(); MAX_MASKS];
+            for half in 0..c_out / 16 {
+                let mut v = [_mm512_setzero_ps(); 16];
+                for (i, lane) in v.iter_mut().enumerate() {
+                    // SAFETY: pixel i's channels 16·half .. 16·half + 16 lie inside `fine`.
+                    *lane = unsafe { _mm512_loadu_ps(fine.as_ptr().add(pixel(i) + 16 * half)) };
+                }
+                transpose_16x16(&mut v);
+                // v[ch] now holds channel 16·half + ch of the 16 pixels.
+                for (kk, a) in acc.iter_mut().enumerate().take(k) {
+                    for (ch, lane) in v.iter().enumerate() {
+                        let w = _mm512_set1_ps(hyper[kk * c_out + 16 * half + ch]);
+                        *a = _mm512_fmadd_ps(*lane, w, *a);
+                    }
+                }
+                for jj in 0..8 {
+                    let lo: __m256i = unsafe { std::mem::transmute(_mm512_cvtneps_pbh(v[2 * jj])) };
+                    let hi: __m256i =
+                        unsafe { std::mem::transmute(_mm512_cvtneps_pbh(v[2 * jj + 1])) };
+                    let words = _mm512_or_si512(
+                        _mm512_cvtepu16_epi32(lo),
+                        _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(hi)),
+                    );
+                    let j = 8 * half + jj;
+                    // SAFETY: stored row out_row + 1 of plane j, columns 1 + 4·x0 .. + 16.
+                    unsafe {
+                        let at = planes.add(j * plane + (out_row + 1) * pw + 1 + 4 * x0);
+                        _mm512_storeu_si512(at.cast(), words);
+                    }
+                }
+            }
+            for (kk, a) in acc.iter().enumerate().take(k) {
+                // SAFETY: row out_row of logit plane kk, pixels 4·x0 .. 4·x0 + 16.
+                unsafe {
+                    _mm512_storeu_ps(logits.add((kk * side + out_row) * side + 4 * x0), *a);
+                }
+            }
+        }
+    }
+}
+
 /// The four output rows of input row `y` from its sub-pixels' channels `fine`
 /// ([x·4 + ky·2 + kx][(ky2·2 + kx2)·c_out + ch]) into the image's NCHW planes at `out`, 16
 /// output pixels (four input pixels) per gather.
@@ -287,6 +503,7 @@ unsafe fn scatter_rows(fine: &[f32], c_out: usize, g: usize, out: *mut f32, y: u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoders::bf16;
     use candle_core::Device;
     use candle_nn::VarMap;
 
@@ -343,6 +560,61 @@ mod tests {
             // Both GEMMs' operands rounded to bf16 (2⁻⁹ relative each).
             let what = format!("bf16 upscaling {n}x{g}x{g}x{dim}");
             crate::segmenters::ops::assert_within_rounding(&ours, &want, 0.02, &what);
+        }
+    }
+
+    #[test]
+    fn masks_and_pairs_equal_the_product_with_the_map_and_its_bf16_pairs() {
+        assert!(
+            crate::encoders::bf16::available(),
+            "this test needs a CPU with AVX-512 BF16, as the project's machines have"
+        );
+        // Three prompts with one mask each, one with three (maps of 8 x 8 and 12 x 12 tokens),
+        // and the decoder's real shape.
+        for (n, k, dim, g) in [(3, 1, 128, 8), (1, 3, 256, 12), (2, 1, 256, 64)] {
+            let mut up = upscaling(dim);
+            up.pack_bf16().unwrap();
+            let x = Tensor::randn(0f32, 1.0, (n, g * g, dim), &Device::Cpu).unwrap();
+            let hyper = Tensor::randn(0f32, 1.0, (n, k, dim / 8), &Device::Cpu).unwrap();
+            let (logits, planes) = up.forward_masks_and_pairs(&x, g, &hyper).unwrap().unwrap();
+            let map = up.fused(&x, g).unwrap();
+            let side = 4 * g;
+            let c8 = dim / 8;
+            let want = hyper
+                .matmul(&map.reshape((n, c8, side * side)).unwrap())
+                .unwrap()
+                .reshape((n, k, side, side))
+                .unwrap();
+            let diff = crate::segmenters::ops::max_abs_diff(&logits, &want);
+            // The same products summed in another order.
+            assert!(
+                diff < 1e-3,
+                "{n}x{k} masks on {g}x{g}: max difference {diff}"
+            );
+            // Every word: the map's channels 2j and 2j + 1 rounded to bf16, zero on the border.
+            let values: Vec<f32> = map.flatten_all().unwrap().to_vec1().unwrap();
+            let (pw, plane) = (PairPlanes::row_len(side), PairPlanes::plane_len(side, side));
+            assert_eq!(planes.data.len(), n * c8 / 2 * plane);
+            for img in 0..n {
+                for j in 0..c8 / 2 {
+                    for r in 0..side + 2 {
+                        for col in 0..pw {
+                            let got = planes.data[(img * c8 / 2 + j) * plane + r * pw + col];
+                            let inside = (1..=side).contains(&r) && (1..=side).contains(&col);
+                            let want = if inside {
+                                let at = |ch: usize| {
+                                    values[((img * c8 + ch) * side + r - 1) * side + col - 1]
+                                };
+                                let (lo, hi) = (at(2 * j), at(2 * j + 1));
+                                bf16::to_bf16(lo) as u32 | (bf16::to_bf16(hi) as u32) << 16
+                            } else {
+                                0
+                            };
+                            assert_eq!(got, want, "image {img}, pair {j}, stored ({r}, {col})");
+                        }
+                    }
+                }
+            }
         }
     }
 
