@@ -92,7 +92,14 @@ impl PackedBf16 {
     /// `src[kk · stride + col]` (attention's values, whose rows are the keys `kk`). Each pair of
     /// source rows interleaves into one pair-row of every panel.
     pub(crate) fn pack_columns(src: &[f32], n: usize, k: usize, stride: usize) -> Self {
-        let mut packed = Self::zeros(n, k);
+        // Whole panels are written in full below (odd k's last pair-row included): only a
+        // partial last panel needs zeros past its columns, and then everything is zeroed.
+        let mut packed = Self::unwritten(n, k);
+        if !n.is_multiple_of(PANEL) {
+            packed.data.spare_capacity_mut().iter_mut().for_each(|d| {
+                d.write(0);
+            });
+        }
         let kp = packed.kp;
         let zeros = vec![0f32; if k % 2 == 1 { n } else { 0 }];
         let mut words = [0u32; PANEL];
@@ -110,10 +117,30 @@ impl PackedBf16 {
                 // SAFETY: the words' memory read as twice as many u16, in bounds and aligned
                 // (u32 alignment covers u16); little-endian, so each word's a-value comes first.
                 let halves = unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), 2 * cols) };
-                packed.data[base..base + 2 * cols].copy_from_slice(halves);
+                let dst = &mut packed.data.spare_capacity_mut()[base..base + 2 * cols];
+                for (d, &h) in dst.iter_mut().zip(halves) {
+                    d.write(h);
+                }
             }
         }
+        // SAFETY: every (panel, pair) block of 2·cols halves was written above, and with a
+        // partial last panel the whole buffer was zeroed first.
+        unsafe { packed.data.set_len(packed.panels * PANEL * kp) };
         packed
+    }
+
+    /// [`Self::zeros`]' shape with the data allocated but not written: the caller writes every
+    /// value through `spare_capacity_mut` and then sets the length.
+    fn unwritten(n: usize, k: usize) -> Self {
+        let kp = k.div_ceil(2) * 2;
+        let panels = n.div_ceil(PANEL);
+        PackedBf16 {
+            n,
+            k,
+            kp,
+            panels,
+            data: Vec::with_capacity(panels * PANEL * kp),
+        }
     }
 
     fn zeros(n: usize, k: usize) -> Self {
@@ -489,20 +516,23 @@ mod tests {
 
     #[test]
     fn strided_and_transposed_packing_equal_packing_a_copy() {
-        let (n, k, stride) = (45, 37, 50);
-        let src: Vec<f32> = (0..n.max(k) * stride)
-            .map(|i| i as f32 * 0.37 - 100.0)
-            .collect();
-        let rows: Vec<f32> = (0..n * k).map(|i| src[i / k * stride + i % k]).collect();
-        assert_eq!(
-            PackedBf16::pack_rows(&src, n, k, stride).data,
-            PackedBf16::pack(&rows, n, k).data
-        );
-        let transposed: Vec<f32> = (0..n * k).map(|i| src[i % k * stride + i / k]).collect();
-        assert_eq!(
-            PackedBf16::pack_columns(&src, n, k, stride).data,
-            PackedBf16::pack(&transposed, n, k).data
-        );
+        // A partial last panel, and whole panels (which `pack_columns` writes without zeroing
+        // first), both with an odd k.
+        for (n, k, stride) in [(45, 37, 50), (64, 37, 70)] {
+            let src: Vec<f32> = (0..n.max(k) * stride)
+                .map(|i| i as f32 * 0.37 - 100.0)
+                .collect();
+            let rows: Vec<f32> = (0..n * k).map(|i| src[i / k * stride + i % k]).collect();
+            assert_eq!(
+                PackedBf16::pack_rows(&src, n, k, stride).data,
+                PackedBf16::pack(&rows, n, k).data
+            );
+            let transposed: Vec<f32> = (0..n * k).map(|i| src[i % k * stride + i / k]).collect();
+            assert_eq!(
+                PackedBf16::pack_columns(&src, n, k, stride).data,
+                PackedBf16::pack(&transposed, n, k).data
+            );
+        }
     }
 
     #[test]
