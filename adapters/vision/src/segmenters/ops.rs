@@ -198,13 +198,19 @@ fn norm_band_generic(norm: &ChannelNorm, image: &[f32], band: NormBand, out: Sen
 }
 
 /// A raw pointer handed to parallel workers that write disjoint ranges.
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub(crate) *mut f32);
+pub(crate) struct SendPtr<T = f32>(pub(crate) *mut T);
+// Not derived: the derives would require `T: Clone`, where a pointer is always copied.
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
 // SAFETY: only used for disjoint writes from rayon workers while the owner waits.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    pub(crate) fn get(self) -> *mut f32 {
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }

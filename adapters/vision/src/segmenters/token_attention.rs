@@ -29,7 +29,7 @@ use candle_core::{DType, Layout, Result, Storage, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;
 
-use super::ops::contiguous_f32;
+use super::ops::{SendPtr, contiguous_f32};
 use crate::encoders::bf16::{self, PackedBf16};
 use crate::encoders::kernels::{
     exp_approx, gemm_f32, layer_norm_rows_in_place, transpose, widest_simd,
@@ -118,6 +118,15 @@ impl Rhs {
         }
     }
 
+    /// `out[rows, n] += a[rows, k] · B` on the calling thread, for activations already in
+    /// bf16 ([`Bf16Tokens`], which exist in the bf16 mode only).
+    fn multiply_acc_rounded(&self, a: &[u16], rows: usize, out: &mut [f32]) {
+        match self {
+            Rhs::Bf16(packed) => packed.matmul_acc_bf16(a, rows, out),
+            Rhs::F32 { .. } => unreachable!("bf16 activations against f32 weights"),
+        }
+    }
+
     /// `out[rows, n] += x[rows, k] · B` on the calling thread.
     fn multiply_acc(&self, x: &[f32], rows: usize, out: &mut [f32], scratch: &mut Vec<u16>) {
         match self {
@@ -164,11 +173,42 @@ impl Scratch {
     }
 }
 
+/// A batch's image tokens in the forms the bf16 attentions read, made by the image-to-token
+/// attention that produced the tokens while each block of rows was in its cache, and read by
+/// every attention on them after it. Without them each of those attentions rounded the tokens
+/// plus positional encoding to bf16 again, and token-to-image packed the tokens again, in
+/// passes of their own over 4 MB a prompt.
+pub(crate) struct Bf16Tokens {
+    /// (tokens + positional encoding) rounded to bf16, [B, N, C]: the scores' left-hand side.
+    plus_pe: Vec<u16>,
+    /// The tokens as the right-hand side of token-to-image's weighted sum, per prompt and block
+    /// of [`ROWS`] rows.
+    packed: Vec<PackedBf16>,
+    /// The batch's shape [B, N, C].
+    shape: (usize, usize, usize),
+}
+
+impl Bf16Tokens {
+    /// Whether these are the forms of tokens shaped [b, n, c].
+    fn fit(&self, b: usize, n: usize, c: usize) -> bool {
+        self.shape == (b, n, c)
+    }
+
+    /// Prompt `p`'s rounded tokens plus positional encoding for block `block`.
+    fn plus_pe(&self, p: usize, block: usize) -> &[u16] {
+        let (_, n, c) = self.shape;
+        let start = block * ROWS;
+        &self.plus_pe[(p * n + start) * c..][..ROWS.min(n - start) * c]
+    }
+}
+
 /// Where the image-to-token attention takes its image-side queries from.
 pub(crate) enum ImageQueries<'a> {
     /// The image tokens (the residual) plus this positional encoding [1, N, C], projected here
     /// (folded).
     PlusPe(&'a Tensor),
+    /// As `PlusPe`, from the residual's bf16 forms (which hold the sum already rounded).
+    Rounded(&'a Bf16Tokens),
     /// Queries already projected, bias included [Bk, N, I] (the first layer's, cached with the
     /// frame's embedding).
     Projected(&'a Tensor),
@@ -258,11 +298,14 @@ impl FoldedAttention {
     ///
     /// Blocks of image rows run in parallel, each with its own column maxima (an online
     /// softmax): a block's scores stay in cache, and `image + pe` is never materialised.
+    /// `rounded`: the image tokens' bf16 forms, read instead of the tokens where given (the bf16
+    /// mode, per-prompt tokens).
     pub(crate) fn tokens_to_image(
         &self,
         q: &Tensor,
         image: &Tensor,
         pe: &Tensor,
+        rounded: Option<&Bf16Tokens>,
     ) -> Result<Tensor> {
         let (b, m, i) = q.dims3()?;
         let (bk, n, c) = image.dims3()?;
@@ -293,6 +336,25 @@ impl FoldedAttention {
             // Scores = (x + pe) · (W_kᵀ q)ᵀ; b_k's share is constant per column and cancels.
             let a = Rhs::transposed(self.fold_rows(tok, m, &self.wk, scale), w, c, self.bf16);
             // Per block: column maxima, exp-sums and z = Σ_i exp(s_i − max) x_i [heads·m, C].
+            if let Some(forms) = rounded.filter(|f| self.bf16 && bk == b && f.fit(b, n, c)) {
+                let per_prompt = n.div_ceil(ROWS);
+                let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..per_prompt)
+                    .into_par_iter()
+                    .map_init(Scratch::default, |scratch, block| {
+                        let lhs = forms.plus_pe(p, block);
+                        let rows = lhs.len() / c;
+                        let mut s = std::mem::take(&mut scratch.scores);
+                        Scratch::zeros(&mut s, rows * w);
+                        a.multiply_acc_rounded(lhs, rows, &mut s);
+                        let x = &forms.packed[p * per_prompt + block];
+                        let out = bf16_block_context(&s, rows, x, scratch);
+                        scratch.scores = s;
+                        out
+                    })
+                    .collect();
+                self.finish_context(&blocks, m, ctx);
+                continue;
+            }
             let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = x
                 .par_chunks(ROWS * c)
                 .zip(ps.par_chunks(ROWS * c))
@@ -300,31 +362,14 @@ impl FoldedAttention {
                     let rows = xb.len() / c;
                     let mut s = std::mem::take(&mut scratch.scores);
                     Scratch::zeros(&mut s, rows * w);
-                    let none = gemm::Parallelism::None;
                     a.multiply_acc_sum((xb, pb), rows, &mut s, scratch);
-                    let mut max = vec![0f32; w];
-                    let mut sums = vec![0f32; w];
-                    let mut z = vec![0f32; w * c];
-                    if self.bf16 {
-                        // z [w, c] = sᵀ [w, rows] · x [rows, c], x packed as the right-hand
-                        // side (pairs of its rows interleaved). Transposed, each column of
-                        // scores is a row, whose softmax numerators are written straight
-                        // into the bf16 left-hand side.
+                    let out = if self.bf16 {
                         let x = PackedBf16::pack_columns(xb, c, rows, c);
-                        let st = bf16::reuse(&mut scratch.transposed, w * rows);
-                        transpose(&s, rows, w, st);
-                        let kp = x.padded_k();
-                        let lhs = bf16::reuse(&mut scratch.bf16, w * kp);
-                        for (col, (src, dst)) in st
-                            .chunks_exact(rows)
-                            .zip(lhs.chunks_exact_mut(kp))
-                            .enumerate()
-                        {
-                            (max[col], sums[col]) = bf16::exp_shifted_row_to_bf16(src, dst);
-                            dst[rows..].fill(0);
-                        }
-                        x.matmul_acc_bf16(lhs, w, &mut z);
+                        bf16_block_context(&s, rows, &x, scratch)
                     } else {
+                        let mut max = vec![0f32; w];
+                        let mut sums = vec![0f32; w];
+                        let mut z = vec![0f32; w * c];
                         column_softmax_unnormalised(&mut s, &mut max, &mut sums);
                         gemm_f32(
                             (w, c, rows),
@@ -335,49 +380,58 @@ impl FoldedAttention {
                             (1, w),
                             xb,
                             (c, 1),
-                            none,
+                            gemm::Parallelism::None,
                         );
-                    }
+                        (max, sums, z)
+                    };
                     scratch.scores = s;
-                    (max, sums, z)
+                    out
                 })
                 .collect();
-            // Bring the blocks to the common maxima and add them up.
-            let mut max = vec![f32::NEG_INFINITY; w];
-            for (m_b, _, _) in &blocks {
-                for (m, &v) in max.iter_mut().zip(m_b) {
-                    *m = m.max(v);
-                }
-            }
-            let mut sums = vec![0f32; w];
-            let mut z = vec![0f32; w * c];
-            for (m_b, s_b, z_b) in &blocks {
-                for col in 0..w {
-                    let f = (m_b[col] - max[col]).exp();
-                    sums[col] += f * s_b[col];
-                    axpy(&mut z[col * c..][..c], f, &z_b[col * c..][..c]);
-                }
-            }
-            // Then W_v per head, normalised by the sums.
-            for h in 0..self.heads {
-                for t in 0..m {
-                    let zr = &z[(h * m + t) * c..][..c];
-                    let inv = 1.0 / sums[h * m + t];
-                    for j in h * d..(h + 1) * d {
-                        ctx[t * i + j] = inv * dot(zr, &self.wv[j * c..][..c]) + self.bv[j];
-                    }
-                }
-            }
+            self.finish_context(&blocks, m, ctx);
         }
         Tensor::from_vec(out, (b, m, i), q.device())
     }
 
+    /// Token-to-image's context for one prompt's `m` tokens from its blocks' (column maxima,
+    /// exp-sums, z): the blocks brought to the common maxima and added up, then W_v per head,
+    /// normalised by the sums, into `ctx` [m, I].
+    fn finish_context(&self, blocks: &[(Vec<f32>, Vec<f32>, Vec<f32>)], m: usize, ctx: &mut [f32]) {
+        let (c, i, d, w) = (self.dim, self.internal, self.head_dim(), self.heads * m);
+        let mut max = vec![f32::NEG_INFINITY; w];
+        for (m_b, _, _) in blocks {
+            for (m, &v) in max.iter_mut().zip(m_b) {
+                *m = m.max(v);
+            }
+        }
+        let mut sums = vec![0f32; w];
+        let mut z = vec![0f32; w * c];
+        for (m_b, s_b, z_b) in blocks {
+            for col in 0..w {
+                let f = (m_b[col] - max[col]).exp();
+                sums[col] += f * s_b[col];
+                axpy(&mut z[col * c..][..c], f, &z_b[col * c..][..c]);
+            }
+        }
+        for h in 0..self.heads {
+            for t in 0..m {
+                let zr = &z[(h * m + t) * c..][..c];
+                let inv = 1.0 / sums[h * m + t];
+                for j in h * d..(h + 1) * d {
+                    ctx[t * i + j] = inv * dot(zr, &self.wv[j * c..][..c]) + self.bv[j];
+                }
+            }
+        }
+    }
+
     /// Image-to-token attention with its output projection, added onto `residual` [Bk, N, C]
     /// (Bk = B or 1) and then normalised by `norm` (weight, bias, eps). `k`, `v` [B, m, I]: the
-    /// tokens' projected keys and values (biases included). Returns [B, N, C].
+    /// tokens' projected keys and values (biases included). Returns [B, N, C] and, where
+    /// `forms_pe` gives the positional encoding [1, N, C] and the mode is bf16, the result's
+    /// [`Bf16Tokens`] for the attentions after this one.
     ///
     /// Blocks of image rows run in parallel: scores, softmax, output and LayerNorm of a block
-    /// happen while it is in cache.
+    /// happen while it is in cache, and so do the bf16 forms.
     pub(crate) fn image_to_tokens(
         &self,
         queries: ImageQueries<'_>,
@@ -385,53 +439,83 @@ impl FoldedAttention {
         v: &Tensor,
         residual: &Tensor,
         norm: (&[f32], &[f32], f32),
-    ) -> Result<Tensor> {
+        forms_pe: Option<&Tensor>,
+    ) -> Result<(Tensor, Option<Bf16Tokens>)> {
         let (b, m, i) = k.dims3()?;
         let (bk, n, c) = residual.dims3()?;
-        let (queries, projected) = match queries {
-            ImageQueries::PlusPe(t) => (t, false),
-            ImageQueries::Projected(t) => (t, true),
+        // The image-side queries: a tensor (the positional encoding, or projected queries),
+        // or the residual's bf16 forms.
+        let (queries, projected, rounded) = match queries {
+            ImageQueries::PlusPe(t) => (Some(t), false, None),
+            ImageQueries::Projected(t) => (Some(t), true, None),
+            ImageQueries::Rounded(f) => (None, false, Some(f)),
         };
-        let (bq, nq, width) = queries.dims3()?;
-        let fits = if projected {
-            (bq == 1 || bq == b) && width == self.internal
-        } else {
-            bq == 1 && width == self.dim
+        let fits = match (queries, rounded) {
+            (Some(t), _) => {
+                let (bq, nq, width) = t.dims3()?;
+                nq == n
+                    && if projected {
+                        (bq == 1 || bq == b) && width == self.internal
+                    } else {
+                        bq == 1 && width == self.dim
+                    }
+            }
+            (None, Some(f)) => self.bf16 && bk == b && f.fit(b, n, c),
+            (None, None) => false,
         };
+        let pe_fits = forms_pe.is_none_or(|pe| pe.dims3().is_ok_and(|d| d == (1, n, c)));
         if !fits
+            || !pe_fits
             || i != self.internal
             || c != self.dim
             || v.dims3()? != (b, m, i)
-            || nq != n
             || !(bk == 1 || bk == b)
             || norm.0.len() != c
             || norm.1.len() != c
         {
             candle_core::bail!(
                 "image-to-token attention: queries {:?}, k {:?}, v {:?}, residual {:?}",
-                queries.dims(),
+                queries.map(|t| t.dims().to_vec()),
                 k.dims(),
                 v.dims(),
                 residual.dims()
             );
         }
-        let (queries, k, v, residual) = (
-            queries.contiguous()?,
-            k.contiguous()?,
-            v.contiguous()?,
-            residual.contiguous()?,
-        );
-        let (qs, ql) = queries.storage_and_layout();
+        let queries = queries.map(|t| t.contiguous()).transpose()?;
+        let forms_pe = forms_pe
+            .filter(|_| self.bf16)
+            .map(|t| t.contiguous())
+            .transpose()?;
+        let (k, v, residual) = (k.contiguous()?, v.contiguous()?, residual.contiguous()?);
+        let q_storage = queries.as_ref().map(|t| t.storage_and_layout());
+        let qs: &[f32] = match &q_storage {
+            Some((st, l)) => cpu_slice(st, l)?,
+            None => &[],
+        };
+        let bq = queries.as_ref().map_or(b, |t| t.dim(0).unwrap_or(b));
+        let pe_storage = forms_pe.as_ref().map(|t| t.storage_and_layout());
+        let pes: Option<&[f32]> = match &pe_storage {
+            Some((st, l)) => Some(cpu_slice(st, l)?),
+            None => None,
+        };
         let (ks, kl) = k.storage_and_layout();
         let (vs, vl) = v.storage_and_layout();
         let (rs, rl) = residual.storage_and_layout();
-        let (qs, ks) = (cpu_slice(&qs, ql)?, cpu_slice(&ks, kl)?);
-        let (vs, rs) = (cpu_slice(&vs, vl)?, cpu_slice(&rs, rl)?);
+        let (ks, vs, rs) = (
+            cpu_slice(&ks, kl)?,
+            cpu_slice(&vs, vl)?,
+            cpu_slice(&rs, rl)?,
+        );
         let (d, w) = (self.head_dim(), self.heads * m);
         let scale = 1.0 / (d as f32).sqrt();
+        let per_prompt = n.div_ceil(ROWS);
         // Written block by block, each value once (by `add_bias_rows_into` first): the
         // buffer is not zeroed beforehand, a pass of its own over 4 MB a prompt.
         let mut out: Vec<f32> = Vec::with_capacity(b * n * c);
+        // The bf16 forms of the output, the same way.
+        let mut plus_pe: Vec<u16> = Vec::with_capacity(if pes.is_some() { b * n * c } else { 0 });
+        let plus_pe_dst = SendPtr(plus_pe.as_mut_ptr());
+        let mut packed = Vec::with_capacity(if pes.is_some() { b * per_prompt } else { 0 });
         for (p, dst) in out.spare_capacity_mut()[..b * n * c]
             .chunks_exact_mut(n * c)
             .enumerate()
@@ -466,26 +550,34 @@ impl FoldedAttention {
                 (a, bias)
             };
             let u = Rhs::rows(self.fold_rows(vt, m, &self.wo_t, 1.0), w, c, self.bf16);
-            let (width, q_image) = if projected {
-                (i, &qs[map_of(p, bq) * n * i..][..n * i])
-            } else {
-                (c, &qs[..n * c])
+            let (width, q_image) = match (projected, rounded) {
+                (true, _) => (i, &qs[map_of(p, bq) * n * i..][..n * i]),
+                (false, None) => (c, &qs[..n * c]),
+                (false, Some(_)) => (c, &[][..]),
             };
-            dst.par_chunks_mut(ROWS * c)
-                .zip(res.par_chunks(ROWS * c))
-                .zip(q_image.par_chunks(ROWS * width))
-                .for_each_init(Scratch::default, |scratch, ((o, r), qb)| {
-                    let rows = r.len() / c;
+            let blocks: Vec<Option<PackedBf16>> = dst
+                .par_chunks_mut(ROWS * c)
+                .enumerate()
+                .map_init(Scratch::default, |scratch, (block, o)| {
+                    let rows = o.len() / c;
+                    let r = &res[block * ROWS * c..][..rows * c];
                     let mut s = std::mem::take(&mut scratch.scores);
                     s.clear();
                     for _ in 0..rows {
                         s.extend_from_slice(&bias);
                     }
-                    if projected {
-                        rhs.multiply_acc(qb, rows, &mut s, &mut scratch.bf16);
-                    } else {
-                        // qb is the positional encoding: the queries are residual + pe.
-                        rhs.multiply_acc_sum((r, qb), rows, &mut s, scratch);
+                    match rounded {
+                        Some(f) => rhs.multiply_acc_rounded(f.plus_pe(p, block), rows, &mut s),
+                        None => {
+                            let qb = &q_image[block * ROWS * width..][..rows * width];
+                            if projected {
+                                rhs.multiply_acc(qb, rows, &mut s, &mut scratch.bf16);
+                            } else {
+                                // qb is the positional encoding: the queries are residual
+                                // + pe.
+                                rhs.multiply_acc_sum((r, qb), rows, &mut s, scratch);
+                            }
+                        }
                     }
                     group_softmax(&mut s, m, &mut vec![0f32; w]);
                     // residual + b_o + Σ_(h,t) p · (W_o,h v_t), then the LayerNorm, in the
@@ -494,13 +586,63 @@ impl FoldedAttention {
                     u.multiply_acc(&s, rows, o, &mut scratch.bf16);
                     layer_norm_rows_in_place(o, norm.0, norm.1, norm.2);
                     scratch.scores = s;
-                });
+                    // The bf16 forms, from the block while it is in cache.
+                    pes.map(|pes| {
+                        let at = (p * n + block * ROWS) * c;
+                        // SAFETY: this block alone writes values at..at + rows·c of the
+                        // b·n·c that `plus_pe` holds.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(plus_pe_dst.get().add(at), rows * c)
+                        };
+                        bf16::round_sum_to_bf16(o, &pes[block * ROWS * c..][..rows * c], dst);
+                        PackedBf16::pack_columns(o, c, rows, c)
+                    })
+                })
+                .collect();
+            packed.extend(blocks.into_iter().flatten());
         }
         // SAFETY: every prompt's map was written in full, block by block
         // (`add_bias_rows_into` writes each block's every value).
         unsafe { out.set_len(b * n * c) };
-        Tensor::from_vec(out, (b, n, c), k.device())
+        let forms = pes.map(|_| {
+            // SAFETY: with `pes`, every block of every prompt wrote its rows of `plus_pe`.
+            unsafe { plus_pe.set_len(b * n * c) };
+            Bf16Tokens {
+                plus_pe,
+                packed,
+                shape: (b, n, c),
+            }
+        });
+        Ok((Tensor::from_vec(out, (b, n, c), k.device())?, forms))
     }
+}
+
+/// One block of token-to-image in bf16: from the block's scores `s` [rows, w] and its image
+/// tokens `x` packed as a right-hand side (C outputs over `rows` inputs), the column maxima,
+/// the exp-sums and z [w, C] = exp(s − max)ᵀ · x. Transposed, each column of scores is a row,
+/// whose softmax numerators go straight into the bf16 left-hand side.
+fn bf16_block_context(
+    s: &[f32],
+    rows: usize,
+    x: &PackedBf16,
+    scratch: &mut Scratch,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (w, c) = (s.len() / rows, x.out_features());
+    let (mut max, mut sums, mut z) = (vec![0f32; w], vec![0f32; w], vec![0f32; w * c]);
+    let st = bf16::reuse(&mut scratch.transposed, w * rows);
+    transpose(s, rows, w, st);
+    let kp = x.padded_k();
+    let lhs = bf16::reuse(&mut scratch.bf16, w * kp);
+    for (col, (src, dst)) in st
+        .chunks_exact(rows)
+        .zip(lhs.chunks_exact_mut(kp))
+        .enumerate()
+    {
+        (max[col], sums[col]) = bf16::exp_shifted_row_to_bf16(src, dst);
+        dst[rows..].fill(0);
+    }
+    x.matmul_acc_bf16(lhs, w, &mut z);
+    (max, sums, z)
 }
 
 /// Image rows per parallel block.
@@ -679,7 +821,7 @@ mod tests {
                 image.clone()
             };
             let ctx = folded
-                .tokens_to_image(&q.forward(&tokens).unwrap(), &img, &pe)
+                .tokens_to_image(&q.forward(&tokens).unwrap(), &img, &pe, None)
                 .unwrap();
             let ours = o.forward(&ctx).unwrap();
             let full = img.broadcast_as((b, n, c)).unwrap().contiguous().unwrap();
@@ -721,22 +863,31 @@ mod tests {
             )
             .unwrap();
         let from_tokens = folded
-            .image_to_tokens(ImageQueries::PlusPe(&pe), &kt, &vt, &shared, norm)
-            .unwrap();
+            .image_to_tokens(ImageQueries::PlusPe(&pe), &kt, &vt, &shared, norm, None)
+            .unwrap()
+            .0;
         let diff = crate::segmenters::ops::max_abs_diff(&from_tokens, &want);
         assert!(diff < 1e-4, "image-to-token from tokens: {diff}");
         let projected = q.forward(&shared_pe).unwrap();
         let from_projected = folded
-            .image_to_tokens(ImageQueries::Projected(&projected), &kt, &vt, &shared, norm)
-            .unwrap();
+            .image_to_tokens(
+                ImageQueries::Projected(&projected),
+                &kt,
+                &vt,
+                &shared,
+                norm,
+                None,
+            )
+            .unwrap()
+            .0;
         let diff = crate::segmenters::ops::max_abs_diff(&from_projected, &want);
         assert!(diff < 1e-4, "image-to-token from projected queries: {diff}");
 
         // Shapes that do not fit are refused.
-        assert!(folded.tokens_to_image(&tokens, &image, &pe).is_err());
+        assert!(folded.tokens_to_image(&tokens, &image, &pe, None).is_err());
         assert!(
             folded
-                .image_to_tokens(ImageQueries::PlusPe(&image), &kt, &vt, &image, norm)
+                .image_to_tokens(ImageQueries::PlusPe(&image), &kt, &vt, &image, norm, None)
                 .is_err()
         );
     }
@@ -770,11 +921,20 @@ mod tests {
         let projected = q.forward(&image.broadcast_add(&pe).unwrap()).unwrap();
         let run = |f: &FoldedAttention| {
             [
-                f.tokens_to_image(&qt, &image, &pe).unwrap(),
-                f.image_to_tokens(ImageQueries::PlusPe(&pe), &kt, &vt, &image, norm)
-                    .unwrap(),
-                f.image_to_tokens(ImageQueries::Projected(&projected), &kt, &vt, &image, norm)
-                    .unwrap(),
+                f.tokens_to_image(&qt, &image, &pe, None).unwrap(),
+                f.image_to_tokens(ImageQueries::PlusPe(&pe), &kt, &vt, &image, norm, None)
+                    .unwrap()
+                    .0,
+                f.image_to_tokens(
+                    ImageQueries::Projected(&projected),
+                    &kt,
+                    &vt,
+                    &image,
+                    norm,
+                    None,
+                )
+                .unwrap()
+                .0,
             ]
         };
         let names = [
@@ -786,5 +946,80 @@ mod tests {
             let what = format!("bf16 {name}");
             crate::segmenters::ops::assert_within_rounding(&got, &want, 0.02, &what);
         }
+    }
+
+    /// The bf16 forms an image-to-token attention makes of its output are what the attentions
+    /// after it would compute from the output themselves: reading them gives the same values.
+    #[test]
+    fn bf16_forms_give_what_the_tokens_give() {
+        use candle_core::Module;
+        assert!(
+            crate::encoders::bf16::available(),
+            "this test needs a CPU with AVX-512 BF16, as the project's machines have"
+        );
+        // A partial last block.
+        let (c, i, heads, m, n, b) = (64, 32, 4, 7, 2 * ROWS + 44, 2);
+        let (q, k, v, o) = (linear(i, c), linear(i, c), linear(i, c), linear(c, i));
+        let mut folded = FoldedAttention::new(&q, &k, &v, &o, heads)
+            .unwrap()
+            .unwrap();
+        let f32_form = folded.clone();
+        folded.pack_bf16();
+        let dev = &Device::Cpu;
+        let tokens = Tensor::randn(0f32, 1.0, (b, m, c), dev).unwrap();
+        let image = Tensor::randn(0f32, 1.0, (b, n, c), dev).unwrap();
+        let pe = Tensor::randn(0f32, 1.0, (1, n, c), dev).unwrap();
+        let (qt, kt, vt) = (
+            q.forward(&tokens).unwrap(),
+            k.forward(&tokens).unwrap(),
+            v.forward(&tokens).unwrap(),
+        );
+        let (ones, zeros) = (vec![1f32; c], vec![0f32; c]);
+        let norm = (ones.as_slice(), zeros.as_slice(), 1e-5);
+        let plus_pe = ImageQueries::PlusPe(&pe);
+        let (keys, forms) = folded
+            .image_to_tokens(plus_pe, &kt, &vt, &image, norm, Some(&pe))
+            .unwrap();
+        let forms = forms.expect("bf16 forms in the bf16 mode");
+        // The f32 mode makes none.
+        let none = f32_form
+            .image_to_tokens(ImageQueries::PlusPe(&pe), &kt, &vt, &image, norm, Some(&pe))
+            .unwrap()
+            .1;
+        assert!(none.is_none());
+        let pairs = [
+            (
+                folded
+                    .tokens_to_image(&qt, &keys, &pe, Some(&forms))
+                    .unwrap(),
+                folded.tokens_to_image(&qt, &keys, &pe, None).unwrap(),
+            ),
+            (
+                folded
+                    .image_to_tokens(ImageQueries::Rounded(&forms), &kt, &vt, &keys, norm, None)
+                    .unwrap()
+                    .0,
+                folded
+                    .image_to_tokens(ImageQueries::PlusPe(&pe), &kt, &vt, &keys, norm, None)
+                    .unwrap()
+                    .0,
+            ),
+        ];
+        for (name, (from_forms, from_tokens)) in
+            ["token-to-image", "image-to-token"].iter().zip(pairs)
+        {
+            let diff = crate::segmenters::ops::max_abs_diff(&from_forms, &from_tokens);
+            assert_eq!(diff, 0.0, "{name}");
+        }
+        // Forms of another shape are not used.
+        let other = folded.image_to_tokens(
+            ImageQueries::Rounded(&forms),
+            &kt,
+            &vt,
+            &keys.narrow(0, 0, 1).unwrap(),
+            norm,
+            None,
+        );
+        assert!(other.is_err());
     }
 }

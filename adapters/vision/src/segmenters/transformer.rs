@@ -18,7 +18,7 @@ use candle_core::{DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use super::ops::{channels_last, layer_norm, linear, softmax};
-use super::token_attention::{FoldedAttention, ImageQueries};
+use super::token_attention::{Bf16Tokens, FoldedAttention, ImageQueries};
 use crate::encoders::profiling::time;
 
 #[derive(Debug, Clone)]
@@ -70,11 +70,18 @@ impl Attention {
     }
 
     /// Tokens [B, m, C] attend to image tokens `image` [Bk, N, C] (Bk = B or 1), keyed by
-    /// image + `pe` [1, N, C]. Returns [B, m, C].
-    fn tokens_to_image(&self, tokens: &Tensor, image: &Tensor, pe: &Tensor) -> Result<Tensor> {
+    /// image + `pe` [1, N, C], with the image tokens' bf16 forms where there are. Returns
+    /// [B, m, C].
+    fn tokens_to_image(
+        &self,
+        tokens: &Tensor,
+        image: &Tensor,
+        pe: &Tensor,
+        rounded: Option<&Bf16Tokens>,
+    ) -> Result<Tensor> {
         let q = linear(&self.q_proj, tokens)?;
         match self.folded_for(image) {
-            Some(f) => linear(&self.out_proj, &f.tokens_to_image(&q, image, pe)?),
+            Some(f) => linear(&self.out_proj, &f.tokens_to_image(&q, image, pe, rounded)?),
             None => self.attend(
                 &q,
                 &linear(&self.k_proj, &image.broadcast_add(pe)?)?,
@@ -84,15 +91,17 @@ impl Attention {
     }
 
     /// Image tokens attend to the tokens (`keys_in` with positional encoding, `values`,
-    /// [B, m, C]); returns `norm`(`residual` [Bk, N, C] + the attention output), [B, N, C].
+    /// [B, m, C]); returns `norm`(`residual` [Bk, N, C] + the attention output), [B, N, C],
+    /// and in the bf16 mode its bf16 forms for the attentions after it (`pe`: the image
+    /// tokens' positional encoding).
     fn image_to_tokens(
         &self,
         queries: ImageQueries<'_>,
-        keys_in: &Tensor,
-        values: &Tensor,
+        (keys_in, values): (&Tensor, &Tensor),
         residual: &Tensor,
         norm: &LayerNorm,
-    ) -> Result<Tensor> {
+        pe: &Tensor,
+    ) -> Result<(Tensor, Option<Bf16Tokens>)> {
         let k = linear(&self.k_proj, keys_in)?;
         let v = linear(&self.v_proj, values)?;
         if let (Some(f), Some(bias)) = (self.folded_for(residual), norm.bias())
@@ -101,11 +110,14 @@ impl Attention {
         {
             let (w, b) = (norm.weight().to_vec1::<f32>()?, bias.to_vec1::<f32>()?);
             let eps = norm.eps() as f32;
-            return f.image_to_tokens(queries, &k, &v, residual, (&w, &b, eps));
+            return f.image_to_tokens(queries, &k, &v, residual, (&w, &b, eps), Some(pe));
         }
         let q = match queries {
             ImageQueries::PlusPe(pe) => linear(&self.q_proj, &residual.broadcast_add(pe)?)?,
             ImageQueries::Projected(t) => t.clone(),
+            ImageQueries::Rounded(_) => {
+                candle_core::bail!("image-to-token: bf16 image tokens without the folded form")
+            }
         };
         let b = k.dim(0)?;
         let q = if q.dim(0)? == b {
@@ -113,7 +125,8 @@ impl Attention {
         } else {
             q.broadcast_as((b, q.dim(1)?, q.dim(2)?))?.contiguous()?
         };
-        layer_norm(norm, &self.attend(&q, &k, &v)?.broadcast_add(residual)?)
+        let out = layer_norm(norm, &self.attend(&q, &k, &v)?.broadcast_add(residual)?)?;
+        Ok((out, None))
     }
 
     /// [B, N, I] → [B, heads, N, I/heads]; a 4-d `x` is already separated.
@@ -249,15 +262,16 @@ impl TwoWayBlock {
 
     /// queries [B, Nq, C]; keys [Bk, Nk, C] with Bk = B, or 1 when the image tokens are shared by
     /// the whole batch (they become per-prompt in the last step). `first`: this layer's
-    /// projections of the image tokens, already computed (the first layer only).
+    /// projections of the image tokens, already computed (the first layer only); `rounded`:
+    /// the keys' bf16 forms, where the layer before made them. Returns the new queries and
+    /// keys, and the new keys' bf16 forms in the bf16 mode.
     fn forward(
         &self,
-        queries: &Tensor,
-        keys: &Tensor,
-        query_pe: &Tensor,
-        key_pe: &Tensor,
+        (queries, keys): (&Tensor, &Tensor),
+        (query_pe, key_pe): (&Tensor, &Tensor),
         first: Option<&FirstLayerProjections>,
-    ) -> Result<(Tensor, Tensor)> {
+        rounded: Option<&Bf16Tokens>,
+    ) -> Result<(Tensor, Tensor, Option<Bf16Tokens>)> {
         let queries = time("transformer: token self-attention", || {
             let queries = if self.skip_first_layer_pe {
                 self.self_attn.forward(queries, queries, queries)?
@@ -277,7 +291,7 @@ impl TwoWayBlock {
                 Some(p) => time("transformer: token-to-image, first layer", || {
                     t.attend(&linear(&t.q_proj, &q)?, &p.t2i_k, &p.t2i_v)
                 })?,
-                None => t.tokens_to_image(&q, keys, key_pe)?,
+                None => t.tokens_to_image(&q, keys, key_pe, rounded)?,
             };
             layer_norm(&self.norm2, &(queries + attn)?)
         })?;
@@ -289,14 +303,15 @@ impl TwoWayBlock {
 
         // Image tokens attend to the prompt tokens.
         let q = (&queries + query_pe)?;
-        let image_queries = match first {
-            Some(p) => ImageQueries::Projected(&p.i2t_q),
-            None => ImageQueries::PlusPe(key_pe),
+        let image_queries = match (first, rounded) {
+            (Some(p), _) => ImageQueries::Projected(&p.i2t_q),
+            (None, Some(f)) => ImageQueries::Rounded(f),
+            (None, None) => ImageQueries::PlusPe(key_pe),
         };
-        let keys = time("transformer: image-to-token", || {
-            a.image_to_tokens(image_queries, &q, &queries, keys, &self.norm4)
+        let (keys, rounded) = time("transformer: image-to-token", || {
+            a.image_to_tokens(image_queries, (&q, &queries), keys, &self.norm4, key_pe)
         })?;
-        Ok((queries, keys))
+        Ok((queries, keys, rounded))
     }
 }
 
@@ -378,15 +393,18 @@ impl TwoWayTransformer {
     ) -> Result<(Tensor, Tensor)> {
         let mut keys = image.keys.clone();
         let mut queries = tokens.clone();
+        let mut rounded = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let first = image.projections.as_ref().filter(|_| i == 0);
-            let (q, k) = layer.forward(&queries, &keys, tokens, key_pe, first)?;
-            queries = q;
-            keys = k;
+            let (q, k, r) =
+                layer.forward((&queries, &keys), (tokens, key_pe), first, rounded.as_ref())?;
+            (queries, keys, rounded) = (q, k, r);
         }
         let queries = time("transformer: final token-to-image", || {
             let q = (&queries + tokens)?;
-            let attn = self.final_attn.tokens_to_image(&q, &keys, key_pe)?;
+            let attn = self
+                .final_attn
+                .tokens_to_image(&q, &keys, key_pe, rounded.as_ref())?;
             layer_norm(&self.norm_final, &(queries + attn)?)
         })?;
         Ok((queries, keys))

@@ -234,7 +234,7 @@ impl Upscaling {
                 }
             }
             let (to_logits, to_planes) =
-                (SendPtr(logits.as_mut_ptr()), PlanesPtr(planes.as_mut_ptr()));
+                (SendPtr(logits.as_mut_ptr()), SendPtr(planes.as_mut_ptr()));
             (0..n * g).into_par_iter().try_for_each_init(
                 || RowBuffers::new(p, g),
                 |bufs, item| -> Result<()> {
@@ -368,18 +368,6 @@ impl RowBuffers {
             fine: vec![0f32; g * 16 * p.c_out],
             scratch: Vec::new(),
         }
-    }
-}
-
-/// [`SendPtr`] for the pair planes' words.
-#[derive(Clone, Copy)]
-struct PlanesPtr(*mut u32);
-// SAFETY: only used for disjoint writes from rayon workers while the owner waits.
-unsafe impl Send for PlanesPtr {}
-unsafe impl Sync for PlanesPtr {}
-impl PlanesPtr {
-    fn get(self) -> *mut u32 {
-        self.0
     }
 }
 
