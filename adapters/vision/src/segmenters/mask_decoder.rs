@@ -143,7 +143,7 @@ impl MaskDecoder {
     /// upscaling and the HQ mask-feature convolution (see [`super::Sam::with_bf16_decoder`]);
     /// and the two chains of the image's HQ features, which are the upscaling's shape.
     pub(crate) fn pack_bf16(&mut self) -> Result<()> {
-        self.transformer.pack_bf16();
+        self.transformer.pack_bf16()?;
         self.upscaling.pack_bf16()?;
         if let Some(hq) = &mut self.hq {
             hq.maskfeature.pack_bf16();

@@ -648,14 +648,41 @@ fn bf16_block_context(
 /// Image rows per parallel block.
 const ROWS: usize = 256;
 
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+widest_simd! {
+    /// `y += a · x`.
+    fn axpy(y: &mut [f32], a: f32, x: &[f32]) => axpy_generic
+}
+
+#[inline(always)]
+fn axpy_generic(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(a, b)| a * b).sum()
+widest_simd! {
+    /// `Σ a·b`.
+    fn dot(a: &[f32], b: &[f32]) -> f32 => dot_generic
+}
+
+/// Sixteen running sums, one per lane, so that the loop vectorises (a single f32 sum is a
+/// chain the compiler must keep in order).
+#[inline(always)]
+fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let mut lanes = [0f32; 16];
+    for (ca, cb) in a[..n].chunks_exact(16).zip(b[..n].chunks_exact(16)) {
+        for ((l, x), y) in lanes.iter_mut().zip(ca).zip(cb) {
+            *l += x * y;
+        }
+    }
+    let whole = n / 16 * 16;
+    let tail: f32 = a[whole..n]
+        .iter()
+        .zip(&b[whole..n])
+        .map(|(x, y)| x * y)
+        .sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 widest_simd! {

@@ -19,6 +19,7 @@ use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use super::ops::{channels_last, layer_norm, linear, softmax};
 use super::token_attention::{Bf16Tokens, FoldedAttention, ImageQueries};
+use crate::encoders::dense::Dense;
 use crate::encoders::profiling::time;
 
 #[derive(Debug, Clone)]
@@ -232,6 +233,8 @@ struct TwoWayBlock {
     norm2: LayerNorm,
     lin1: Linear,
     lin2: Linear,
+    /// The MLP's layers in bf16, in the reduced-precision mode.
+    mlp_bf16: Option<(Dense, Dense)>,
     norm3: LayerNorm,
     norm4: LayerNorm,
     cross_i2t: Attention,
@@ -253,6 +256,7 @@ impl TwoWayBlock {
             norm2: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm2"))?,
             lin1: candle_nn::linear(dim, mlp_dim, vb.pp("mlp.lin1"))?,
             lin2: candle_nn::linear(mlp_dim, dim, vb.pp("mlp.lin2"))?,
+            mlp_bf16: None,
             norm3: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm3"))?,
             norm4: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm4"))?,
             cross_i2t: Attention::new(vb.pp("cross_attn_image_to_token"), dim, heads, 2, true)?,
@@ -297,8 +301,14 @@ impl TwoWayBlock {
         })?;
 
         let queries = time("transformer: token MLP", || {
-            let mlp = linear(&self.lin2, &linear(&self.lin1, &queries)?.relu()?)?;
-            layer_norm(&self.norm3, &(queries + mlp)?)
+            let with_residual = match &self.mlp_bf16 {
+                Some((lin1, lin2)) => {
+                    let hidden = lin1.forward_with(&queries, None, None)?.relu()?;
+                    lin2.forward_with(&hidden, Some(&queries), None)?
+                }
+                None => (&queries + linear(&self.lin2, &linear(&self.lin1, &queries)?.relu()?)?)?,
+            };
+            layer_norm(&self.norm3, &with_residual)
         })?;
 
         // Image tokens attend to the prompt tokens.
@@ -340,9 +350,18 @@ impl TwoWayTransformer {
         })
     }
 
-    /// Puts the cross attentions' products against the folded token rows in bf16 (see
-    /// [`super::token_attention`]): the reduced-precision mode of the mask decoder.
-    pub(crate) fn pack_bf16(&mut self) {
+    /// Puts the cross attentions' products against the folded token rows (see
+    /// [`super::token_attention`]) and the token MLPs in bf16: the reduced-precision mode of
+    /// the mask decoder.
+    pub(crate) fn pack_bf16(&mut self) -> Result<()> {
+        for layer in &mut self.layers {
+            let dense = |l: &Linear| -> Result<Dense> {
+                let mut d = Dense::new(l.weight().clone(), l.bias().cloned());
+                d.pack_bf16()?;
+                Ok(d)
+            };
+            layer.mlp_bf16 = Some((dense(&layer.lin1)?, dense(&layer.lin2)?));
+        }
         let cross = self
             .layers
             .iter_mut()
@@ -353,6 +372,7 @@ impl TwoWayTransformer {
                 folded.pack_bf16();
             }
         }
+        Ok(())
     }
 
     /// The image tokens: `image` [Bi, C, h, w] (embedding + dense prompt embedding), `key_pe`
