@@ -403,11 +403,12 @@ fn fused(input: Input<'_>, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
                             }
                             (None, None) => strip(padded, plane, pw, r, x0, p, tile),
                         }
-                        normalise_tile(p, tile);
                     }
                     let valid = LANES.min(w - x0);
                     match taps {
                         None => {
+                            // SAFETY: AVX-512F, as above.
+                            unsafe { normalise_tile(p, tile) };
                             for (o, values) in tile.chunks_exact(LANES).enumerate() {
                                 let at = ((img * co + o) * h + y0 + r) * w + x0;
                                 // SAFETY: each (image, band) item writes only its own rows.
@@ -424,8 +425,11 @@ fn fused(input: Input<'_>, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
                             let k = &taps[img * co * 9..(img + 1) * co * 9];
                             let base = item * (BAND + 2) * pw;
                             // SAFETY: each item writes only its own (BAND + 2) x pw region, and
-                            // `contract` stays inside rows r..r+2, columns x0..x0+valid+1.
-                            unsafe { contract(tile, k, co, valid, dst.get().add(base), r, x0, pw) };
+                            // the taps stay inside rows r..r+2, columns x0..x0+valid+1.
+                            unsafe {
+                                let out = dst.get().add(base);
+                                normalise_and_contract(p, tile, k, valid, out, r, x0, pw)
+                            };
                         }
                     }
                 }
@@ -456,8 +460,10 @@ fn fused(input: Input<'_>, p: &Packed, taps: Option<&[f32]>) -> Result<Tensor> {
 
 /// Adds one strip's contribution to the contracted output: pixel (r, x0 + px) of the block's
 /// output, through tap (ky, kx), lands on output (r + 1 − ky, x0 + px + 1 − kx), stored one row
-/// and one column further in (`out` starts at output row y0 − 1, column −1).
-#[cfg(target_arch = "x86_64")]
+/// and one column further in (`out` starts at output row y0 − 1, column −1). The kernel runs
+/// it fused with the normalisation ([`normalise_and_contract`]); this is the step on its own,
+/// which the test holds the fused one to.
+#[cfg(all(test, target_arch = "x86_64"))]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn contract(
@@ -472,27 +478,54 @@ unsafe fn contract(
 ) {
     use std::arch::x86_64::*;
     let rows = tile.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); 9];
+    for (t, a) in acc.iter_mut().enumerate() {
+        for ch in 0..channels {
+            let y = unsafe { _mm512_loadu_ps(rows.add(ch * LANES)) };
+            *a = _mm512_fmadd_ps(y, _mm512_set1_ps(k[ch * 9 + t]), *a);
+        }
+    }
+    // SAFETY: the caller's bounds (see `add_taps`).
+    unsafe { add_taps(&acc, valid, out, r, x0, pw) };
+}
+
+/// Adds the nine taps' sums of one strip to the contracted output (see [`contract`]), the
+/// lanes past the image's right edge left out.
+///
+/// # Safety
+/// AVX-512F; `out` holds stored rows r..r+2, columns x0..x0+valid+1 of width `pw`, which no
+/// other thread writes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn add_taps(
+    acc: &[std::arch::x86_64::__m512; 9],
+    valid: usize,
+    out: *mut f32,
+    r: usize,
+    x0: usize,
+    pw: usize,
+) {
+    use std::arch::x86_64::*;
     // Lanes past the image's right edge hold no pixel: they must add nothing.
     let keep: __mmask16 = if valid == LANES {
         !0
     } else {
         (1u16 << valid) - 1
     };
-    for t in 0..9 {
+    for (t, &sum) in acc.iter().enumerate() {
         let (ky, kx) = (t / 3, t % 3);
-        let mut acc = _mm512_setzero_ps();
-        for ch in 0..channels {
-            let y = unsafe { _mm512_loadu_ps(rows.add(ch * LANES)) };
-            acc = _mm512_fmadd_ps(y, _mm512_set1_ps(k[ch * 9 + t]), acc);
-        }
         // Output row r + 1 − ky → stored row r + 2 − ky; column x0 + px + 1 − kx → stored
         // column x0 + px + 2 − kx.
-        let at = unsafe { out.add((r + 2 - ky) * pw + x0 + 2 - kx) };
-        let sum = _mm512_add_ps(
-            unsafe { _mm512_maskz_loadu_ps(keep, at) },
-            _mm512_maskz_mov_ps(keep, acc),
-        );
-        unsafe { _mm512_mask_storeu_ps(at, keep, sum) };
+        // SAFETY: inside the stored rows and columns the caller guarantees; AVX-512F in
+        // every caller.
+        unsafe {
+            let at = out.add((r + 2 - ky) * pw + x0 + 2 - kx);
+            let total = _mm512_add_ps(
+                _mm512_maskz_loadu_ps(keep, at),
+                _mm512_maskz_mov_ps(keep, sum),
+            );
+            _mm512_mask_storeu_ps(at, keep, total);
+        }
     }
 }
 
@@ -646,36 +679,120 @@ unsafe fn strip_amx(
 unsafe fn normalise_tile(p: &Packed, tile: &mut [f32]) {
     use std::arch::x86_64::*;
     let rows = tile.as_mut_ptr();
-    // LayerNorm over the channels, lane by lane: mean, then variance about it.
-    let inv_c = _mm512_set1_ps(1.0 / p.c_out as f32);
-    let mut sum = _mm512_setzero_ps();
-    for c in 0..p.c_out {
+    // SAFETY: `tile` holds c_out rows of 16 lanes.
+    unsafe {
+        let (mean, inv) = moments(p, rows);
+        for c in 0..p.c_out {
+            _mm512_storeu_ps(rows.add(c * LANES), normalised(p, rows, c, mean, inv));
+        }
+        // This kernel runs with AVX-512F enabled, as the GELU pass needs.
+        crate::encoders::kernels::avx512_math::gelu_in_place(tile);
+    }
+}
+
+/// [`normalise_tile`] and then [`contract`] in one pass over the channels: each channel's
+/// normalised, GELU'd lane vector goes straight into the nine taps' sums instead of being
+/// stored and read back nine times. The same operations in the same order as the two steps.
+///
+/// # Safety
+/// As [`contract`]; `tile` holds c_out rows of 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn normalise_and_contract(
+    p: &Packed,
+    tile: &[f32],
+    k: &[f32],
+    valid: usize,
+    out: *mut f32,
+    r: usize,
+    x0: usize,
+    pw: usize,
+) {
+    use crate::encoders::kernels::avx512_math::gelu;
+    use std::arch::x86_64::*;
+    let rows = tile.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); 9];
+    // SAFETY: `tile` holds c_out rows of 16 lanes and `k` c_out · 9 taps.
+    unsafe {
+        let (mean, inv) = moments(p, rows);
+        for c in 0..p.c_out {
+            let y = gelu(normalised(p, rows, c, mean, inv));
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(y, _mm512_set1_ps(k[c * 9 + t]), *a);
+            }
+        }
+        add_taps(&acc, valid, out, r, x0, pw);
+    }
+}
+
+/// Per lane, the channel LayerNorm's mean and 1/σ of the strip's conv outputs plus the bias
+/// (a two-pass variance, as the encoders' LayerNorm).
+///
+/// # Safety
+/// AVX-512F; `rows` points at c_out rows of 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn moments(
+    p: &Packed,
+    rows: *const f32,
+) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's bounds; AVX-512F in every caller (all inline into AVX-512 kernels).
+    unsafe {
+        let inv_c = _mm512_set1_ps(1.0 / p.c_out as f32);
+        let with_bias = |c: usize| {
+            _mm512_add_ps(
+                _mm512_loadu_ps(rows.add(c * LANES)),
+                _mm512_set1_ps(p.bias[c]),
+            )
+        };
+        let mut sum = _mm512_setzero_ps();
+        for c in 0..p.c_out {
+            sum = _mm512_add_ps(sum, with_bias(c));
+        }
+        let mean = _mm512_mul_ps(sum, inv_c);
+        let mut var = _mm512_setzero_ps();
+        for c in 0..p.c_out {
+            let d = _mm512_sub_ps(with_bias(c), mean);
+            var = _mm512_fmadd_ps(d, d, var);
+        }
+        let var = _mm512_fmadd_ps(var, inv_c, _mm512_set1_ps(p.eps));
+        (
+            mean,
+            _mm512_div_ps(_mm512_set1_ps(1.0), _mm512_sqrt_ps(var)),
+        )
+    }
+}
+
+/// Channel `c` of the strip, plus its bias, normalised with the strip's `mean` and `inv`, then
+/// scaled and shifted by the norm's weight and bias.
+///
+/// # Safety
+/// AVX-512F; `rows` points at more than `c` rows of 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn normalised(
+    p: &Packed,
+    rows: *const f32,
+    c: usize,
+    mean: std::arch::x86_64::__m512,
+    inv: std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // SAFETY: row c is inside the strip, as the caller guarantees; AVX-512F in every caller.
+    unsafe {
         let y = _mm512_add_ps(
-            unsafe { _mm512_loadu_ps(rows.add(c * LANES)) },
+            _mm512_loadu_ps(rows.add(c * LANES)),
             _mm512_set1_ps(p.bias[c]),
         );
-        unsafe { _mm512_storeu_ps(rows.add(c * LANES), y) };
-        sum = _mm512_add_ps(sum, y);
-    }
-    let mean = _mm512_mul_ps(sum, inv_c);
-    let mut var = _mm512_setzero_ps();
-    for c in 0..p.c_out {
-        let d = _mm512_sub_ps(unsafe { _mm512_loadu_ps(rows.add(c * LANES)) }, mean);
-        var = _mm512_fmadd_ps(d, d, var);
-    }
-    let var = _mm512_fmadd_ps(var, inv_c, _mm512_set1_ps(p.eps));
-    let inv = _mm512_div_ps(_mm512_set1_ps(1.0), _mm512_sqrt_ps(var));
-    for c in 0..p.c_out {
-        let d = _mm512_sub_ps(unsafe { _mm512_loadu_ps(rows.add(c * LANES)) }, mean);
-        let y = _mm512_fmadd_ps(
+        let d = _mm512_sub_ps(y, mean);
+        _mm512_fmadd_ps(
             _mm512_mul_ps(d, inv),
             _mm512_set1_ps(p.norm_weight[c]),
             _mm512_set1_ps(p.norm_bias[c]),
-        );
-        unsafe { _mm512_storeu_ps(rows.add(c * LANES), y) };
+        )
     }
-    // SAFETY: this kernel runs with AVX-512F enabled, as the GELU pass needs.
-    unsafe { crate::encoders::kernels::avx512_math::gelu_in_place(tile) };
 }
 
 #[cfg(test)]
@@ -807,6 +924,39 @@ mod tests {
             // The same bf16 operands through the same kernel: the same values.
             let diff = crate::segmenters::ops::max_abs_diff(&ours, &want);
             assert_eq!(diff, 0.0, "{n}x{c}x{h}x{w} -> {co}");
+        }
+    }
+
+    #[test]
+    fn normalising_and_contracting_in_one_pass_equals_the_two_steps() {
+        assert!(
+            std::arch::is_x86_feature_detected!("avx512f"),
+            "this test needs a CPU with AVX-512F, which the fused kernel is written for"
+        );
+        let block = layer(32, 64);
+        let p = block.packed.as_ref().unwrap();
+        let tile: Vec<f32> = Tensor::randn(0f32, 2.0, 64 * LANES, &Device::Cpu)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let k: Vec<f32> = Tensor::randn(0f32, 0.3, 64 * 9, &Device::Cpu)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let pw = 40;
+        // A whole strip and one cut by the image's edge, at an offset inside the rows.
+        for valid in [LANES, 5] {
+            let (mut fused, mut steps) = (vec![0.5f32; 4 * pw], vec![0.5f32; 4 * pw]);
+            let mut normalised = tile.clone();
+            // SAFETY: AVX-512F was asserted; the outputs hold rows 1..=3 of `pw` columns, and
+            // the taps reach columns 3..3 + valid + 1 < pw.
+            unsafe {
+                normalise_and_contract(p, &tile, &k, valid, fused.as_mut_ptr(), 1, 3, pw);
+                normalise_tile(p, &mut normalised);
+                contract(&normalised, &k, 64, valid, steps.as_mut_ptr(), 1, 3, pw);
+            }
+            assert_eq!(fused, steps, "{valid} valid lanes");
+            assert!(fused.iter().any(|v| *v != 0.5), "the taps were added");
         }
     }
 
