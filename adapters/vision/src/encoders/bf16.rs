@@ -144,15 +144,9 @@ impl PackedBf16 {
     }
 
     fn zeros(n: usize, k: usize) -> Self {
-        let kp = k.div_ceil(2) * 2;
-        let panels = n.div_ceil(PANEL);
-        PackedBf16 {
-            n,
-            k,
-            kp,
-            panels,
-            data: vec![0u16; panels * PANEL * kp],
-        }
+        let mut packed = Self::unwritten(n, k);
+        packed.data.resize(packed.panels * PANEL * packed.kp, 0);
+        packed
     }
 
     pub(crate) fn out_features(&self) -> usize {

@@ -12,7 +12,9 @@
 //!
 //! The cross attentions between the tokens and the image tokens fold their image-side
 //! projections into the tokens where the weights are f32 on the CPU
-//! ([`super::token_attention`]).
+//! ([`super::token_attention`]). In the reduced-precision mode each image-to-token attention
+//! also hands the attentions after it its output's bf16 forms ([`Bf16Tokens`]), so that the
+//! next layer and the final attention do not round the same image tokens again.
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
@@ -354,7 +356,14 @@ impl TwoWayTransformer {
     /// [`super::token_attention`]) and the token MLPs in bf16: the reduced-precision mode of
     /// the mask decoder.
     pub(crate) fn pack_bf16(&mut self) -> Result<()> {
-        for layer in &mut self.layers {
+        // As the folded attentions: only where the CPU has the bf16 kernels (elsewhere their
+        // portable form is far slower than the f32 products).
+        let mlps = if crate::encoders::bf16::available() {
+            &mut self.layers[..]
+        } else {
+            &mut []
+        };
+        for layer in mlps {
             let dense = |l: &Linear| -> Result<Dense> {
                 let mut d = Dense::new(l.weight().clone(), l.bias().cloned());
                 d.pack_bf16()?;
