@@ -330,66 +330,70 @@ impl FoldedAttention {
         let (d, w) = (self.head_dim(), self.heads * m);
         let scale = 1.0 / (d as f32).sqrt();
         let mut out = vec![0f32; b * m * i];
-        for (p, ctx) in out.chunks_exact_mut(m * i).enumerate() {
-            let tok = &qs[p * m * i..][..m * i];
-            let x = &xs[map_of(p, bk) * n * c..][..n * c];
-            // Scores = (x + pe) · (W_kᵀ q)ᵀ; b_k's share is constant per column and cancels.
-            let a = Rhs::transposed(self.fold_rows(tok, m, &self.wk, scale), w, c, self.bf16);
-            // Per block: column maxima, exp-sums and z = Σ_i exp(s_i − max) x_i [heads·m, C].
-            if let Some(forms) = rounded.filter(|f| self.bf16 && bk == b && f.fit(b, n, c)) {
-                let per_prompt = n.div_ceil(ROWS);
-                let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..per_prompt)
-                    .into_par_iter()
-                    .map_init(Scratch::default, |scratch, block| {
-                        let lhs = forms.plus_pe(p, block);
-                        let rows = lhs.len() / c;
+        // Prompts in parallel as well as their blocks: each prompt's serial steps (folding the
+        // weights into its tokens, combining its blocks) then overlap with other prompts' work.
+        out.par_chunks_exact_mut(m * i)
+            .enumerate()
+            .for_each(|(p, ctx)| {
+                let tok = &qs[p * m * i..][..m * i];
+                let x = &xs[map_of(p, bk) * n * c..][..n * c];
+                // Scores = (x + pe) · (W_kᵀ q)ᵀ; b_k's share is constant per column and cancels.
+                let a = Rhs::transposed(self.fold_rows(tok, m, &self.wk, scale), w, c, self.bf16);
+                // Per block: column maxima, exp-sums and z = Σ_i exp(s_i − max) x_i [heads·m, C].
+                if let Some(forms) = rounded.filter(|f| self.bf16 && bk == b && f.fit(b, n, c)) {
+                    let per_prompt = n.div_ceil(ROWS);
+                    let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..per_prompt)
+                        .into_par_iter()
+                        .map_init(Scratch::default, |scratch, block| {
+                            let lhs = forms.plus_pe(p, block);
+                            let rows = lhs.len() / c;
+                            let mut s = std::mem::take(&mut scratch.scores);
+                            Scratch::zeros(&mut s, rows * w);
+                            a.multiply_acc_rounded(lhs, rows, &mut s);
+                            let x = &forms.packed[p * per_prompt + block];
+                            let out = bf16_block_context(&s, rows, x, scratch);
+                            scratch.scores = s;
+                            out
+                        })
+                        .collect();
+                    self.finish_context(&blocks, m, ctx);
+                    return;
+                }
+                let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = x
+                    .par_chunks(ROWS * c)
+                    .zip(ps.par_chunks(ROWS * c))
+                    .map_init(Scratch::default, |scratch, (xb, pb)| {
+                        let rows = xb.len() / c;
                         let mut s = std::mem::take(&mut scratch.scores);
                         Scratch::zeros(&mut s, rows * w);
-                        a.multiply_acc_rounded(lhs, rows, &mut s);
-                        let x = &forms.packed[p * per_prompt + block];
-                        let out = bf16_block_context(&s, rows, x, scratch);
+                        a.multiply_acc_sum((xb, pb), rows, &mut s, scratch);
+                        let out = if self.bf16 {
+                            let x = PackedBf16::pack_columns(xb, c, rows, c);
+                            bf16_block_context(&s, rows, &x, scratch)
+                        } else {
+                            let mut max = vec![0f32; w];
+                            let mut sums = vec![0f32; w];
+                            let mut z = vec![0f32; w * c];
+                            column_softmax_unnormalised(&mut s, &mut max, &mut sums);
+                            gemm_f32(
+                                (w, c, rows),
+                                &mut z,
+                                (c, 1),
+                                false,
+                                &s,
+                                (1, w),
+                                xb,
+                                (c, 1),
+                                gemm::Parallelism::None,
+                            );
+                            (max, sums, z)
+                        };
                         scratch.scores = s;
                         out
                     })
                     .collect();
                 self.finish_context(&blocks, m, ctx);
-                continue;
-            }
-            let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = x
-                .par_chunks(ROWS * c)
-                .zip(ps.par_chunks(ROWS * c))
-                .map_init(Scratch::default, |scratch, (xb, pb)| {
-                    let rows = xb.len() / c;
-                    let mut s = std::mem::take(&mut scratch.scores);
-                    Scratch::zeros(&mut s, rows * w);
-                    a.multiply_acc_sum((xb, pb), rows, &mut s, scratch);
-                    let out = if self.bf16 {
-                        let x = PackedBf16::pack_columns(xb, c, rows, c);
-                        bf16_block_context(&s, rows, &x, scratch)
-                    } else {
-                        let mut max = vec![0f32; w];
-                        let mut sums = vec![0f32; w];
-                        let mut z = vec![0f32; w * c];
-                        column_softmax_unnormalised(&mut s, &mut max, &mut sums);
-                        gemm_f32(
-                            (w, c, rows),
-                            &mut z,
-                            (c, 1),
-                            false,
-                            &s,
-                            (1, w),
-                            xb,
-                            (c, 1),
-                            gemm::Parallelism::None,
-                        );
-                        (max, sums, z)
-                    };
-                    scratch.scores = s;
-                    out
-                })
-                .collect();
-            self.finish_context(&blocks, m, ctx);
-        }
+            });
         Tensor::from_vec(out, (b, m, i), q.device())
     }
 
@@ -508,99 +512,100 @@ impl FoldedAttention {
         );
         let (d, w) = (self.head_dim(), self.heads * m);
         let scale = 1.0 / (d as f32).sqrt();
-        let per_prompt = n.div_ceil(ROWS);
         // Written block by block, each value once (by `add_bias_rows_into` first): the
         // buffer is not zeroed beforehand, a pass of its own over 4 MB a prompt.
         let mut out: Vec<f32> = Vec::with_capacity(b * n * c);
         // The bf16 forms of the output, the same way.
         let mut plus_pe: Vec<u16> = Vec::with_capacity(if pes.is_some() { b * n * c } else { 0 });
         let plus_pe_dst = SendPtr(plus_pe.as_mut_ptr());
-        let mut packed = Vec::with_capacity(if pes.is_some() { b * per_prompt } else { 0 });
-        for (p, dst) in out.spare_capacity_mut()[..b * n * c]
-            .chunks_exact_mut(n * c)
+        // Prompts in parallel as well as their blocks (see `tokens_to_image`).
+        let packed: Vec<Vec<PackedBf16>> = out.spare_capacity_mut()[..b * n * c]
+            .par_chunks_exact_mut(n * c)
             .enumerate()
-        {
-            let kt = &ks[p * m * i..][..m * i];
-            let vt = &vs[p * m * i..][..m * i];
-            let res = &rs[map_of(p, bk) * n * c..][..n * c];
-            // The score matrix's right-hand side and a bias per column.
-            let (rhs, bias) = if projected {
-                // q [N, I] · K [I, heads·m], K block-diagonal: head h's columns take only
-                // head h's rows.
-                let mut kbd = vec![0f32; i * w];
-                for h in 0..self.heads {
-                    for t in 0..m {
-                        for j in h * d..(h + 1) * d {
-                            kbd[j * w + h * m + t] = scale * kt[t * i + j];
-                        }
-                    }
-                }
-                (Rhs::rows(kbd, i, w, self.bf16), vec![0f32; w])
-            } else {
-                // (x + pe) · (W_qᵀ k)ᵀ + b_q · k, against the folded rows [heads·m, C].
-                let a = self.fold_rows(kt, m, &self.wq, scale);
-                let a = Rhs::transposed(a, w, c, self.bf16);
-                let mut bias = vec![0f32; w];
-                for h in 0..self.heads {
-                    for t in 0..m {
-                        let j = h * d..(h + 1) * d;
-                        bias[h * m + t] = scale * dot(&self.bq[j.clone()], &kt[t * i..][j]);
-                    }
-                }
-                (a, bias)
-            };
-            let u = Rhs::rows(self.fold_rows(vt, m, &self.wo_t, 1.0), w, c, self.bf16);
-            let (width, q_image) = match (projected, rounded) {
-                (true, _) => (i, &qs[map_of(p, bq) * n * i..][..n * i]),
-                (false, None) => (c, &qs[..n * c]),
-                (false, Some(_)) => (c, &[][..]),
-            };
-            let blocks: Vec<Option<PackedBf16>> = dst
-                .par_chunks_mut(ROWS * c)
-                .enumerate()
-                .map_init(Scratch::default, |scratch, (block, o)| {
-                    let rows = o.len() / c;
-                    let r = &res[block * ROWS * c..][..rows * c];
-                    let mut s = std::mem::take(&mut scratch.scores);
-                    s.clear();
-                    for _ in 0..rows {
-                        s.extend_from_slice(&bias);
-                    }
-                    match rounded {
-                        Some(f) => rhs.multiply_acc_rounded(f.plus_pe(p, block), rows, &mut s),
-                        None => {
-                            let qb = &q_image[block * ROWS * width..][..rows * width];
-                            if projected {
-                                rhs.multiply_acc(qb, rows, &mut s, &mut scratch.bf16);
-                            } else {
-                                // qb is the positional encoding: the queries are residual
-                                // + pe.
-                                rhs.multiply_acc_sum((r, qb), rows, &mut s, scratch);
+            .map(|(p, dst)| {
+                let kt = &ks[p * m * i..][..m * i];
+                let vt = &vs[p * m * i..][..m * i];
+                let res = &rs[map_of(p, bk) * n * c..][..n * c];
+                // The score matrix's right-hand side and a bias per column.
+                let (rhs, bias) = if projected {
+                    // q [N, I] · K [I, heads·m], K block-diagonal: head h's columns take only
+                    // head h's rows.
+                    let mut kbd = vec![0f32; i * w];
+                    for h in 0..self.heads {
+                        for t in 0..m {
+                            for j in h * d..(h + 1) * d {
+                                kbd[j * w + h * m + t] = scale * kt[t * i + j];
                             }
                         }
                     }
-                    group_softmax(&mut s, m, &mut vec![0f32; w]);
-                    // residual + b_o + Σ_(h,t) p · (W_o,h v_t), then the LayerNorm, in the
-                    // output block.
-                    let o = add_bias_rows_into(o, r, &self.bo);
-                    u.multiply_acc(&s, rows, o, &mut scratch.bf16);
-                    layer_norm_rows_in_place(o, norm.0, norm.1, norm.2);
-                    scratch.scores = s;
-                    // The bf16 forms, from the block while it is in cache.
-                    pes.map(|pes| {
-                        let at = (p * n + block * ROWS) * c;
-                        // SAFETY: this block alone writes values at..at + rows·c of the
-                        // b·n·c that `plus_pe` holds.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(plus_pe_dst.get().add(at), rows * c)
-                        };
-                        bf16::round_sum_to_bf16(o, &pes[block * ROWS * c..][..rows * c], dst);
-                        PackedBf16::pack_columns(o, c, rows, c)
+                    (Rhs::rows(kbd, i, w, self.bf16), vec![0f32; w])
+                } else {
+                    // (x + pe) · (W_qᵀ k)ᵀ + b_q · k, against the folded rows [heads·m, C].
+                    let a = self.fold_rows(kt, m, &self.wq, scale);
+                    let a = Rhs::transposed(a, w, c, self.bf16);
+                    let mut bias = vec![0f32; w];
+                    for h in 0..self.heads {
+                        for t in 0..m {
+                            let j = h * d..(h + 1) * d;
+                            bias[h * m + t] = scale * dot(&self.bq[j.clone()], &kt[t * i..][j]);
+                        }
+                    }
+                    (a, bias)
+                };
+                let u = Rhs::rows(self.fold_rows(vt, m, &self.wo_t, 1.0), w, c, self.bf16);
+                let (width, q_image) = match (projected, rounded) {
+                    (true, _) => (i, &qs[map_of(p, bq) * n * i..][..n * i]),
+                    (false, None) => (c, &qs[..n * c]),
+                    (false, Some(_)) => (c, &[][..]),
+                };
+                let blocks: Vec<Option<PackedBf16>> = dst
+                    .par_chunks_mut(ROWS * c)
+                    .enumerate()
+                    .map_init(Scratch::default, |scratch, (block, o)| {
+                        let rows = o.len() / c;
+                        let r = &res[block * ROWS * c..][..rows * c];
+                        let mut s = std::mem::take(&mut scratch.scores);
+                        s.clear();
+                        for _ in 0..rows {
+                            s.extend_from_slice(&bias);
+                        }
+                        match rounded {
+                            Some(f) => rhs.multiply_acc_rounded(f.plus_pe(p, block), rows, &mut s),
+                            None => {
+                                let qb = &q_image[block * ROWS * width..][..rows * width];
+                                if projected {
+                                    rhs.multiply_acc(qb, rows, &mut s, &mut scratch.bf16);
+                                } else {
+                                    // qb is the positional encoding: the queries are residual
+                                    // + pe.
+                                    rhs.multiply_acc_sum((r, qb), rows, &mut s, scratch);
+                                }
+                            }
+                        }
+                        group_softmax(&mut s, m, &mut vec![0f32; w]);
+                        // residual + b_o + Σ_(h,t) p · (W_o,h v_t), then the LayerNorm, in the
+                        // output block.
+                        let o = add_bias_rows_into(o, r, &self.bo);
+                        u.multiply_acc(&s, rows, o, &mut scratch.bf16);
+                        layer_norm_rows_in_place(o, norm.0, norm.1, norm.2);
+                        scratch.scores = s;
+                        // The bf16 forms, from the block while it is in cache.
+                        pes.map(|pes| {
+                            let at = (p * n + block * ROWS) * c;
+                            // SAFETY: this block alone writes values at..at + rows·c of the
+                            // b·n·c that `plus_pe` holds.
+                            let dst = unsafe {
+                                std::slice::from_raw_parts_mut(plus_pe_dst.get().add(at), rows * c)
+                            };
+                            bf16::round_sum_to_bf16(o, &pes[block * ROWS * c..][..rows * c], dst);
+                            PackedBf16::pack_columns(o, c, rows, c)
+                        })
                     })
-                })
-                .collect();
-            packed.extend(blocks.into_iter().flatten());
-        }
+                    .collect();
+                blocks.into_iter().flatten().collect()
+            })
+            .collect();
+        let packed: Vec<PackedBf16> = packed.into_iter().flatten().collect();
         // SAFETY: every prompt's map was written in full, block by block
         // (`add_bias_rows_into` writes each block's every value).
         unsafe { out.set_len(b * n * c) };
