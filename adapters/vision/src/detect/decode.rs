@@ -18,6 +18,7 @@
 //! back (nearest), as the reference does.
 
 use candle_core::{DType, Tensor};
+use rayon::prelude::*;
 
 use crate::encoders::RgbImage;
 use crate::encoders::profiling::time;
@@ -198,13 +199,18 @@ fn decode_chunk(
     let masks = time(
         "detect: threshold",
         || -> Result<Vec<BinaryMask>, DetectError> {
-            let v: Vec<f32> = up.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-            Ok((0..b)
-                .map(|k| {
-                    let plane = &v[k * h * w..(k + 1) * h * w];
-                    BinaryMask::from_fn(w, h, |i| plane[i] > 0.0)
-                })
-                .collect())
+            // One mask per prompt, in parallel, read in place from the logits.
+            let up = up.to_dtype(DType::F32)?.contiguous()?;
+            let threshold = |v: &[f32]| -> Vec<BinaryMask> {
+                v.par_chunks_exact(h * w)
+                    .take(b)
+                    .map(|plane| BinaryMask::from_fn(w, h, |i| plane[i] > 0.0))
+                    .collect()
+            };
+            match crate::encoders::kernels::with_f32(&up, threshold) {
+                Some(masks) => Ok(masks),
+                None => Ok(threshold(&up.flatten_all()?.to_vec1::<f32>()?)),
+            }
         },
     )?;
     Ok((masks, low, iou))
