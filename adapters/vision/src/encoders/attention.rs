@@ -18,9 +18,7 @@
 
 use rayon::prelude::*;
 
-use super::bf16::{PackedBf16, round_to_bf16};
-#[cfg(target_arch = "x86_64")]
-use super::kernels::avx512_math;
+use super::bf16::{PackedBf16, exp_shifted_row_to_bf16, round_to_bf16};
 use super::kernels::{exp_shifted_row, gemm_f32};
 
 /// Query rows per job: their scores against a thousand keys (256 KB) stay in L2.
@@ -287,13 +285,7 @@ fn bf16_block(
         .zip(s.probs.chunks_exact_mut(np))
         .zip(&mut inv)
     {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the bf16 path runs only where `bf16::available()` (AVX-512F and BF16).
-        {
-            *inv = 1.0 / unsafe { avx512_math::exp_shifted_row_to_bf16(src, &mut dst[..n]).1 };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("bf16 kernels exist on x86_64 only ({src:?}, {dst:?}, {inv})");
+        *inv = 1.0 / exp_shifted_row_to_bf16(src, &mut dst[..n]).1;
     }
     values.matmul_acc_bf16(&s.probs[..rows * np], rows, ctx);
     for (row, inv) in ctx.chunks_exact_mut(d).zip(inv) {

@@ -496,7 +496,10 @@ impl FoldedAttention {
             Some((st, l)) => cpu_slice(st, l)?,
             None => &[],
         };
-        let bq = queries.as_ref().map_or(b, |t| t.dim(0).unwrap_or(b));
+        let bq = match &queries {
+            Some(t) => t.dim(0)?,
+            None => b,
+        };
         let pe_storage = forms_pe.as_ref().map(|t| t.storage_and_layout());
         let pes: Option<&[f32]> = match &pe_storage {
             Some((st, l)) => Some(cpu_slice(st, l)?),

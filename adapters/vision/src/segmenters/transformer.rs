@@ -358,18 +358,15 @@ impl TwoWayTransformer {
     pub(crate) fn pack_bf16(&mut self) -> Result<()> {
         // As the folded attentions: only where the CPU has the bf16 kernels (elsewhere their
         // portable form is far slower than the f32 products).
-        let mlps = if crate::encoders::bf16::available() {
-            &mut self.layers[..]
-        } else {
-            &mut []
-        };
-        for layer in mlps {
+        if crate::encoders::bf16::available() {
             let dense = |l: &Linear| -> Result<Dense> {
                 let mut d = Dense::new(l.weight().clone(), l.bias().cloned());
                 d.pack_bf16()?;
                 Ok(d)
             };
-            layer.mlp_bf16 = Some((dense(&layer.lin1)?, dense(&layer.lin2)?));
+            for layer in &mut self.layers {
+                layer.mlp_bf16 = Some((dense(&layer.lin1)?, dense(&layer.lin2)?));
+            }
         }
         let cross = self
             .layers

@@ -189,8 +189,8 @@ impl Upscaling {
     /// writing it out in f32: each prompt's masks `hyper` [n, k, c_out] · map, [n, k, 4g, 4g],
     /// and the map in bordered bf16 channel pairs for the HQ mask-feature convolution.
     /// `None` where that path does not apply (then [`Self::forward`] and the product): tokens
-    /// not f32 on the CPU, a CPU without AVX-512 BF16, g not a multiple of 4, or c_out not a
-    /// multiple of 16.
+    /// not f32 on the CPU, a CPU without AVX-512 BF16, g not a multiple of 4, c_out not a
+    /// multiple of 16, or more than [`MAX_MASKS`] masks a prompt.
     pub(crate) fn forward_masks_and_pairs(
         &self,
         tokens: &Tensor,
